@@ -1,0 +1,3 @@
+from minitoolai.cli import main
+
+main()

@@ -1,0 +1,103 @@
+"""Authenticating a bearer key, without a database query on the hot path.
+
+Keys are looked up by hash and cached for ``ttl`` seconds (successes only: caching misses
+would let anyone fill memory). Revoking through this process drops the entry at once; other
+replicas see a revocation within ``ttl``. Money is never decided from the cache: the balance
+check is the hold's conditional UPDATE.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from sqlalchemy import select
+
+from minitoolai.accounts.keys import KEY_PREFIX, hash_key, hashes_match
+from minitoolai.clock import as_utc, utcnow
+from minitoolai.errors import AuthenticationFailed, PermissionDenied
+from minitoolai.infra.db import Database
+from minitoolai.infra.tables import accounts, api_keys
+
+_INVALID = "Incorrect API key provided. You can find your API key with your operator."
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling: the key and the account it spends from."""
+
+    key_id: int
+    account_id: int
+    account_name: str
+    key_prefix: str
+    allowed_models: frozenset[str] | None
+    expires_at: float | None  # unix time
+
+    def check_model(self, model: str) -> None:
+        if self.allowed_models is not None and model not in self.allowed_models:
+            raise PermissionDenied(
+                f"This API key may not use the model '{model}'.",
+                param="model",
+                code="model_not_allowed",
+            )
+
+
+class Authenticator:
+    def __init__(self, db: Database, ttl: float = 5.0, max_entries: int = 100_000) -> None:
+        self.db = db
+        self.ttl = ttl
+        self.max_entries = max_entries
+        self._cache: dict[str, tuple[float, Principal]] = {}
+
+    async def authenticate(self, authorization: str | None) -> Principal:
+        if not authorization:
+            raise AuthenticationFailed(
+                "You didn't provide an API key. Send it as 'Authorization: Bearer <key>'.",
+                code="missing_api_key",
+            )
+        scheme, _, token = authorization.partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token.startswith(KEY_PREFIX) or len(token) > 200:
+            raise AuthenticationFailed(_INVALID)
+        digest = hash_key(token)
+        now = time.monotonic()
+        cached = self._cache.get(digest)
+        if cached is not None and cached[0] > now:
+            principal = cached[1]
+        else:
+            principal = await self._load(digest, token)
+            if len(self._cache) >= self.max_entries:
+                self._cache.clear()
+            self._cache[digest] = (now + self.ttl, principal)
+        if principal.expires_at is not None and principal.expires_at <= time.time():
+            raise AuthenticationFailed(_INVALID)
+        return principal
+
+    def forget(self, key_hash: str) -> None:
+        self._cache.pop(key_hash, None)
+
+    async def _load(self, digest: str, token: str) -> Principal:
+        async with self.db.read() as conn:
+            row = (
+                await conn.execute(
+                    select(
+                        api_keys.c.id,
+                        api_keys.c.key_hash,
+                        api_keys.c.prefix,
+                        api_keys.c.allowed_models,
+                        api_keys.c.expires_at,
+                        api_keys.c.revoked_at,
+                        accounts.c.id.label("account_id"),
+                        accounts.c.name,
+                    )
+                    .join(accounts, accounts.c.id == api_keys.c.account_id)
+                    .where(api_keys.c.key_hash == digest)
+                )
+            ).first()
+        if row is None or row.revoked_at is not None or not hashes_match(row.key_hash, token):
+            raise AuthenticationFailed(_INVALID)
+        expires = as_utc(row.expires_at).timestamp() if row.expires_at else None
+        if expires is not None and expires <= utcnow().timestamp():
+            raise AuthenticationFailed(_INVALID)
+        models = frozenset(row.allowed_models) if row.allowed_models else None
+        return Principal(row.id, row.account_id, row.name, row.prefix, models, expires)

@@ -1,0 +1,261 @@
+"""Accounts and their API keys: what the operator CLI and the admin API do."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import desc, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from minitoolai.accounts.keys import VISIBLE, generate_key, hash_key, visible_prefix
+from minitoolai.clock import as_utc, utcnow
+from minitoolai.errors import Conflict, InvalidRequest, NotFound
+from minitoolai.infra.db import Database
+from minitoolai.infra.tables import accounts, api_keys, charges, ledger_entries
+from minitoolai.ledger.service import Ledger
+from minitoolai.money import nano_to_usd
+
+
+@dataclass(slots=True)
+class Account:
+    id: int
+    name: str
+    balance: int
+    held: int
+    created_at: datetime
+
+    @property
+    def available(self) -> int:
+        return self.balance - self.held
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "object": "account",
+            "name": self.name,
+            "balance": nano_to_usd(self.balance),
+            "held": nano_to_usd(self.held),
+            "available": nano_to_usd(self.available),
+            "created_at": as_utc(self.created_at).isoformat(),
+        }
+
+
+@dataclass(slots=True)
+class KeyRecord:
+    id: int
+    account_name: str
+    prefix: str
+    name: str | None
+    allowed_models: list[str] | None
+    created_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "object": "api_key",
+            "account": self.account_name,
+            "prefix": self.prefix,
+            "name": self.name,
+            "allowed_models": self.allowed_models,
+            "created_at": as_utc(self.created_at).isoformat(),
+            "expires_at": as_utc(self.expires_at).isoformat() if self.expires_at else None,
+            "revoked": self.revoked_at is not None,
+        }
+
+
+def _valid_name(name: str) -> str:
+    name = name.strip()
+    if not name or len(name) > 200 or any(c.isspace() and c != " " for c in name):
+        raise InvalidRequest("an account name is 1 to 200 printable characters", param="name")
+    return name
+
+
+class AccountService:
+    def __init__(self, db: Database, ledger: Ledger) -> None:
+        self.db = db
+        self.ledger = ledger
+
+    async def create(self, name: str, credit: int = 0) -> tuple[Account, str]:
+        """Create an account with its first key. Returns the account and the plaintext key."""
+        name = _valid_name(name)
+        try:
+            async with self.db.write() as conn:
+                account_id = (
+                    await conn.execute(
+                        insert(accounts)
+                        .values(name=name, balance=0, held=0, created_at=utcnow())
+                        .returning(accounts.c.id)
+                    )
+                ).scalar_one()
+        except IntegrityError:
+            raise Conflict(f"an account named {name!r} already exists") from None
+        key, _ = await self.create_key(name)
+        if credit:
+            await self.ledger.top_up(account_id, credit, "initial credit")
+        return await self.get(name), key
+
+    async def get(self, name: str) -> Account:
+        async with self.db.read() as conn:
+            row = (await conn.execute(select(accounts).where(accounts.c.name == name))).first()
+        if row is None:
+            raise NotFound(f"no account named {name!r}")
+        return Account(row.id, row.name, int(row.balance), int(row.held), row.created_at)
+
+    async def get_by_id(self, account_id: int) -> Account:
+        async with self.db.read() as conn:
+            row = (await conn.execute(select(accounts).where(accounts.c.id == account_id))).first()
+        if row is None:
+            raise NotFound("no such account")
+        return Account(row.id, row.name, int(row.balance), int(row.held), row.created_at)
+
+    async def all(self) -> list[Account]:
+        async with self.db.read() as conn:
+            rows = (await conn.execute(select(accounts).order_by(accounts.c.name))).all()
+        return [Account(r.id, r.name, int(r.balance), int(r.held), r.created_at) for r in rows]
+
+    async def recent_entries(self, account_id: int, limit: int = 20) -> list[dict[str, Any]]:
+        async with self.db.read() as conn:
+            rows = (
+                await conn.execute(
+                    select(ledger_entries)
+                    .where(ledger_entries.c.account_id == account_id)
+                    .order_by(desc(ledger_entries.c.id))
+                    .limit(limit)
+                )
+            ).all()
+        return [
+            {
+                "kind": r.kind,
+                "amount": nano_to_usd(r.amount),
+                "held": nano_to_usd(r.held),
+                "request": r.charge_id,
+                "note": r.note,
+                "created_at": as_utc(r.created_at).isoformat(),
+            }
+            for r in rows
+        ]
+
+    async def open_holds(self, account_id: int) -> int:
+        async with self.db.read() as conn:
+            return int(
+                (
+                    await conn.execute(
+                        select(func.count()).where(
+                            charges.c.account_id == account_id, charges.c.status == "held"
+                        )
+                    )
+                ).scalar_one()
+            )
+
+    async def usage(self, account_id: int, limit: int = 50) -> list[dict[str, Any]]:
+        async with self.db.read() as conn:
+            rows = (
+                await conn.execute(
+                    select(charges)
+                    .where(charges.c.account_id == account_id, charges.c.status != "held")
+                    .order_by(desc(charges.c.created_at))
+                    .limit(limit)
+                )
+            ).all()
+        return [
+            {
+                "id": r.id,
+                "object": "usage",
+                "kind": r.kind,
+                "model": r.model,
+                "served_by": r.served_by,
+                "status": r.status,
+                "prompt_tokens": r.prompt_tokens,
+                "completion_tokens": r.completion_tokens,
+                "units": r.units,
+                "estimated": bool(r.usage_estimated),
+                "cost": nano_to_usd(int(r.cost or 0)),
+                "created_at": as_utc(r.created_at).isoformat(),
+            }
+            for r in rows
+        ]
+
+    # -- keys --------------------------------------------------------------------------------
+
+    async def create_key(
+        self,
+        account_name: str,
+        *,
+        name: str | None = None,
+        expires_at: datetime | None = None,
+        allowed_models: list[str] | None = None,
+    ) -> tuple[str, KeyRecord]:
+        account = await self.get(account_name)
+        key = generate_key()
+        now = utcnow()
+        async with self.db.write() as conn:
+            key_id = (
+                await conn.execute(
+                    insert(api_keys)
+                    .values(
+                        account_id=account.id,
+                        prefix=visible_prefix(key),
+                        key_hash=hash_key(key),
+                        name=name,
+                        allowed_models=allowed_models,
+                        created_at=now,
+                        expires_at=expires_at,
+                    )
+                    .returning(api_keys.c.id)
+                )
+            ).scalar_one()
+        record = KeyRecord(
+            key_id, account.name, visible_prefix(key), name, allowed_models, now, expires_at, None
+        )
+        return key, record
+
+    async def list_keys(self, account_name: str) -> list[KeyRecord]:
+        account = await self.get(account_name)
+        async with self.db.read() as conn:
+            rows = (
+                await conn.execute(
+                    select(api_keys)
+                    .where(api_keys.c.account_id == account.id)
+                    .order_by(api_keys.c.id)
+                )
+            ).all()
+        return [
+            KeyRecord(
+                r.id,
+                account.name,
+                r.prefix,
+                r.name,
+                r.allowed_models,
+                r.created_at,
+                r.expires_at,
+                r.revoked_at,
+            )
+            for r in rows
+        ]
+
+    async def revoke_key(self, prefix: str) -> str:
+        """Revoke the one live key starting with ``prefix``. Returns its key hash (for caches)."""
+        if len(prefix) < 8:
+            raise InvalidRequest("give at least 8 characters of the key", param="prefix")
+        if len(prefix) > VISIBLE:  # a whole key: find it by its hash
+            condition = api_keys.c.key_hash == hash_key(prefix)
+        else:
+            condition = api_keys.c.prefix.startswith(prefix, autoescape=True)
+        async with self.db.write() as conn:
+            matches = (
+                await conn.execute(
+                    select(api_keys.c.id, api_keys.c.key_hash).where(
+                        condition, api_keys.c.revoked_at.is_(None)
+                    )
+                )
+            ).all()
+            if not matches:
+                raise NotFound(f"no live key starts with {prefix[:VISIBLE]!r}")
+            if len(matches) > 1:
+                raise Conflict(f"{len(matches)} keys start with {prefix!r}; give more characters")
+            await conn.execute(
+                update(api_keys).where(api_keys.c.id == matches[0].id).values(revoked_at=utcnow())
+            )
+        return str(matches[0].key_hash)

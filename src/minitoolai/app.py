@@ -1,0 +1,99 @@
+"""The ASGI application: ``create_app()`` wires routes, error handlers and the lifespan.
+
+Nothing is built at import time; the lifespan builds the services (database, ledger, engines)
+and background tasks (the hold sweeper), and closes them on shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from minitoolai.bootstrap import Services, build_services
+from minitoolai.errors import APIError
+from minitoolai.http.responses import JSON, on_api_error, on_http_error, on_unexpected
+from minitoolai.http.routes import account, admin, chat
+from minitoolai.observability import REGISTRY, RequestLog
+from minitoolai.settings import Settings
+
+log = logging.getLogger("minitoolai")
+
+
+async def healthz(request: Request) -> Response:
+    svc: Services = request.app.state.services
+    try:
+        await asyncio.wait_for(svc.db.ping(), timeout=2.0)
+    except Exception as exc:  # any failure to reach the database is "unhealthy"
+        log.warning("health check failed: %s", exc)
+        return JSON({"status": "error", "database": "unreachable"}, status_code=503)
+    return JSON({"status": "ok", "database": svc.db.dialect})
+
+
+async def metrics(_request: Request) -> Response:
+    return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+
+
+async def _sweep_forever(svc: Services) -> None:
+    while True:
+        await asyncio.sleep(svc.settings.sweep_interval_s)
+        try:
+            await svc.ledger.sweep_expired()
+        except Exception:  # the sweeper must outlive a database hiccup
+            log.exception("hold sweeper failed; will retry")
+
+
+def _print_routing(svc: Services) -> None:
+    rows = svc.chat.router.table()
+    if not rows:
+        log.warning(
+            "no chat deployments: set OPENAI_API_KEY, or add [[deployments]] to the config file"
+        )
+    for model, deployment, priority, weight in rows:
+        log.info("route %-24s -> %s (priority %d, weight %d)", model, deployment, priority, weight)
+
+
+def create_app(settings: Settings | None = None, services: Services | None = None) -> Starlette:
+    settings = settings or Settings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        svc = services or await build_services(settings)
+        app.state.services = svc
+        _print_routing(svc)
+        sweeper = asyncio.create_task(_sweep_forever(svc), name="hold-sweeper")
+        try:
+            yield
+        finally:
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
+            if services is None:
+                await svc.aclose()
+
+    routes = [
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
+        *account.routes,
+        *admin.routes,
+        *chat.routes,
+    ]
+    return Starlette(
+        routes=routes,
+        middleware=[Middleware(RequestLog)],
+        exception_handlers={
+            APIError: on_api_error,
+            HTTPException: on_http_error,
+            Exception: on_unexpected,
+        },
+        lifespan=lifespan,
+    )

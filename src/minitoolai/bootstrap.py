@@ -1,0 +1,89 @@
+"""Builds the services the API and the worker share, in one place, in dependency order."""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from minitoolai.accounts.auth import Authenticator
+from minitoolai.accounts.service import AccountService
+from minitoolai.chat.pipeline import ChatService
+from minitoolai.infra.db import Database
+from minitoolai.infra.http import upstream_session
+from minitoolai.infra.migrate import upgrade
+from minitoolai.ledger.pricing import PriceTable
+from minitoolai.ledger.service import Ledger
+from minitoolai.routing.build import build_router
+from minitoolai.settings import FileConfig, Settings
+
+log = logging.getLogger("minitoolai")
+
+
+@dataclass
+class Services:
+    settings: Settings
+    config: FileConfig
+    db: Database
+    ledger: Ledger
+    accounts: AccountService
+    auth: Authenticator
+    prices: PriceTable
+    http: aiohttp.ClientSession
+    chat: ChatService
+    extras: dict[str, Any] = field(default_factory=dict)
+    _admin_key: str | None = None
+
+    @property
+    def admin_key(self) -> str:
+        """Made on first use, so CLI commands never generate one."""
+        if self._admin_key is None:
+            self._admin_key = _admin_key(self.settings)
+        return self._admin_key
+
+    async def aclose(self) -> None:
+        await self.http.close()
+        await self.db.dispose()
+
+
+def _admin_key(settings: Settings) -> str:
+    """The operator's key: from the environment, or generated once and kept in the data dir."""
+    if settings.admin_key is not None:
+        return settings.admin_key.get_secret_value()
+    path: Path = settings.data_dir / "admin.key"
+    if path.exists():
+        return path.read_text(encoding="utf-8").strip()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    key = "mtai-admin-" + secrets.token_urlsafe(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(key + "\n")
+    log.warning("generated an admin key (kept in %s): %s", path, key)
+    return key
+
+
+async def build_services(settings: Settings, *, migrate: bool = True) -> Services:
+    config = settings.load_file()
+    db = Database(settings.resolved_database_url())
+    if migrate:
+        await upgrade(db.engine)
+    ledger = Ledger(db, hold_timeout_s=settings.hold_timeout_s)
+    prices = PriceTable(config.prices)
+    http = upstream_session()
+    router = build_router(settings, config, http)
+    return Services(
+        settings=settings,
+        config=config,
+        db=db,
+        ledger=ledger,
+        accounts=AccountService(db, ledger),
+        auth=Authenticator(db, ttl=settings.key_cache_ttl_s),
+        prices=prices,
+        http=http,
+        chat=ChatService(ledger, prices, router),
+    )

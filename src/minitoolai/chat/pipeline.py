@@ -1,0 +1,317 @@
+"""One chat request's life: validate -> hold -> pick a deployment -> stream -> settle.
+
+The money rules live here and nowhere else:
+- the hold is the worst case (prompt estimate + ``max_completion_tokens`` at the model's price)
+  and is taken before any engine is called; 402 if the balance cannot cover it;
+- deployments are tried in the router's order until one produces a first chunk; if none does,
+  the hold is released (the client pays nothing) and the client gets a 502;
+- a finished stream settles on the usage the engine reported; a stream cut short (client
+  disconnect, upstream failure mid-way) settles on what was generated, counted by the engine's
+  tokenizer when its usage never came, and the charge is marked estimated;
+- the usage the client is shown is the usage it was charged for.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import secrets
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+
+from minitoolai.accounts.auth import Principal
+from minitoolai.chat.schemas import ChatRequest
+from minitoolai.chat.tokens import count_messages
+from minitoolai.chat.wire import completion
+from minitoolai.engines.base import ChatChunk, ChatEngine, ChatParams, Usage
+from minitoolai.engines.errors import EngineBusy, EngineError, EngineRejected
+from minitoolai.engines.openai_compat import OpenAICompatEngine
+from minitoolai.errors import (
+    InvalidRequest,
+    RateLimited,
+    ServiceUnavailable,
+    UnsupportedInput,
+    UpstreamError,
+)
+from minitoolai.ledger.pricing import CHAT_MODELS, Price, PriceTable
+from minitoolai.ledger.service import Hold, Ledger, UsageRecord
+from minitoolai.observability import CHARGED, TOKENS, UPSTREAM_FAILURES
+from minitoolai.routing.router import Deployment, Router
+
+log = logging.getLogger("minitoolai.chat")
+
+#: Safety margin on the prompt estimate in the hold, for tokenizers that count a little
+#: differently from ours. The settlement uses the engine's own count.
+PROMPT_MARGIN = 1.05
+PROMPT_SLACK = 16
+
+
+@dataclass(slots=True)
+class Prepared:
+    """A validated request with its images resolved; nothing held yet."""
+
+    request: ChatRequest
+    params: ChatParams
+    prompt_tokens: int  # our own count (text + images), the fallback if no usage arrives
+    hold_amount: int
+    price: Price
+    candidates: list[Deployment]
+
+
+@dataclass
+class ChatRun:
+    """A request with its money held and a deployment answering."""
+
+    service: ChatService
+    principal: Principal
+    prepared: Prepared
+    hold: Hold
+    deployment: Deployment | None = None
+    id: str = field(default_factory=lambda: "chatcmpl-" + secrets.token_urlsafe(18))
+    created: int = field(default_factory=lambda: int(time.time()))
+    model: str = ""
+    fingerprint: str = ""
+    text: list[str] = field(default_factory=list)
+    finish_reason: str | None = None
+    usage: Usage | None = None  # what was billed, once settled
+    engine_usage: Usage | None = None
+    settled: bool = False
+    _stream: AsyncIterator[ChatChunk] | None = None
+    _first: ChatChunk | None = None
+
+    @property
+    def public_model(self) -> str:
+        return self.prepared.request.model
+
+    async def open(self) -> None:
+        """Get a first chunk from some deployment, or release the hold and raise 502/429."""
+        last_error = "no deployment is configured"
+        busy: EngineBusy | None = None
+        for deployment in self.prepared.candidates:
+            stream = deployment.engine.stream(self.prepared.params)
+            try:
+                first = await anext(stream)
+            except StopAsyncIteration:
+                last_error = f"{deployment.name} returned an empty answer"
+                self.service.router.failed(deployment)
+                continue
+            except EngineBusy as exc:
+                busy = exc
+                continue
+            except EngineRejected as exc:
+                await self._release()
+                raise InvalidRequest(f"The model rejected the request: {exc}") from None
+            except EngineError as exc:
+                last_error = str(exc)
+                log.warning("deployment %s failed before the first byte: %s", deployment.name, exc)
+                UPSTREAM_FAILURES.labels(deployment.name).inc()
+                self.service.router.failed(deployment)
+                continue
+            except BaseException:
+                await self._release()
+                raise
+            self.service.router.succeeded(deployment)
+            self.deployment, self._stream, self._first = deployment, stream, first
+            self.model = first.model or deployment.engine.model_id
+            self.fingerprint = "fp_" + secrets.token_hex(5)
+            return
+        await self._release()
+        if busy is not None:
+            raise RateLimited(
+                f"The model '{self.public_model}' is busy; retry shortly.",
+                retry_after=busy.retry_after,
+            )
+        raise UpstreamError(f"No deployment of '{self.public_model}' could answer: {last_error}")
+
+    async def chunks(self) -> AsyncIterator[ChatChunk]:
+        """The answer as it arrives; ``usage`` chunks are kept back for billing."""
+        assert self._stream is not None and self._first is not None
+        first, self._first = self._first, None
+        pending: list[ChatChunk] = [first]
+        while True:
+            if pending:
+                chunk = pending.pop()
+            else:
+                try:
+                    chunk = await anext(self._stream)
+                except StopAsyncIteration:
+                    return
+            if chunk.usage is not None:
+                self.engine_usage = chunk.usage
+            if chunk.content:
+                self.text.append(chunk.content)
+            if chunk.finish_reason:
+                self.finish_reason = chunk.finish_reason
+            if chunk.content or chunk.finish_reason or chunk.role:
+                yield chunk
+
+    async def settle(self, *, keep_result: bool = False) -> Usage:
+        """Charge for what was generated; safe to call more than once.
+
+        With ``keep_result`` the finished completion is stored with the charge, so an
+        idempotent retry is answered with it instead of being billed again.
+        """
+        if self.settled:
+            assert self.usage is not None
+            return self.usage
+        self.settled = True
+        estimated = self.engine_usage is None
+        if self.engine_usage is not None:
+            usage = self.engine_usage
+        else:
+            engine = self.deployment.engine if self.deployment else None
+            text = "".join(self.text)
+            completion = engine.count_tokens(text) if (engine and text) else 0
+            usage = Usage(self.prepared.prompt_tokens, completion)
+        cost = self.prepared.price.tokens(usage.prompt_tokens, usage.completion_tokens)
+        result = self.completion(usage) if keep_result else None
+        outcome = await self.service.ledger.settle(
+            self.hold.charge_id,
+            cost,
+            UsageRecord(
+                prompt_tokens=usage.prompt_tokens,
+                completion_tokens=usage.completion_tokens,
+                estimated=estimated,
+                served_by=self.deployment.name if self.deployment else None,
+                result=result,
+            ),
+        )
+        if outcome.cost < cost:  # capped at the hold: show what was really charged
+            log.error("charge %s capped at its hold", self.hold.charge_id)
+        self.usage = usage
+        CHARGED.labels(self.public_model).inc(outcome.cost)
+        TOKENS.labels(self.public_model, "prompt").inc(usage.prompt_tokens)
+        TOKENS.labels(self.public_model, "completion").inc(usage.completion_tokens)
+        return usage
+
+    def completion(self, usage: Usage) -> dict[str, Any]:
+        return completion(
+            self.id,
+            self.created,
+            self.model,
+            self.fingerprint,
+            "".join(self.text),
+            self.finish_reason,
+            usage,
+        )
+
+    async def close(self) -> None:
+        """Always called last, even when cancelled: settle what is owed, stop the engine."""
+        with anyio.CancelScope(shield=True):
+            if self._stream is not None:
+                try:
+                    await self._stream.aclose()  # type: ignore[attr-defined]
+                except Exception:  # a broken upstream must not block the settlement
+                    log.debug("closing the engine stream failed", exc_info=True)
+            if not self.settled:
+                try:
+                    await self.settle()
+                except Exception:  # the sweeper will release the hold; log loudly
+                    log.exception("settling %s failed", self.hold.charge_id)
+
+    async def _release(self) -> None:
+        with anyio.CancelScope(shield=True):
+            self.settled = True
+            await self.service.ledger.release(self.hold.charge_id)
+
+
+class ChatService:
+    def __init__(self, ledger: Ledger, prices: PriceTable, router: Router) -> None:
+        self.ledger = ledger
+        self.prices = prices
+        self.router = router
+        self.image_resolver: Any = None  # set by bootstrap when vision input is enabled
+
+    async def prepare(self, principal: Principal, request: ChatRequest) -> Prepared:
+        """Everything that can fail with a 4xx, before any money moves."""
+        model = request.model
+        if not self.router.knows(model) and model in CHAT_MODELS:
+            raise ServiceUnavailable(
+                f"No engine serves '{model}' on this server. The operator can set OPENAI_API_KEY, "
+                f"add a [[deployments]] entry to the config file, or install the local engine.",
+                code="model_not_served",
+            )
+        if not self.router.knows(model):
+            raise InvalidRequest(
+                f"The model '{model}' does not exist. "
+                f"Available: {', '.join(self.router.models()) or 'none'}.",
+                param="model",
+                code="model_not_found",
+            )
+        principal.check_model(model)
+        candidates = self.router.candidates(model)
+        messages = request.message_dicts()
+        image_tokens = 0
+        if request.has_images():
+            candidates = [d for d in candidates if d.engine.accepts_images]
+            if not candidates:
+                raise UnsupportedInput(
+                    f"model {model} does not accept image input", param="messages"
+                )
+            if self.image_resolver is None:
+                raise UnsupportedInput(
+                    "image input is not enabled on this server", param="messages"
+                )
+            messages, image_tokens = await self.image_resolver(model, messages)
+        text_tokens = count_messages(messages, model)
+        prompt_tokens = text_tokens + image_tokens
+        estimate = max([_estimate(d.engine, messages, model) for d in candidates] + [text_tokens])
+        hold_prompt = math.ceil(estimate * PROMPT_MARGIN) + PROMPT_SLACK + image_tokens
+        price = self.prices[model]
+        params = ChatParams(
+            messages=messages,
+            max_tokens=request.completion_limit,
+            temperature=1.0 if request.temperature is None else request.temperature,
+            top_p=request.top_p,
+            stop=request.stop_list,
+            seed=request.seed,
+            presence_penalty=request.presence_penalty,
+            frequency_penalty=request.frequency_penalty,
+            response_format=(
+                request.response_format.model_dump() if request.response_format else None
+            ),
+            user=request.user,
+        )
+        return Prepared(
+            request=request,
+            params=params,
+            prompt_tokens=prompt_tokens,
+            hold_amount=price.tokens(hold_prompt, request.completion_limit),
+            price=price,
+            candidates=candidates,
+        )
+
+    async def start(
+        self, principal: Principal, prepared: Prepared, idempotency_key: str | None = None
+    ) -> ChatRun | Hold:
+        """Hold the money and open a stream. A replayed idempotent request returns its Hold."""
+        hold = await self.ledger.hold(
+            principal.account_id,
+            prepared.hold_amount,
+            kind="chat",
+            model=prepared.request.model,
+            api_key_id=principal.key_id,
+            idempotency_key=idempotency_key,
+        )
+        if hold.is_replay:
+            return hold
+        run = ChatRun(self, principal, prepared, hold)
+        await run.open()
+        return run
+
+
+def _estimate(engine: ChatEngine, messages: list[dict[str, Any]], model: str) -> int:
+    """Prompt tokens as this engine's tokenizer would count them (an upper-bound estimate)."""
+    if isinstance(engine, OpenAICompatEngine):
+        return count_messages(messages, model)
+    text = "".join(
+        m["content"]
+        if isinstance(m.get("content"), str)
+        else "".join(p.get("text", "") for p in m.get("content") or [] if isinstance(p, dict))
+        for m in messages
+    )
+    return engine.count_tokens(text) + 8 * len(messages) + 16

@@ -1,0 +1,121 @@
+"""Chat responses on the wire: the seed's SSE chunks and OpenAI's ``chat.completion``.
+
+Chunks are built from a byte prefix computed once per completion, so a streamed token costs
+one small ``orjson.dumps`` of its delta and a few byte joins.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from minitoolai.engines.base import Usage
+
+DONE = b"data: [DONE]\n\n"
+
+
+def usage_dict(usage: Usage) -> dict[str, Any]:
+    return {
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.total_tokens,
+        "prompt_tokens_details": {"cached_tokens": usage.cached_tokens, "audio_tokens": 0},
+        "completion_tokens_details": {
+            "reasoning_tokens": usage.reasoning_tokens,
+            "audio_tokens": 0,
+            "accepted_prediction_tokens": 0,
+            "rejected_prediction_tokens": 0,
+        },
+    }
+
+
+class ChunkWriter:
+    """Renders one completion's SSE events, every one sharing ``id``, ``created``, ``model``."""
+
+    def __init__(self, completion_id: str, created: int, model: str, fingerprint: str) -> None:
+        head = orjson.dumps(
+            {
+                "id": completion_id,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": model,
+                "service_tier": "default",
+                "system_fingerprint": fingerprint,
+            }
+        )
+        self._head = b"data: " + head[:-1] + b',"choices":'
+
+    def delta(self, delta: dict[str, Any], finish_reason: str | None = None) -> bytes:
+        choice = (
+            b'[{"index":0,"delta":' + orjson.dumps(delta) + b',"logprobs":null,"finish_reason":'
+        )
+        finish = orjson.dumps(finish_reason)
+        return self._head + choice + finish + b'}],"usage":null}\n\n'
+
+    def usage(self, usage: Usage) -> bytes:
+        return self._head + b'[],"usage":' + orjson.dumps(usage_dict(usage)) + b"}\n\n"
+
+    @staticmethod
+    def error(message: str, kind: str = "upstream_error") -> bytes:
+        body = {"error": {"message": message, "type": kind, "param": None, "code": None}}
+        return b"data: " + orjson.dumps(body) + b"\n\n"
+
+
+def completion(
+    completion_id: str,
+    created: int,
+    model: str,
+    fingerprint: str,
+    text: str,
+    finish_reason: str | None,
+    usage: Usage,
+) -> dict[str, Any]:
+    return {
+        "id": completion_id,
+        "object": "chat.completion",
+        "created": created,
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {
+                    "role": "assistant",
+                    "content": text,
+                    "refusal": None,
+                    "annotations": [],
+                },
+                "logprobs": None,
+                "finish_reason": finish_reason or "stop",
+            }
+        ],
+        "usage": usage_dict(usage),
+        "service_tier": "default",
+        "system_fingerprint": fingerprint,
+    }
+
+
+def replay_events(stored: dict[str, Any], include_usage: bool, with_role: bool) -> list[bytes]:
+    """An idempotent retry of a stream: the stored completion, streamed again, not re-billed."""
+    writer = ChunkWriter(
+        stored["id"], stored["created"], stored["model"], stored.get("system_fingerprint") or ""
+    )
+    choice = stored["choices"][0]
+    delta: dict[str, Any] = {"content": choice["message"]["content"]}
+    if with_role:
+        delta = {"role": "assistant", **delta}
+    events = [writer.delta(delta), writer.delta({}, choice["finish_reason"])]
+    if include_usage:
+        u = stored["usage"]
+        events.append(
+            writer.usage(
+                Usage(
+                    u["prompt_tokens"],
+                    u["completion_tokens"],
+                    u["prompt_tokens_details"]["cached_tokens"],
+                    u["completion_tokens_details"]["reasoning_tokens"],
+                )
+            )
+        )
+    events.append(DONE)
+    return events

@@ -1,0 +1,276 @@
+"""The ``minitoolai`` command: run the server, and manage accounts, credit and keys.
+
+Management commands work directly against the configured database (like Django's
+``manage.py``), so they need no running server and no admin key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Annotated, Any, TypeVar
+
+import orjson
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from minitoolai.bootstrap import Services, build_services
+from minitoolai.errors import APIError
+from minitoolai.money import nano_to_usd, usd_to_nano
+from minitoolai.settings import Settings
+
+T = TypeVar("T")
+
+HELP = """MiniToolAI: a self-hostable AI gateway with API keys and prepaid credit.
+
+\b
+Quick start (embedded default: SQLite and files under ./data):
+  minitoolai serve                          # http://127.0.0.1:8000
+  minitoolai accounts create alice --credit 5
+  curl -H "Authorization: Bearer <key>" http://127.0.0.1:8000/api/balance/
+
+\b
+Configuration comes from MINITOOLAI_* environment variables, e.g.
+  MINITOOLAI_DATA_DIR=./data
+  MINITOOLAI_DATABASE_URL=postgresql+asyncpg://user@host/db
+  MINITOOLAI_CONFIG=/etc/minitoolai.toml    (prices, providers, models)
+and OPENAI_API_KEY / OPENAI_BASE_URL to route the gpt-* models upstream.
+"""
+
+app = typer.Typer(help=HELP, no_args_is_help=True, add_completion=False)
+accounts_app = typer.Typer(help="Create, list and inspect accounts.", no_args_is_help=True)
+credit_app = typer.Typer(help="Top up an account's prepaid credit.", no_args_is_help=True)
+keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
+app.add_typer(accounts_app, name="accounts")
+app.add_typer(credit_app, name="credit")
+app.add_typer(keys_app, name="keys")
+
+console = Console()
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+
+
+def _run(action: Callable[[Services], Awaitable[T]]) -> T:
+    async def go() -> T:
+        services = await build_services(Settings())
+        try:
+            return await action(services)
+        finally:
+            await services.aclose()
+
+    try:
+        return asyncio.run(go())
+    except APIError as exc:
+        console.print(f"[red]error:[/red] {exc.message}", highlight=False)
+        raise typer.Exit(1) from None
+    except ValueError as exc:
+        console.print(f"[red]error:[/red] {exc}", highlight=False)
+        raise typer.Exit(2) from None
+
+
+def _print_json(data: Any) -> None:
+    sys.stdout.write(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n")
+
+
+def _usd(value: str) -> int:
+    try:
+        return usd_to_nano(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    workers: Annotated[int, typer.Option(help="Worker processes (each its own event loop).")] = 1,
+) -> None:
+    """Run the API server (migrations are applied on start)."""
+    import uvicorn
+
+    from minitoolai.observability import setup_logging
+
+    settings = Settings()
+    setup_logging(settings.log_level, settings.log_format)
+    uvicorn.run(
+        "minitoolai.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        loop="uvloop",
+        http="httptools",
+        access_log=False,
+        log_config=None,
+        timeout_graceful_shutdown=30,
+    )
+
+
+@app.command()
+def migrate() -> None:
+    """Apply database migrations and exit (serve does this on start too)."""
+
+    async def go(_svc: Services) -> None:
+        return None
+
+    _run(go)
+    console.print("database is up to date")
+
+
+@accounts_app.command("create")
+def accounts_create(
+    name: str,
+    credit: Annotated[str, typer.Option(help="Initial credit in USD, e.g. 5 or 0.25.")] = "0",
+    as_json: JsonOpt = False,
+) -> None:
+    """Create an account and its first API key (shown once)."""
+    amount = _usd(credit)
+
+    async def go(svc: Services) -> dict[str, Any]:
+        account, key = await svc.accounts.create(name, amount)
+        return {"account": account.to_dict(), "api_key": key}
+
+    result = _run(go)
+    if as_json:
+        _print_json(result)
+        return
+    acct = result["account"]
+    console.print(f"created account [bold]{acct['name']}[/bold] with US${acct['balance']}")
+    console.print(f"API key (shown once, keep it safe): [bold]{result['api_key']}[/bold]")
+
+
+@accounts_app.command("list")
+def accounts_list(as_json: JsonOpt = False) -> None:
+    """List accounts with their balances."""
+    rows = _run(lambda svc: svc.accounts.all())
+    data = [a.to_dict() for a in rows]
+    if as_json:
+        _print_json(data)
+        return
+    table = Table("name", "balance (USD)", "held", "available", "created")
+    for a in data:
+        table.add_row(a["name"], a["balance"], a["held"], a["available"], a["created_at"][:19])
+    console.print(table)
+
+
+@accounts_app.command("show")
+def accounts_show(name: str, as_json: JsonOpt = False) -> None:
+    """Show an account: balance, open holds and recent ledger entries."""
+
+    async def go(svc: Services) -> dict[str, Any]:
+        account = await svc.accounts.get(name)
+        return {
+            **account.to_dict(),
+            "open_holds": await svc.accounts.open_holds(account.id),
+            "recent_entries": await svc.accounts.recent_entries(account.id),
+        }
+
+    data = _run(go)
+    if as_json:
+        _print_json(data)
+        return
+    console.print(
+        f"[bold]{data['name']}[/bold]  balance US${data['balance']}  held US${data['held']} "
+        f"({data['open_holds']} open holds)  available US${data['available']}"
+    )
+    table = Table("when", "kind", "amount", "held", "request", "note")
+    for e in data["recent_entries"]:
+        table.add_row(
+            e["created_at"][:19],
+            e["kind"],
+            e["amount"],
+            e["held"],
+            e["request"] or "",
+            e["note"] or "",
+        )
+    console.print(table)
+
+
+@credit_app.command("add")
+def credit_add(
+    name: str,
+    usd: Annotated[str, typer.Argument(help="Amount in USD, e.g. 10 or 0.50.")],
+    note: Annotated[str | None, typer.Option(help="Why (kept in the ledger).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Top up an account ("Ricarica")."""
+    amount = _usd(usd)
+
+    async def go(svc: Services) -> dict[str, Any]:
+        account = await svc.accounts.get(name)
+        await svc.ledger.top_up(account.id, amount, note)
+        return (await svc.accounts.get(name)).to_dict()
+
+    data = _run(go)
+    if as_json:
+        _print_json(data)
+        return
+    console.print(f"added US${nano_to_usd(amount)}; balance now US${data['balance']}")
+
+
+@keys_app.command("create")
+def keys_create(
+    name: Annotated[str, typer.Argument(help="Account name.")],
+    label: Annotated[str | None, typer.Option(help="A label for the key.")] = None,
+    expires: Annotated[
+        datetime | None, typer.Option(help="Expiry, e.g. 2027-01-31T00:00:00+00:00.")
+    ] = None,
+    model: Annotated[
+        list[str] | None, typer.Option("--model", help="Allow only this model (repeatable).")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Create another API key for an account (shown once)."""
+
+    async def go(svc: Services) -> dict[str, Any]:
+        key, record = await svc.accounts.create_key(
+            name, name=label, expires_at=expires, allowed_models=model or None
+        )
+        return {**record.to_dict(), "api_key": key}
+
+    data = _run(go)
+    if as_json:
+        _print_json(data)
+        return
+    console.print(f"API key (shown once, keep it safe): [bold]{data['api_key']}[/bold]")
+
+
+@keys_app.command("list")
+def keys_list(
+    name: Annotated[str, typer.Argument(help="Account name.")], as_json: JsonOpt = False
+) -> None:
+    """List an account's keys (prefixes only; keys are stored as hashes)."""
+    data = [k.to_dict() for k in _run(lambda svc: svc.accounts.list_keys(name))]
+    if as_json:
+        _print_json(data)
+        return
+    table = Table("prefix", "label", "models", "created", "expires", "revoked")
+    for k in data:
+        table.add_row(
+            k["prefix"],
+            k["name"] or "",
+            ",".join(k["allowed_models"] or []) or "all",
+            k["created_at"][:19],
+            (k["expires_at"] or "")[:19],
+            "yes" if k["revoked"] else "",
+        )
+    console.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key_prefix: Annotated[str, typer.Argument(help="The key's visible prefix (or the whole key).")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Revoke a key. Other replicas stop accepting it within the key cache TTL (5 s)."""
+    _run(lambda svc: svc.accounts.revoke_key(key_prefix))
+    if as_json:
+        _print_json({"prefix": key_prefix[:12], "revoked": True})
+        return
+    console.print(f"revoked {key_prefix[:12]}")
+
+
+def main() -> None:
+    app()

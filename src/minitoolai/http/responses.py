@@ -1,0 +1,93 @@
+"""JSON in and out with orjson, and the one place errors become HTTP responses."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, TypeVar
+
+import orjson
+from pydantic import BaseModel, ValidationError
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from minitoolai.errors import APIError, InvalidRequest, PayloadTooLarge
+
+log = logging.getLogger("minitoolai.http")
+
+M = TypeVar("M", bound=BaseModel)
+
+MAX_BODY = 32 * 1024 * 1024  # images arrive inline as data URLs
+
+
+class JSON(Response):
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+def error_response(exc: APIError) -> JSON:
+    headers = {}
+    retry_after = getattr(exc, "retry_after", None)
+    if retry_after is not None:
+        headers["Retry-After"] = str(retry_after)
+    return JSON(exc.to_dict(), status_code=exc.status_code, headers=headers)
+
+
+async def on_api_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, APIError)
+    return error_response(exc)
+
+
+async def on_http_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    kind = {404: "not_found_error", 405: "invalid_request_error"}.get(exc.status_code, "api_error")
+    body = {"error": {"message": exc.detail, "type": kind, "param": None, "code": None}}
+    return JSON(body, status_code=exc.status_code)
+
+
+async def on_unexpected(_request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error", exc_info=exc)
+    return error_response(APIError())
+
+
+async def read_json(request: Request) -> Any:
+    """The body as JSON, or a 400/413 that says what is wrong with it."""
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > MAX_BODY:
+        raise PayloadTooLarge(f"the request body is over {MAX_BODY} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY:
+            raise PayloadTooLarge(f"the request body is over {MAX_BODY} bytes")
+    if not body:
+        raise InvalidRequest("the request body is empty; send a JSON object")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequest(f"the request body is not valid JSON: {exc}") from None
+
+
+def validation_message(exc: ValidationError) -> tuple[str, str | None]:
+    """The first problem of a pydantic error, as OpenAI words it: a message and a param."""
+    first = exc.errors(include_url=False)[0]
+    loc = [str(p) for p in first.get("loc", ())]
+    param = ".".join(loc) if loc else None
+    msg = first.get("msg", "invalid value")
+    if first.get("type") == "missing":
+        return f"Missing required parameter: '{param}'.", param
+    if first.get("type") == "extra_forbidden":
+        return f"Unrecognized request argument supplied: {param}", param
+    return f"Invalid value for '{param}': {msg}", param
+
+
+def parse(model: type[M], data: Any) -> M:
+    if not isinstance(data, dict):
+        raise InvalidRequest("the request body must be a JSON object")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        message, param = validation_message(exc)
+        raise InvalidRequest(message, param=param) from None

@@ -1,0 +1,134 @@
+"""The operator's HTTP API under /admin/: the same operations as the CLI, behind the admin key."""
+
+from __future__ import annotations
+
+import hmac
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from starlette.requests import Request
+from starlette.routing import Route
+
+from minitoolai.errors import AuthenticationFailed
+from minitoolai.http.responses import JSON, parse, read_json
+from minitoolai.http.routes.account import services
+from minitoolai.money import usd_to_nano
+
+
+def _require_admin(request: Request) -> None:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    expected = services(request).admin_key
+    if scheme.lower() != "bearer" or not hmac.compare_digest(
+        token.strip().encode(), expected.encode()
+    ):
+        raise AuthenticationFailed("This endpoint needs the admin key.", code="invalid_admin_key")
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Usd(_Body):
+    amount: str
+    note: str | None = Field(default=None, max_length=500)
+
+    @field_validator("amount", mode="before")
+    @classmethod
+    def _exact(cls, value: Any) -> str:
+        text = str(value)
+        if usd_to_nano(text) <= 0:
+            raise ValueError("must be a positive USD amount")
+        return text
+
+
+class NewAccount(_Body):
+    name: str = Field(min_length=1, max_length=200)
+    credit: str = "0"
+
+    @field_validator("credit", mode="before")
+    @classmethod
+    def _exact(cls, value: Any) -> str:
+        text = str(value)
+        if usd_to_nano(text) < 0:
+            raise ValueError("must not be negative")
+        return text
+
+
+class NewKey(_Body):
+    name: str | None = Field(default=None, max_length=200)
+    expires_at: datetime | None = None
+    allowed_models: list[str] | None = None
+
+
+async def list_accounts(request: Request) -> JSON:
+    _require_admin(request)
+    rows = await services(request).accounts.all()
+    return JSON({"object": "list", "data": [a.to_dict() for a in rows]})
+
+
+async def create_account(request: Request) -> JSON:
+    _require_admin(request)
+    body = parse(NewAccount, await read_json(request))
+    account, key = await services(request).accounts.create(body.name, usd_to_nano(body.credit))
+    return JSON({"account": account.to_dict(), "api_key": key}, status_code=201)
+
+
+async def show_account(request: Request) -> JSON:
+    _require_admin(request)
+    svc = services(request)
+    account = await svc.accounts.get(request.path_params["name"])
+    return JSON(
+        {
+            **account.to_dict(),
+            "open_holds": await svc.accounts.open_holds(account.id),
+            "recent_entries": await svc.accounts.recent_entries(account.id),
+        }
+    )
+
+
+async def add_credit(request: Request) -> JSON:
+    _require_admin(request)
+    svc = services(request)
+    body = parse(Usd, await read_json(request))
+    account = await svc.accounts.get(request.path_params["name"])
+    await svc.ledger.top_up(account.id, usd_to_nano(body.amount), body.note)
+    return JSON((await svc.accounts.get(account.name)).to_dict())
+
+
+async def list_keys(request: Request) -> JSON:
+    _require_admin(request)
+    keys = await services(request).accounts.list_keys(request.path_params["name"])
+    return JSON({"object": "list", "data": [k.to_dict() for k in keys]})
+
+
+async def create_key(request: Request) -> JSON:
+    _require_admin(request)
+    body = parse(NewKey, await read_json(request))
+    key, record = await services(request).accounts.create_key(
+        request.path_params["name"],
+        name=body.name,
+        expires_at=body.expires_at,
+        allowed_models=body.allowed_models,
+    )
+    return JSON({**record.to_dict(), "api_key": key}, status_code=201)
+
+
+async def revoke_key(request: Request) -> JSON:
+    _require_admin(request)
+    svc = services(request)
+    key_hash = await svc.accounts.revoke_key(request.path_params["prefix"])
+    svc.auth.forget(key_hash)
+    return JSON({"object": "api_key", "prefix": request.path_params["prefix"], "revoked": True})
+
+
+routes = [
+    Route("/admin/accounts", list_accounts, methods=["GET"]),
+    Route("/admin/accounts", create_account, methods=["POST"]),
+    Route("/admin/accounts/{name}", show_account, methods=["GET"]),
+    Route("/admin/accounts/{name}/credit", add_credit, methods=["POST"]),
+    Route("/admin/accounts/{name}/keys", list_keys, methods=["GET"]),
+    Route("/admin/accounts/{name}/keys", create_key, methods=["POST"]),
+    Route("/admin/keys/{prefix}", revoke_key, methods=["DELETE"]),
+]

@@ -1,0 +1,151 @@
+"""The two front doors of chat: the seed's ``/api/chat-completions/`` and OpenAI's
+``/v1/chat/completions``. One pipeline behind both; they differ only in defaults:
+
+=================  ==================  ==========================================
+                   seed                OpenAI
+=================  ==================  ==========================================
+stream             on unless false     off unless true
+usage chunk        always              only with ``stream_options.include_usage``
+first delta        ``{"content"}``     ``{"role": "assistant", "content"}``
+=================  ==================  ==========================================
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from minitoolai.chat.pipeline import ChatRun, ChatService
+from minitoolai.chat.schemas import ChatRequest
+from minitoolai.chat.wire import DONE, ChunkWriter, replay_events
+from minitoolai.engines.errors import EngineError
+from minitoolai.errors import InvalidRequest, UpstreamError
+from minitoolai.http.responses import JSON, parse, read_json
+from minitoolai.http.routes.account import services, slashed
+from minitoolai.http.sse import EventStream
+
+
+@dataclass(frozen=True, slots=True)
+class Flavour:
+    stream_default: bool
+    usage_always: bool
+    role_in_first_delta: bool
+
+
+SEED = Flavour(stream_default=True, usage_always=True, role_in_first_delta=False)
+OPENAI = Flavour(stream_default=False, usage_always=False, role_in_first_delta=True)
+
+
+def _idempotency_key(request: Request) -> str | None:
+    key = request.headers.get("idempotency-key")
+    if key is not None and not (0 < len(key) <= 200):
+        raise InvalidRequest("Idempotency-Key must be 1 to 200 characters", param="Idempotency-Key")
+    return key
+
+
+async def _events(
+    run: ChatRun, flavour: Flavour, include_usage: bool, keep: bool
+) -> AsyncGenerator[bytes, None]:
+    writer = ChunkWriter(run.id, run.created, run.model, run.fingerprint)
+    first = True
+    try:
+        try:
+            async for chunk in run.chunks():
+                delta: dict[str, Any] = {}
+                if first and flavour.role_in_first_delta:
+                    delta["role"] = "assistant"
+                if chunk.content:
+                    delta["content"] = chunk.content
+                if delta:
+                    first = False
+                    yield writer.delta(delta)
+                if chunk.finish_reason:
+                    yield writer.delta({}, chunk.finish_reason)
+        except EngineError as exc:  # the stream has started: the error goes inside it
+            yield ChunkWriter.error(f"The model stopped mid-answer: {exc}")
+            keep = False
+        usage = await run.settle(keep_result=keep)
+        if include_usage:
+            yield writer.usage(usage)
+        yield DONE
+    finally:
+        await run.close()
+
+
+async def _collect(run: ChatRun, keep: bool) -> dict[str, Any]:
+    try:
+        async for _ in run.chunks():
+            pass
+    except EngineError as exc:
+        await run.close()  # bills what was generated
+        raise UpstreamError(f"The model stopped mid-answer: {exc}") from None
+    try:
+        usage = await run.settle(keep_result=keep)
+    finally:
+        await run.close()
+    return run.completion(usage)
+
+
+async def _replay(events: list[bytes]) -> AsyncGenerator[bytes, None]:
+    for event in events:
+        yield event
+
+
+async def _handle(request: Request, flavour: Flavour) -> Response | EventStream:
+    svc = services(request)
+    principal = await svc.auth.authenticate(request.headers.get("authorization"))
+    chat_request = parse(ChatRequest, await read_json(request))
+    key = _idempotency_key(request)
+    stream = chat_request.stream if chat_request.stream is not None else flavour.stream_default
+    include_usage = flavour.usage_always or bool(
+        chat_request.stream_options and chat_request.stream_options.include_usage
+    )
+    chat: ChatService = svc.chat
+    prepared = await chat.prepare(principal, chat_request)
+    started = await chat.start(principal, prepared, key)
+    if not isinstance(started, ChatRun):  # an idempotent retry: answer as before, bill nothing
+        stored = started.replayed_result
+        if not isinstance(stored, dict):
+            raise InvalidRequest("This Idempotency-Key was used by a request that did not finish.")
+        if stream:
+            events = replay_events(stored, include_usage, flavour.role_in_first_delta)
+            return EventStream(_replay(events))
+        return JSON(stored)
+    if stream:
+        return EventStream(_events(started, flavour, include_usage, keep=key is not None))
+    return JSON(await _collect(started, keep=key is not None))
+
+
+async def seed_chat(request: Request) -> Any:
+    return await _handle(request, SEED)
+
+
+async def openai_chat(request: Request) -> Any:
+    return await _handle(request, OPENAI)
+
+
+async def list_models(request: Request) -> JSON:
+    svc = services(request)
+    await svc.auth.authenticate(request.headers.get("authorization"))
+    chat: ChatService = svc.chat
+    names = chat.router.models()
+    return JSON(
+        {
+            "object": "list",
+            "data": [
+                {"id": n, "object": "model", "created": 0, "owned_by": "minitoolai"} for n in names
+            ],
+        }
+    )
+
+
+routes = [
+    *slashed("/api/chat-completions/", seed_chat, ["POST"]),
+    Route("/v1/chat/completions", openai_chat, methods=["POST"]),
+    Route("/v1/models", list_models, methods=["GET"]),
+]

@@ -1,0 +1,97 @@
+"""The schema, as SQLAlchemy Core tables. Alembic migrations create it; this file describes it.
+
+Money columns are BIGINT nano-dollars. ``accounts.balance`` and ``accounts.held`` are caches of
+the ledger: ``balance == SUM(ledger_entries.amount)`` and ``held == SUM(ledger_entries.held)``
+per account, always, because every change to them happens in the same transaction as the entry.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+accounts = Table(
+    "accounts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("balance", BigInteger, nullable=False, server_default="0"),
+    Column("held", BigInteger, nullable=False, server_default="0"),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    CheckConstraint("held >= 0", name="ck_accounts_held_nonneg"),
+    CheckConstraint("balance >= held", name="ck_accounts_covered"),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("account_id", Integer, ForeignKey("accounts.id"), nullable=False, index=True),
+    Column("prefix", String(32), nullable=False, index=True),
+    Column("key_hash", String(64), nullable=False, unique=True),
+    Column("name", String(200), nullable=True),
+    Column("allowed_models", JSON, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=True),
+    Column("revoked_at", DateTime(timezone=True), nullable=True),
+)
+
+# One row per charged request: its hold, then its settlement or release. The usage log.
+charges = Table(
+    "charges",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("account_id", Integer, ForeignKey("accounts.id"), nullable=False),
+    Column("api_key_id", Integer, ForeignKey("api_keys.id"), nullable=True),
+    Column("kind", String(16), nullable=False),  # chat | image | speech
+    Column("model", String(200), nullable=False),
+    Column("status", String(16), nullable=False),  # held | settled | released | refunded
+    Column("held_amount", BigInteger, nullable=False),
+    Column("cost", BigInteger, nullable=True),
+    Column("prompt_tokens", Integer, nullable=True),
+    Column("completion_tokens", Integer, nullable=True),
+    Column("units", Integer, nullable=True),  # images, characters
+    Column("usage_estimated", Boolean, nullable=False, server_default="0"),
+    Column("served_by", String(200), nullable=True),
+    Column("idempotency_key", String(200), nullable=True),
+    Column("result", JSON, nullable=True),  # what an idempotent retry is answered with
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),  # the hold's deadline
+    Column("settled_at", DateTime(timezone=True), nullable=True),
+    UniqueConstraint("account_id", "idempotency_key", name="uq_charges_idempotency"),
+    CheckConstraint("held_amount >= 0", name="ck_charges_hold_nonneg"),
+    Index("ix_charges_account_created", "account_id", "created_at"),
+    Index("ix_charges_status_expires", "status", "expires_at"),
+)
+
+ledger_entries = Table(
+    "ledger_entries",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("account_id", Integer, ForeignKey("accounts.id"), nullable=False),
+    Column("charge_id", String(64), ForeignKey("charges.id"), nullable=True),
+    Column("kind", String(16), nullable=False),  # topup hold settle release refund adjustment
+    Column("amount", BigInteger, nullable=False),  # change to the balance
+    Column("held", BigInteger, nullable=False),  # change to the held amount
+    Column("note", Text, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    # A charge moves through each step at most once: the database refuses a double settle.
+    UniqueConstraint("charge_id", "kind", name="uq_ledger_charge_kind"),
+    Index("ix_ledger_account_id", "account_id", "id"),
+)

@@ -1,0 +1,93 @@
+"""A whole running gateway for end-to-end tests: fake upstreams, config, server, an account."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+
+import requests
+
+from minitoolai.app import create_app
+from minitoolai.settings import Settings
+from tests.support.fake_upstream import FakeUpstream
+from tests.support.servers import serve_in_thread
+
+ADMIN_KEY = "mtai-admin-test-key"
+
+
+@dataclass
+class Gateway:
+    url: str
+    api_key: str
+    account: str
+    upstreams: dict[str, FakeUpstream]
+
+    def admin(self, method: str, path: str, **kw: object) -> requests.Response:
+        return requests.request(
+            method,
+            self.url + path,
+            headers={"Authorization": f"Bearer {ADMIN_KEY}"},
+            timeout=10,
+            **kw,  # type: ignore[arg-type]
+        )
+
+    def balance_nano(self) -> int:
+        data = self.admin("GET", f"/admin/accounts/{self.account}").json()
+        return int(Decimal(data["balance"]) * 1_000_000_000)
+
+    def held_nano(self) -> int:
+        data = self.admin("GET", f"/admin/accounts/{self.account}").json()
+        return int(Decimal(data["held"]) * 1_000_000_000)
+
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.api_key}", "Content-Type": "application/json"}
+
+
+@contextmanager
+def running_gateway(
+    tmp_path: Path,
+    database_url: str,
+    upstreams: dict[str, FakeUpstream],
+    deployments: list[dict[str, object]],
+    credit: str = "5",
+    extra_toml: str = "",
+) -> Iterator[Gateway]:
+    with ExitStack() as stack:
+        lines = []
+        for name, fake in upstreams.items():
+            url = stack.enter_context(serve_in_thread(fake.app()))
+            lines += [
+                f"[providers.{name}]",
+                f'base_url = "{url}/v1"',
+                'api_key = "sk-upstream-secret"',
+                "timeout_s = 10",
+                "",
+            ]
+        for dep in deployments:
+            lines.append("[[deployments]]")
+            for key, value in dep.items():
+                lines.append(f"{key} = {value!r}".replace("'", '"'))
+            lines.append("")
+        config = tmp_path / "config.toml"
+        config.write_text("\n".join(lines) + extra_toml)
+        settings = Settings(
+            data_dir=tmp_path / "data",
+            database_url=database_url,
+            config=config,
+            admin_key=ADMIN_KEY,  # type: ignore[arg-type]
+            openai_api_key=None,
+            key_cache_ttl_s=0.0,
+        )
+        url = stack.enter_context(serve_in_thread(create_app(settings)))
+        name = "acct-" + tmp_path.name[-20:].replace("_", "-")
+        created = requests.post(
+            url + "/admin/accounts",
+            json={"name": name, "credit": credit},
+            headers={"Authorization": f"Bearer {ADMIN_KEY}"},
+            timeout=10,
+        )
+        assert created.status_code == 201, created.text
+        yield Gateway(url, created.json()["api_key"], name, upstreams)
