@@ -69,6 +69,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         svc = services or await build_services(settings)
         app.state.services = svc
+        _ = svc.admin_key  # generated (and printed) at first start when not configured
         _print_routing(svc)
         sweeper = asyncio.create_task(_sweep_forever(svc), name="hold-sweeper")
         try:

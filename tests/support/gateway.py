@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -82,7 +83,7 @@ def running_gateway(
             key_cache_ttl_s=0.0,
         )
         url = stack.enter_context(serve_in_thread(create_app(settings)))
-        name = "acct-" + tmp_path.name[-20:].replace("_", "-")
+        name = "acct-" + uuid.uuid4().hex[:12]
         created = requests.post(
             url + "/admin/accounts",
             json={"name": name, "credit": credit},
