@@ -4,6 +4,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
+TORCH ?= 2.13.0
 
 .PHONY: setup run test lint bench clean
 
@@ -12,7 +13,8 @@ setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q -e '.[dev]'
+	$(PIP) install -q torch==$(TORCH)
+	$(PIP) install -q -e '.[dev,images]' torch==$(TORCH)
 	touch $@
 
 run: setup

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
@@ -22,7 +23,9 @@ from starlette.routing import Route
 from minitoolai.bootstrap import Services, build_services
 from minitoolai.errors import APIError
 from minitoolai.http.responses import JSON, on_api_error, on_http_error, on_unexpected
-from minitoolai.http.routes import account, admin, chat
+from minitoolai.http.routes import account, admin, chat, images
+from minitoolai.images.build import build_image_engine, build_worker
+from minitoolai.images.worker import ImageEngine, ImageWorker
 from minitoolai.observability import REGISTRY, RequestLog
 from minitoolai.settings import Settings
 
@@ -52,6 +55,14 @@ async def _sweep_forever(svc: Services) -> None:
             log.exception("hold sweeper failed; will retry")
 
 
+async def _start_worker(svc: Services) -> ImageWorker:
+    engine: ImageEngine | None = svc.extras.get("image_engine")
+    if engine is None:
+        engine = await asyncio.to_thread(build_image_engine, svc.settings, svc.config)
+        svc.extras["image_engine"] = engine
+    return build_worker(svc.images, engine, svc.wakeup)
+
+
 def _print_routing(svc: Services) -> None:
     rows = svc.chat.router.table()
     if not rows:
@@ -71,13 +82,21 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         app.state.services = svc
         _ = svc.admin_key  # generated (and printed) at first start when not configured
         _print_routing(svc)
-        sweeper = asyncio.create_task(_sweep_forever(svc), name="hold-sweeper")
+        tasks: list[asyncio.Task[Any]] = [
+            asyncio.create_task(_sweep_forever(svc), name="hold-sweeper")
+        ]
+        workers = [await _start_worker(svc) for _ in range(svc.settings.image_workers)]
+        tasks += [asyncio.create_task(w.run(), name=f"image-worker-{w.id}") for w in workers]
         try:
             yield
         finally:
-            sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sweeper
+            for worker in workers:
+                worker.stop()
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             if services is None:
                 await svc.aclose()
 
@@ -87,6 +106,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         *account.routes,
         *admin.routes,
         *chat.routes,
+        *images.routes,
     ]
     return Starlette(
         routes=routes,

@@ -13,7 +13,12 @@ import aiohttp
 
 from minitoolai.accounts.auth import Authenticator
 from minitoolai.accounts.service import AccountService
+from minitoolai.chat.images import ImageResolver
 from minitoolai.chat.pipeline import ChatService
+from minitoolai.engines.diffusion.checkpoints import resolve_checkpoints
+from minitoolai.images.build import build_image_service, start_wakeup
+from minitoolai.images.notify import Wakeup
+from minitoolai.images.service import ImageService
 from minitoolai.infra.db import Database
 from minitoolai.infra.http import upstream_session
 from minitoolai.infra.migrate import upgrade
@@ -21,6 +26,7 @@ from minitoolai.ledger.pricing import PriceTable
 from minitoolai.ledger.service import Ledger
 from minitoolai.routing.build import build_router
 from minitoolai.settings import FileConfig, Settings
+from minitoolai.vision import FetchPolicy
 
 log = logging.getLogger("minitoolai")
 
@@ -36,6 +42,8 @@ class Services:
     prices: PriceTable
     http: aiohttp.ClientSession
     chat: ChatService
+    images: ImageService
+    wakeup: Wakeup
     extras: dict[str, Any] = field(default_factory=dict)
     _admin_key: str | None = None
 
@@ -47,6 +55,7 @@ class Services:
         return self._admin_key
 
     async def aclose(self) -> None:
+        await self.wakeup.close()
         await self.http.close()
         await self.db.dispose()
 
@@ -76,6 +85,16 @@ async def build_services(settings: Settings, *, migrate: bool = True) -> Service
     prices = PriceTable(config.prices)
     http = upstream_session()
     router = build_router(settings, config, http)
+    chat = ChatService(ledger, prices, router)
+    chat.image_resolver = ImageResolver(
+        FetchPolicy(
+            allowed_networks=tuple(settings.image_fetch_allow),
+            max_bytes=settings.image_fetch_max_bytes,
+            timeout_s=settings.image_fetch_timeout_s,
+        )
+    )
+    resolve_checkpoints(config.image_models)  # a typo in [image_models] stops the start
+    wakeup = await start_wakeup(settings, db)
     return Services(
         settings=settings,
         config=config,
@@ -85,5 +104,7 @@ async def build_services(settings: Settings, *, migrate: bool = True) -> Service
         auth=Authenticator(db, ttl=settings.key_cache_ttl_s),
         prices=prices,
         http=http,
-        chat=ChatService(ledger, prices, router),
+        chat=chat,
+        images=build_image_service(settings, db, ledger, prices, wakeup),
+        wakeup=wakeup,
     )

@@ -47,6 +47,10 @@ keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help
 app.add_typer(accounts_app, name="accounts")
 app.add_typer(credit_app, name="credit")
 app.add_typer(keys_app, name="keys")
+models_app = typer.Typer(
+    help="Image models: what serves each name, fetch weights.", no_args_is_help=True
+)
+app.add_typer(models_app, name="models")
 
 console = Console()
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
@@ -106,6 +110,45 @@ def serve(
         log_config=None,
         timeout_graceful_shutdown=30,
     )
+
+
+@app.command()
+def worker(
+    concurrency: Annotated[int, typer.Option(help="Jobs run at once in this process.")] = 1,
+    burst: Annotated[bool, typer.Option(help="Exit when the queue is empty.")] = False,
+) -> None:
+    """Run image workers alone (e.g. on a GPU machine) against the shared database and storage.
+
+    \b
+    Point it at the same database and data dir (or storage) as the API:
+      MINITOOLAI_DATABASE_URL=postgresql+asyncpg://... MINITOOLAI_DATA_DIR=/shared minitoolai worker
+    and run the API with MINITOOLAI_IMAGE_WORKERS=0 if it should not generate images itself.
+    """
+    import signal
+
+    from minitoolai.images.build import build_image_engine, build_worker
+    from minitoolai.observability import setup_logging
+
+    settings = Settings()
+    setup_logging(settings.log_level, settings.log_format)
+
+    async def go(svc: Services) -> int:
+        engine = await asyncio.to_thread(build_image_engine, settings, svc.config)
+        workers = [build_worker(svc.images, engine, svc.wakeup) for _ in range(concurrency)]
+        loop = asyncio.get_running_loop()
+
+        def stop_all() -> None:
+            for w in workers:
+                w.stop()
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop_all)
+        console.print(f"image worker(s) {', '.join(w.id for w in workers)} waiting for jobs")
+        done = await asyncio.gather(*(w.run(burst=burst) for w in workers))
+        return sum(done)
+
+    handled = _run(go)
+    console.print(f"worker stopped after {handled} job(s)")
 
 
 @app.command()
@@ -270,6 +313,58 @@ def keys_revoke(
         _print_json({"prefix": key_prefix[:12], "revoked": True})
         return
     console.print(f"revoked {key_prefix[:12]}")
+
+
+@models_app.command("list")
+def models_list(as_json: JsonOpt = False) -> None:
+    """Every public image model name, its checkpoint, and whether its weights are here."""
+    from minitoolai.engines.diffusion import resolve_checkpoints, weights_present
+
+    settings = Settings()
+    checkpoints = resolve_checkpoints(settings.load_file().image_models)
+    rows = [
+        {
+            "model": name,
+            "checkpoint": cfg.checkpoint,
+            "architecture": cfg.architecture,
+            "scheduler": cfg.scheduler,
+            "stand_in": cfg.stand_in,
+            "weights_present": weights_present(cfg),
+        }
+        for name, cfg in checkpoints.items()
+    ]
+    if as_json:
+        _print_json(rows)
+        return
+    table = Table("model", "checkpoint", "arch", "default sampler", "weights")
+    for r in rows:
+        mark = "[green]present[/green]" if r["weights_present"] else "[red]missing[/red]"
+        note = " (stand-in)" if r["stand_in"] else ""
+        table.add_row(
+            str(r["model"]),
+            f"{r['checkpoint']}{note}",
+            str(r["architecture"]),
+            str(r["scheduler"]),
+            mark,
+        )
+    console.print(table)
+
+
+@models_app.command("pull")
+def models_pull(name: Annotated[str, typer.Argument(help="A public image model name.")]) -> None:
+    """Download a model's weights into the Hugging Face cache (needs a network)."""
+    from minitoolai.engines.diffusion import WeightsUnavailable, pull, resolve_checkpoints
+
+    checkpoints = resolve_checkpoints(Settings().load_file().image_models)
+    if name not in checkpoints:
+        console.print(f"[red]error:[/red] no image model {name!r}; see `minitoolai models list`")
+        raise typer.Exit(2)
+    try:
+        located = pull(checkpoints[name], progress=True)
+    except WeightsUnavailable as exc:
+        console.print(f"[red]error:[/red] {exc}", highlight=False)
+        raise typer.Exit(1) from None
+    console.print(f"{name}: weights ready at {located.path}")
 
 
 def main() -> None:

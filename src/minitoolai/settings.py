@@ -103,6 +103,22 @@ class Settings(BaseSettings):
     redis_url: str | None = None
     public_base_url: str | None = None
 
+    secret_key: SecretStr | None = None  # signs job ids and image URLs; generated if unset
+
+    image_engine: Literal["diffusers", "test-pattern"] = "diffusers"
+    image_workers: int = Field(default=1, ge=0)  # in-process workers that `serve` runs
+    image_url_ttl_s: int = Field(default=86_400, ge=60)
+    image_retention_s: int = Field(default=7 * 86_400, ge=60)
+    job_lease_s: float = Field(default=60.0, gt=0)
+    job_max_attempts: int = Field(default=3, ge=1)
+    job_wait_s: float = Field(default=300.0, gt=0)  # how long /v1/images/generations waits
+    image_allow_download: bool = False  # let a worker pull missing weights at first use
+    test_pattern_step_s: float = Field(default=0.0, ge=0)  # the diagnostic engine's step time
+
+    image_fetch_allow: list[str] = Field(default_factory=list)  # extra CIDRs, e.g. ["10.1.0.0/16"]
+    image_fetch_max_bytes: int = Field(default=20 * 1024 * 1024, gt=0)
+    image_fetch_timeout_s: float = Field(default=10.0, gt=0)
+
     hold_timeout_s: int = Field(default=900, ge=10)
     sweep_interval_s: float = Field(default=30.0, gt=0)
     key_cache_ttl_s: float = Field(default=5.0, ge=0)

@@ -8,6 +8,7 @@ so tests can assert "the upstream was never called" or "the upstream saw the cli
 from __future__ import annotations
 
 import asyncio
+import base64
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +20,24 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from minitoolai.chat.tokens import count_messages
+from minitoolai.vision import image_tokens, probe_image
+
+
+def _image_tokens(body: dict[str, Any]) -> int:
+    """What OpenAI bills for the (inlined) images of a request, by its published rules."""
+    total = 0
+    for message in body["messages"]:
+        for part in message.get("content") if isinstance(message.get("content"), list) else []:
+            if part.get("type") == "image_url":
+                data = base64.b64decode(part["image_url"]["url"].split(",", 1)[1])
+                image = probe_image(data, max_pixels=10**9)
+                total += image_tokens(
+                    body["model"],
+                    image.width,
+                    image.height,
+                    part["image_url"].get("detail", "auto"),
+                )
+    return total
 
 
 @dataclass
@@ -53,7 +72,7 @@ class FakeUpstream:
                 media_type="application/json",
             )
         model = body["model"] + self.model_suffix
-        prompt = count_messages(body["messages"], body["model"])
+        prompt = count_messages(body["messages"], body["model"]) + _image_tokens(body)
         limit = body.get("max_completion_tokens") or body.get("max_tokens") or 10**9
         words = self.words()[:limit]
         finish = "length" if len(self.words()) > limit else "stop"

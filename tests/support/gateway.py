@@ -55,6 +55,7 @@ def running_gateway(
     deployments: list[dict[str, object]],
     credit: str = "5",
     extra_toml: str = "",
+    **settings_overrides: object,
 ) -> Iterator[Gateway]:
     with ExitStack() as stack:
         lines = []
@@ -75,12 +76,13 @@ def running_gateway(
         config = tmp_path / "config.toml"
         config.write_text("\n".join(lines) + extra_toml)
         settings = Settings(
-            data_dir=tmp_path / "data",
+            data_dir=settings_overrides.pop("data_dir", tmp_path / "data"),  # type: ignore[arg-type]
             database_url=database_url,
             config=config,
             admin_key=ADMIN_KEY,  # type: ignore[arg-type]
             openai_api_key=None,
             key_cache_ttl_s=0.0,
+            **{"image_workers": 0, "image_engine": "test-pattern", **settings_overrides},  # type: ignore[arg-type]
         )
         url = stack.enter_context(serve_in_thread(create_app(settings)))
         name = "acct-" + uuid.uuid4().hex[:12]

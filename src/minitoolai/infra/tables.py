@@ -14,6 +14,7 @@ from sqlalchemy import (
     CheckConstraint,
     Column,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -94,4 +95,28 @@ ledger_entries = Table(
     # A charge moves through each step at most once: the database refuses a double settle.
     UniqueConstraint("charge_id", "kind", name="uq_ledger_charge_kind"),
     Index("ix_ledger_account_id", "account_id", "id"),
+)
+
+# Text-to-image jobs. The database is the queue's source of truth: workers claim rows with a
+# conditional UPDATE (SKIP LOCKED on PostgreSQL), hold a lease, and heartbeat it.
+image_jobs = Table(
+    "image_jobs",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=False),  # random, not sequential
+    Column("account_id", Integer, ForeignKey("accounts.id"), nullable=False),
+    Column("charge_id", String(64), ForeignKey("charges.id"), nullable=False),
+    Column("model", String(64), nullable=False),
+    Column("params", JSON, nullable=False),
+    Column("status", String(16), nullable=False),  # queued running succeeded failed cancelled
+    Column("progress", Float, nullable=False, server_default="0"),
+    Column("message", Text, nullable=True),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("worker_id", String(64), nullable=True),
+    Column("lease_expires_at", DateTime(timezone=True), nullable=True),
+    Column("result_key", String(200), nullable=True),
+    Column("seed", BigInteger, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=True),
+    Column("finished_at", DateTime(timezone=True), nullable=True),
+    Index("ix_image_jobs_status_created", "status", "created_at"),
 )

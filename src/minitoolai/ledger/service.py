@@ -223,7 +223,10 @@ class Ledger:
         return cost
 
     async def sweep_expired(self, now: datetime | None = None) -> int:
-        """Release holds whose deadline passed: the process that made them died."""
+        """Release holds whose deadline passed: the process that made them died.
+
+        Image holds are left to the job queue, which knows whether their job is still alive.
+        """
         now = now or utcnow()
         async with self.db.read() as conn:
             ids = (
@@ -315,19 +318,17 @@ class Ledger:
                     cost,
                     held_amount,
                 )
-            await conn.execute(
-                update(charges)
-                .where(charges.c.id == charge_id)
-                .values(
-                    cost=charged,
-                    prompt_tokens=usage.prompt_tokens,
-                    completion_tokens=usage.completion_tokens,
-                    units=usage.units,
-                    usage_estimated=usage.estimated,
-                    served_by=usage.served_by,
-                    result=usage.result,
-                )
-            )
+            values: dict[str, Any] = {
+                "cost": charged,
+                "prompt_tokens": usage.prompt_tokens,
+                "completion_tokens": usage.completion_tokens,
+                "units": usage.units,
+                "usage_estimated": usage.estimated,
+                "served_by": usage.served_by,
+            }
+            if usage.result is not None:  # keep what submit stored for idempotent replays
+                values["result"] = usage.result
+            await conn.execute(update(charges).where(charges.c.id == charge_id).values(**values))
             await self._move(conn, account_id, -charged, -held_amount)
             await self._entry(conn, account_id, charge_id, kind, -charged, -held_amount, note, now)
         return Settlement(charge_id, charged, True)

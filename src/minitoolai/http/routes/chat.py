@@ -41,7 +41,7 @@ SEED = Flavour(stream_default=True, usage_always=True, role_in_first_delta=False
 OPENAI = Flavour(stream_default=False, usage_always=False, role_in_first_delta=True)
 
 
-def _idempotency_key(request: Request) -> str | None:
+def idempotency_key(request: Request) -> str | None:
     key = request.headers.get("idempotency-key")
     if key is not None and not (0 < len(key) <= 200):
         raise InvalidRequest("Idempotency-Key must be 1 to 200 characters", param="Idempotency-Key")
@@ -100,7 +100,7 @@ async def _handle(request: Request, flavour: Flavour) -> Response | EventStream:
     svc = services(request)
     principal = await svc.auth.authenticate(request.headers.get("authorization"))
     chat_request = parse(ChatRequest, await read_json(request))
-    key = _idempotency_key(request)
+    key = idempotency_key(request)
     stream = chat_request.stream if chat_request.stream is not None else flavour.stream_default
     include_usage = flavour.usage_always or bool(
         chat_request.stream_options and chat_request.stream_options.include_usage

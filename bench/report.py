@@ -1,0 +1,358 @@
+"""Turn a run's raw results into the Markdown report and the PNG chart.
+
+Definitions used throughout (also in bench/README.md):
+
+- req/s at saturation: the most requests/s over the concurrencies tried;
+- added latency: the contender's latency percentile minus the direct call's same percentile in
+  the same scenario and concurrency (a difference of percentiles, not a percentile of
+  differences);
+- TTFT overhead: the same for the time to the first content token of a stream;
+- CPU s / 1k req: CPU seconds (user + system) of the gateway's process tree per 1,000 answered
+  requests, at the cell with the most requests/s;
+- peak RSS: the largest resident memory of the process tree seen over all its cells.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+Cells = list[dict[str, Any]]
+
+GOALS = (
+    ("added latency p50 <= 1 ms (c=1, non-streaming)", "p50", 1.0),
+    ("added latency p99 <= 5 ms (c=1, non-streaming)", "p99", 5.0),
+    ("requests/s >= 10x LiteLLM's (non-streaming)", "rps", 10.0),
+    ("streaming adds <= 1 ms to time to first token (c=1, p50)", "ttft", 1.0),
+)
+
+
+def _fmt(value: float | None, digits: int = 2) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if abs(value) >= 1000:
+        return f"{value:,.0f}"
+    if abs(value) >= 100:
+        return f"{value:.0f}"
+    return f"{value:.{digits}f}"
+
+
+def _cells(results: dict[str, Any], contender: str, scenario: str) -> Cells:
+    return [
+        c
+        for c in results["cells"]
+        if c["contender"] == contender and c["scenario"] == scenario and c["requests"] > 0
+    ]
+
+
+def _cell(results: dict[str, Any], contender: str, scenario: str, conc: int) -> dict | None:
+    return next((c for c in _cells(results, contender, scenario) if c["concurrency"] == conc), None)
+
+
+def _best(cells: Cells) -> dict[str, Any] | None:
+    return max(cells, key=lambda c: c["rps"], default=None)
+
+
+def added(
+    results: dict[str, Any], contender: str, scenario: str, conc: int, key: str, pct: str
+) -> float | None:
+    """``contender``'s percentile ``pct`` of ``key`` minus the direct call's, in ms."""
+    mine, floor = (
+        _cell(results, contender, scenario, conc),
+        _cell(results, "direct", scenario, conc),
+    )
+    if not mine or not floor or not mine.get(key) or not floor.get(key):
+        return None
+    return float(mine[key][pct] - floor[key][pct])
+
+
+def max_rps(results: dict[str, Any], contender: str, scenario: str) -> float | None:
+    best = _best(_cells(results, contender, scenario))
+    return best["rps"] if best else None
+
+
+def summary_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
+    rows = []
+    litellm = max_rps(results, "litellm", "nonstream")
+    for name in results["contenders_run"]:
+        best = _best(_cells(results, name, "nonstream"))
+        rss = [c["peak_rss_mb"] for c in results["cells"] if c["contender"] == name]
+        rss = [r for r in rss if r is not None]
+        rps = max_rps(results, name, "nonstream")
+        rows.append(
+            {
+                "contender": name,
+                "rps_nonstream": rps,
+                "x_litellm": rps / litellm if rps and litellm else None,
+                "rps_stream": max_rps(results, name, "stream"),
+                "added_c1": [
+                    added(results, name, "nonstream", 1, "latency_ms", p)
+                    for p in ("p50", "p90", "p99")
+                ],
+                "added_c16": [
+                    added(results, name, "nonstream", 16, "latency_ms", p) for p in ("p50", "p99")
+                ],
+                "ttft_c1": added(results, name, "stream", 1, "ttft_ms", "p50"),
+                "cpu_per_1k": best["cpu_s_per_1k"] if best else None,
+                "db_cpu_per_1k": best.get("database_cpu_s_per_1k") if best else None,
+                "peak_rss_mb": max(rss) if rss else None,
+            }
+        )
+    return rows
+
+
+def goal_rows(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """(contender, goal, measured, verdict) for each of this project's contenders."""
+    out = []
+    litellm = max_rps(results, "litellm", "nonstream")
+    for name in results["contenders_run"]:
+        if not name.startswith("minitoolai"):
+            continue
+        for goal, key, limit in GOALS:
+            if key in ("p50", "p99"):
+                value = added(results, name, "nonstream", 1, "latency_ms", key)
+                shown = None if value is None else f"{value:.2f} ms"
+                ok = None if value is None else value <= limit
+            elif key == "ttft":
+                value = added(results, name, "stream", 1, "ttft_ms", "p50")
+                shown = None if value is None else f"{value:.2f} ms"
+                ok = None if value is None else value <= limit
+            else:
+                rps = max_rps(results, name, "nonstream")
+                value = rps / litellm if rps and litellm else None
+                shown = None if value is None else f"{value:.1f}x ({rps:,.0f} vs {litellm:,.0f})"
+                ok = None if value is None else value >= limit
+            verdict = "not measured" if ok is None else ("met" if ok else "**MISSED**")
+            out.append((name, goal, shown or "-", verdict))
+    return out
+
+
+def _table(header: Iterable[str], rows: Iterable[Iterable[str]]) -> str:
+    head = list(header)
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _summary_md(results: dict[str, Any]) -> str:
+    rows = []
+    for r in summary_rows(results):
+        rows.append(
+            [
+                r["contender"],
+                _fmt(r["rps_nonstream"]),
+                _fmt(r["x_litellm"], 1) if r["x_litellm"] else "-",
+                _fmt(r["rps_stream"]),
+                " / ".join(_fmt(v) for v in r["added_c1"]),
+                " / ".join(_fmt(v) for v in r["added_c16"]),
+                _fmt(r["ttft_c1"]),
+                _fmt(r["cpu_per_1k"], 3)
+                + (f" (+DB {_fmt(r['db_cpu_per_1k'], 3)})" if r["db_cpu_per_1k"] else ""),
+                _fmt(r["peak_rss_mb"], 0),
+            ]
+        )
+    return _table(
+        [
+            "contender",
+            "req/s max (non-stream)",
+            "x LiteLLM",
+            "req/s max (stream)",
+            "added ms p50 / p90 / p99 (c=1)",
+            "added ms p50 / p99 (c=16)",
+            "TTFT added ms p50 (c=1)",
+            "CPU s / 1k req",
+            "peak RSS MiB",
+        ],
+        rows,
+    )
+
+
+def _detail_md(results: dict[str, Any], scenario: str) -> str:
+    rows = []
+    for c in results["cells"]:
+        if c["scenario"] != scenario:
+            continue
+        name, conc = c["contender"], c["concurrency"]
+        lat, ttft = c.get("latency_ms") or {}, c.get("ttft_ms") or {}
+        errors = sum(c["errors"].values())
+        rows.append(
+            [
+                name,
+                str(conc),
+                c["loadgen"],
+                _fmt(c["rps"]) + (" (client-bound)" if c.get("client_bound") else ""),
+                _fmt(lat.get("p50")),
+                _fmt(lat.get("p90")),
+                _fmt(lat.get("p99")),
+                _fmt(added(results, name, scenario, conc, "latency_ms", "p50")),
+                _fmt(added(results, name, scenario, conc, "latency_ms", "p99")),
+                _fmt(ttft.get("p50")) if scenario == "stream" else "-",
+                _fmt(added(results, name, scenario, conc, "ttft_ms", "p50"))
+                if scenario == "stream"
+                else "-",
+                _fmt(c.get("cpu_s_per_1k"), 3),
+                _fmt(c.get("gateway_cpu_pct"), 0),
+                _fmt(c.get("peak_rss_mb"), 0),
+                _fmt(c.get("upstream_cpu_pct"), 0) + " / " + _fmt(c.get("loadgen_cpu_pct"), 0),
+                str(errors) if errors else "0",
+            ]
+        )
+    return _table(
+        [
+            "contender",
+            "c",
+            "load gen",
+            "req/s",
+            "p50 ms",
+            "p90 ms",
+            "p99 ms",
+            "added p50",
+            "added p99",
+            "TTFT p50",
+            "TTFT added",
+            "CPU s/1k",
+            "gateway CPU %",
+            "RSS MiB",
+            "upstream / load gen CPU %",
+            "errors",
+        ],
+        rows,
+    )
+
+
+def _ledger_md(rows: list[dict[str, Any]]) -> str:
+    body = []
+    for r in rows:
+        if "error" in r:
+            body.append(
+                [r["database"], r["shape"], "-", "-", "failed: " + r["error"], "-", "-", "-"]
+            )
+            continue
+        lat = r.get("latency_ms") or {}
+        body.append(
+            [
+                r["database"],
+                r["shape"],
+                str(r["accounts"]),
+                str(r["concurrency"]),
+                _fmt(r["pairs_per_s"]),
+                _fmt(lat.get("p50")),
+                _fmt(lat.get("p99")),
+                ", ".join(f"{k}: {v}" for k, v in r["errors"].items()) or "0",
+            ]
+        )
+    return _table(
+        ["database", "shape", "accounts", "tasks", "hold+settle /s", "p50 ms", "p99 ms", "errors"],
+        body,
+    )
+
+
+def markdown(results: dict[str, Any]) -> str:
+    meta = results["meta"]
+    parts = [
+        "# MiniToolAI gateway benchmark",
+        "",
+        f"- date: {meta['date']}",
+        f"- machine: {meta['machine']}",
+        f"- load average at start: {meta['loadavg']}",
+        f"- pinning: {meta['cores']}",
+        f"- load: {meta['load']}",
+        f"- upstream: {meta['upstream']}",
+    ]
+    if meta.get("note"):
+        parts += ["", f"> **{meta['note']}**"]
+    parts += ["", "## Summary", "", _summary_md(results), ""]
+    goals = goal_rows(results)
+    if goals:
+        parts += ["## Goals (this project)", ""]
+        parts.append(_table(["contender", "goal", "measured", "verdict"], goals))
+        parts.append("")
+    for scenario, title in results["scenarios"].items():
+        parts += [f"## Cells: {title}", "", _detail_md(results, scenario), ""]
+    if results.get("ledger"):
+        parts += ["## Ledger throughput (Ledger.hold + Ledger.settle, no HTTP)", ""]
+        parts += [_ledger_md(results["ledger"]), ""]
+    parts += ["## Not measured yet", ""]
+    for p in results["pending"]:
+        parts.append(f"- **{p['figure']}**: {p['status']}. Plan: {p['plan']}")
+    parts.append("")
+    if results.get("skipped") or results.get("failed"):
+        parts += ["## Contenders that did not run", ""]
+        for name, why in results.get("skipped", {}).items():
+            parts.append(f"- {name}: skipped, {why}")
+        for name, why in results.get("failed", {}).items():
+            parts.append(f"- {name}: failed, {why}")
+        parts.append("")
+    if results.get("profiles"):
+        parts += ["## Profiles (py-spy, gateway under load)", ""]
+        for prof in results["profiles"]:
+            parts += [f"### {prof['contender']}, {prof['scenario']}, c={prof['concurrency']}", ""]
+            parts += ["```", prof["summary"], "```", ""]
+    parts += ["## Settings", ""]
+    for name, info in results["settings"].items():
+        version = f" (version {info['version']})" if info.get("version") else ""
+        parts.append(f"- **{name}**{version}: {info['settings']}")
+    parts.append("")
+    return "\n".join(parts)
+
+
+def chart(results: dict[str, Any], path: Path) -> str | None:
+    """Write the PNG; returns why not when matplotlib is missing."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return "matplotlib is not installed (pip install matplotlib)"
+    names = results["contenders_run"]
+    fig, axes = plt.subplots(2, 2, figsize=(13, 9))
+    for ax, scenario in zip(axes[0], ("nonstream", "stream"), strict=True):
+        for name in names:
+            cells = sorted(_cells(results, name, scenario), key=lambda c: c["concurrency"])
+            if cells:
+                ax.plot(
+                    [c["concurrency"] for c in cells],
+                    [c["rps"] for c in cells],
+                    marker="o",
+                    label=name,
+                )
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel("concurrency")
+        ax.set_ylabel("requests/s")
+        ax.set_title(f"throughput, {results['scenarios'].get(scenario, scenario)}")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+    gateways = [n for n in names if n != "direct"]
+    rows = summary_rows(results)
+    by_name = {r["contender"]: r for r in rows}
+    ax = axes[1][0]
+    width = 0.25
+    for i, (label, idx) in enumerate((("p50", 0), ("p90", 1), ("p99", 2))):
+        values = [by_name[n]["added_c1"][idx] or 0 for n in gateways]
+        ax.bar([x + i * width for x in range(len(gateways))], values, width, label=label)
+    ttft = [by_name[n]["ttft_c1"] or 0 for n in gateways]
+    ax.scatter(
+        [x + width for x in range(len(gateways))], ttft, color="k", zorder=3, label="TTFT p50"
+    )
+    ax.set_xticks([x + width for x in range(len(gateways))], gateways, rotation=15, fontsize=8)
+    ax.set_ylabel("ms added over direct (c=1)")
+    ax.set_title("added latency at c=1 (lower is better)")
+    ax.grid(True, axis="y", alpha=0.3)
+    ax.legend(fontsize=8)
+    ax = axes[1][1]
+    cpu = [by_name[n]["cpu_per_1k"] or 0 for n in gateways]
+    ax.bar(gateways, cpu, color="tab:purple")
+    ax.set_ylabel("CPU seconds per 1k requests")
+    ax.set_title("gateway CPU per 1k non-streaming requests (lower is better)")
+    ax.tick_params(axis="x", labelrotation=15, labelsize=8)
+    ax.grid(True, axis="y", alpha=0.3)
+    note = results["meta"].get("note") or ""
+    fig.suptitle(f"MiniToolAI gateway bench, {results['meta']['date']}  {note}"[:140], fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return None

@@ -1,0 +1,238 @@
+"""The image job queue, kept in the database (the source of truth, survives restarts).
+
+Every state change is a compare-and-set on ``status`` (and on ``worker_id`` for a running job),
+so a job is claimed by one worker at a time, and finishes, fails or is cancelled exactly once:
+
+    queued --claim--> running --complete--> succeeded
+       |                 |  \\--fail / attempts used up--> failed
+       |                 \\--lease expired--> claimed again (attempts + 1)
+       \\--cancel (queued or running)--> cancelled
+
+A worker holds a lease and extends it with heartbeats; if it dies, the lease runs out and
+another worker claims the job, up to ``max_attempts``, after which the job fails.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import and_, func, insert, or_, select, text, update
+from sqlalchemy.engine import Row
+
+from minitoolai.clock import utcnow
+from minitoolai.infra.db import Database
+from minitoolai.infra.tables import image_jobs
+
+#: Job ids: random in [10^11, 2^53), so not guessable, not sequential, and exact in JavaScript.
+_ID_LOW, _ID_HIGH = 10**11, 2**53
+
+
+class JobStatus(StrEnum):
+    QUEUED = "queued"  # waiting for a worker
+    RUNNING = "running"  # a worker holds the lease
+    SUCCEEDED = "succeeded"  # image stored, charge settled
+    FAILED = "failed"  # gave up; hold released
+    CANCELLED = "cancelled"  # the client cancelled; hold released
+
+
+FINAL = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
+
+
+@dataclass(slots=True)
+class Job:
+    id: int
+    account_id: int
+    charge_id: str
+    model: str
+    params: dict[str, Any]
+    status: JobStatus
+    progress: float
+    message: str | None
+    attempts: int
+    worker_id: str | None
+    result_key: str | None
+    seed: int | None
+    created_at: datetime
+
+    @classmethod
+    def from_row(cls, row: Row[Any]) -> Job:
+        return cls(
+            id=int(row.id),
+            account_id=row.account_id,
+            charge_id=row.charge_id,
+            model=row.model,
+            params=dict(row.params),
+            status=JobStatus(row.status),
+            progress=float(row.progress),
+            message=row.message,
+            attempts=int(row.attempts),
+            worker_id=row.worker_id,
+            result_key=row.result_key,
+            seed=row.seed,
+            created_at=row.created_at,
+        )
+
+
+def new_job_id() -> int:
+    return _ID_LOW + secrets.randbelow(_ID_HIGH - _ID_LOW)
+
+
+class JobQueue:
+    def __init__(self, db: Database, *, lease_s: float = 60.0, max_attempts: int = 3) -> None:
+        self.db = db
+        self.lease = timedelta(seconds=lease_s)
+        self.max_attempts = max_attempts
+
+    async def enqueue(
+        self, account_id: int, charge_id: str, model: str, params: dict[str, Any]
+    ) -> Job:
+        job_id = new_job_id()
+        async with self.db.write() as conn:
+            await conn.execute(
+                insert(image_jobs).values(
+                    id=job_id,
+                    account_id=account_id,
+                    charge_id=charge_id,
+                    model=model,
+                    params=params,
+                    status=JobStatus.QUEUED,
+                    progress=0.0,
+                    attempts=0,
+                    created_at=utcnow(),
+                )
+            )
+            if not self.db.is_sqlite:
+                await conn.execute(text("SELECT pg_notify('minitoolai_jobs', :m)"), {"m": model})
+        job = await self.get(job_id)
+        assert job is not None
+        return job
+
+    async def get(self, job_id: int) -> Job | None:
+        async with self.db.read() as conn:
+            row = (await conn.execute(select(image_jobs).where(image_jobs.c.id == job_id))).first()
+        return None if row is None else Job.from_row(row)
+
+    async def position(self, job: Job) -> int:
+        """How many queued jobs are ahead of this one (0: next)."""
+        async with self.db.read() as conn:
+            ahead = await conn.execute(
+                select(func.count()).where(
+                    image_jobs.c.status == JobStatus.QUEUED,
+                    image_jobs.c.created_at < job.created_at,
+                )
+            )
+            return int(ahead.scalar_one())
+
+    async def claim(self, worker_id: str, prefer: list[str] | None = None) -> Job | None:
+        """Take the next job (one this worker's loaded models serve first), or None.
+
+        Also takes running jobs whose lease expired (their worker died), while attempts remain.
+        """
+        now = utcnow()
+        claimable = or_(
+            image_jobs.c.status == JobStatus.QUEUED,
+            and_(
+                image_jobs.c.status == JobStatus.RUNNING,
+                image_jobs.c.lease_expires_at < now,
+                image_jobs.c.attempts < self.max_attempts,
+            ),
+        )
+        order: list[Any] = [image_jobs.c.created_at]
+        if prefer:
+            order.insert(0, image_jobs.c.model.in_(prefer).desc())
+        pick = select(image_jobs.c.id).where(claimable).order_by(*order).limit(1)
+        if not self.db.is_sqlite:
+            pick = pick.with_for_update(skip_locked=True)
+        async with self.db.write() as conn:
+            row = (
+                await conn.execute(
+                    update(image_jobs)
+                    .where(image_jobs.c.id == pick.scalar_subquery(), claimable)
+                    .values(
+                        status=JobStatus.RUNNING,
+                        worker_id=worker_id,
+                        lease_expires_at=now + self.lease,
+                        attempts=image_jobs.c.attempts + 1,
+                        started_at=now,
+                        progress=0.0,
+                        message="starting",
+                    )
+                    .returning(*image_jobs.c)
+                )
+            ).first()
+        return None if row is None else Job.from_row(row)
+
+    async def heartbeat(
+        self, job_id: int, worker_id: str, progress: float | None = None, message: str | None = None
+    ) -> bool:
+        """Extend the lease (and record progress). False: the job is no longer ours."""
+        values: dict[str, Any] = {"lease_expires_at": utcnow() + self.lease}
+        if progress is not None:
+            values["progress"] = max(0.0, min(1.0, progress))
+        if message is not None:
+            values["message"] = message
+        async with self.db.write() as conn:
+            res = await conn.execute(
+                update(image_jobs)
+                .where(
+                    image_jobs.c.id == job_id,
+                    image_jobs.c.worker_id == worker_id,
+                    image_jobs.c.status == JobStatus.RUNNING,
+                )
+                .values(**values)
+            )
+        return bool(res.rowcount)
+
+    async def finish(
+        self,
+        job_id: int,
+        status: JobStatus,
+        message: str,
+        *,
+        worker_id: str | None = None,
+        result_key: str | None = None,
+        seed: int | None = None,
+        from_states: tuple[JobStatus, ...] = (JobStatus.RUNNING,),
+    ) -> bool:
+        """Move a job to a final state, once. False if it was not in ``from_states``."""
+        conditions = [image_jobs.c.id == job_id, image_jobs.c.status.in_(from_states)]
+        if worker_id is not None:
+            conditions.append(image_jobs.c.worker_id == worker_id)
+        values: dict[str, Any] = {"status": status, "message": message, "finished_at": utcnow()}
+        if status == JobStatus.SUCCEEDED:
+            values.update(progress=1.0, result_key=result_key, seed=seed)
+        async with self.db.write() as conn:
+            res = await conn.execute(update(image_jobs).where(*conditions).values(**values))
+        return bool(res.rowcount)
+
+    async def requeue(self, job_id: int, worker_id: str, message: str) -> bool:
+        """Give a job back after a retryable failure (the attempt still counts)."""
+        async with self.db.write() as conn:
+            res = await conn.execute(
+                update(image_jobs)
+                .where(
+                    image_jobs.c.id == job_id,
+                    image_jobs.c.worker_id == worker_id,
+                    image_jobs.c.status == JobStatus.RUNNING,
+                )
+                .values(status=JobStatus.QUEUED, worker_id=None, message=message, progress=0.0)
+            )
+        return bool(res.rowcount)
+
+    async def abandoned(self) -> list[Job]:
+        """Running jobs whose lease expired with no attempts left: to be failed and refunded."""
+        async with self.db.read() as conn:
+            rows = (
+                await conn.execute(
+                    select(image_jobs).where(
+                        image_jobs.c.status == JobStatus.RUNNING,
+                        image_jobs.c.lease_expires_at < utcnow(),
+                        image_jobs.c.attempts >= self.max_attempts,
+                    )
+                )
+            ).all()
+        return [Job.from_row(r) for r in rows]

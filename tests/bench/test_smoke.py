@@ -1,0 +1,61 @@
+"""The benchmark harness still runs end to end, so it does not rot between measurements.
+
+A seconds-long ``--quick`` run against this project (SQLite) and the direct call only: no
+peers, no PostgreSQL, wrk if installed and the Python load generator otherwise. Nothing is
+timed: the figures must exist and be positive, whatever the machine is doing.
+"""
+
+from __future__ import annotations
+
+from importlib.util import find_spec
+from pathlib import Path
+
+from bench.cli import parse_args, run
+
+
+def test_quick_run_reports_every_figure(tmp_path: Path) -> None:
+    opts = parse_args(
+        [
+            "--quick",
+            "--contenders",
+            "direct,minitoolai-sqlite",
+            "--concurrency",
+            "1,4",
+            "--duration",
+            "1",
+            "--ledger-databases",
+            "sqlite",
+            "--out",
+            str(tmp_path),
+        ]
+    )
+    results = run(opts)
+
+    assert results["failed"] == {}, results["failed"]
+    assert results["contenders_run"] == ["direct", "minitoolai-sqlite"]
+    cells = results["cells"]
+    assert len(cells) == 2 * 2 * 2  # contenders x scenarios x concurrencies
+    for cell in cells:
+        assert cell["requests"] > 0 and cell["rps"] > 0, cell
+        assert cell["errors"] == {}, cell
+        assert cell["latency_ms"]["p50"] > 0 and cell["latency_ms"]["p99"] > 0, cell
+        if cell["scenario"] == "stream":
+            assert cell["ttft_ms"]["p50"] > 0, cell
+        if cell["contender"] == "minitoolai-sqlite":
+            assert cell["cpu_s_per_1k"] > 0 and cell["peak_rss_mb"] > 0, cell
+    assert [(r["database"], r["shape"]) for r in results["ledger"]] == [
+        ("sqlite", "hot"),
+        ("sqlite", "spread"),
+    ]
+    for row in results["ledger"]:
+        assert row["pairs_per_s"] > 0 and row["errors"] == {}, row
+    assert {p["figure"] for p in results["pending"]} == {
+        "image-job overhead",
+        "local engine tokens/s",
+    }
+
+    text = (tmp_path / "report.md").read_text()
+    assert "## Summary" in text and "minitoolai-sqlite" in text and "Not measured yet" in text
+    assert (tmp_path / "results.json").exists()
+    if find_spec("matplotlib") is not None:
+        assert (tmp_path / "chart.png").stat().st_size > 0
