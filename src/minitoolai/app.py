@@ -23,7 +23,7 @@ from starlette.routing import Route
 from minitoolai.bootstrap import Services, build_services
 from minitoolai.errors import APIError
 from minitoolai.http.responses import JSON, on_api_error, on_http_error, on_unexpected
-from minitoolai.http.routes import account, admin, chat, images
+from minitoolai.http.routes import account, admin, chat, images, speech
 from minitoolai.images.build import build_image_engine, build_worker
 from minitoolai.images.worker import ImageEngine, ImageWorker
 from minitoolai.observability import REGISTRY, RequestLog
@@ -64,8 +64,8 @@ async def _start_worker(svc: Services) -> ImageWorker:
 
 
 def _print_routing(svc: Services) -> None:
-    rows = svc.chat.router.table()
-    if not rows:
+    rows = svc.chat.router.table() + svc.speech.router.table()
+    if not svc.chat.router.table():
         log.warning(
             "no chat deployments: set OPENAI_API_KEY, or add [[deployments]] to the config file"
         )
@@ -107,6 +107,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         *admin.routes,
         *chat.routes,
         *images.routes,
+        *speech.routes,
     ]
     return Starlette(
         routes=routes,

@@ -24,8 +24,9 @@ from minitoolai.infra.http import upstream_session
 from minitoolai.infra.migrate import upgrade
 from minitoolai.ledger.pricing import PriceTable
 from minitoolai.ledger.service import Ledger
-from minitoolai.routing.build import build_router
+from minitoolai.routing.build import Engines, build_engines
 from minitoolai.settings import FileConfig, Settings
+from minitoolai.speech.service import SpeechService
 from minitoolai.vision import FetchPolicy
 
 log = logging.getLogger("minitoolai")
@@ -42,6 +43,8 @@ class Services:
     prices: PriceTable
     http: aiohttp.ClientSession
     chat: ChatService
+    speech: SpeechService
+    engines: Engines
     images: ImageService
     wakeup: Wakeup
     extras: dict[str, Any] = field(default_factory=dict)
@@ -56,6 +59,7 @@ class Services:
 
     async def aclose(self) -> None:
         await self.wakeup.close()
+        await self.engines.aclose()
         await self.http.close()
         await self.db.dispose()
 
@@ -84,8 +88,8 @@ async def build_services(settings: Settings, *, migrate: bool = True) -> Service
     ledger = Ledger(db, hold_timeout_s=settings.hold_timeout_s)
     prices = PriceTable(config.prices)
     http = upstream_session()
-    router = build_router(settings, config, http)
-    chat = ChatService(ledger, prices, router)
+    engines = await build_engines(settings, config, http)
+    chat = ChatService(ledger, prices, engines.chat)
     chat.image_resolver = ImageResolver(
         FetchPolicy(
             allowed_networks=tuple(settings.image_fetch_allow),
@@ -105,6 +109,8 @@ async def build_services(settings: Settings, *, migrate: bool = True) -> Service
         prices=prices,
         http=http,
         chat=chat,
+        speech=SpeechService(ledger, prices, engines.speech),
+        engines=engines,
         images=build_image_service(settings, db, ledger, prices, wakeup),
         wakeup=wakeup,
     )

@@ -79,7 +79,10 @@ class LocalModelConfig(_Strict):
     hf_file: str | None = None
     n_ctx: int = 4096
     n_threads: int | None = None
-    queue_size: int = 8
+    queue_size: int = 4
+    chat_template: str | None = None
+    n_batch: int = 512
+    reuse_prefix: bool = False
 
 
 class FileConfig(_Strict):
@@ -123,6 +126,8 @@ class Settings(BaseSettings):
     sweep_interval_s: float = Field(default=30.0, gt=0)
     key_cache_ttl_s: float = Field(default=5.0, ge=0)
     upstream_cooldown_s: float = Field(default=30.0, ge=0)
+    local_default: bool = True  # route unserved gpt-* names to the packaged local model
+    local_speech: bool = True  # serve tts-1 / tts-1-hd with the local speech engine
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["text", "json"] = "text"
 

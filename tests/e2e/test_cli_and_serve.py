@@ -11,6 +11,7 @@ from pathlib import Path
 
 import requests
 
+from tests.chat.test_seed_endpoint import seed_snippet
 from tests.support.servers import free_port
 
 CLI = [sys.executable, "-m", "minitoolai"]
@@ -55,8 +56,14 @@ def test_cli_accounts_credit_keys(tmp_path: Path) -> None:
         assert "Usage" in cli(env, *args, "--help").stdout
 
 
-def test_serve_answers_healthz_on_the_embedded_default(tmp_path: Path) -> None:
-    env = {**os.environ, "MINITOOLAI_DATA_DIR": str(tmp_path / "data")}
+def test_serve_on_the_embedded_default_answers_offline(tmp_path: Path) -> None:
+    """`minitoolai serve` with no configuration and no network: health, chat, speech."""
+    env = {
+        **os.environ,
+        "MINITOOLAI_DATA_DIR": str(tmp_path / "data"),
+        "HF_HUB_OFFLINE": "1",
+        "MINITOOLAI_IMAGE_ENGINE": "test-pattern",
+    }
     for name in ("MINITOOLAI_DATABASE_URL", "MINITOOLAI_CONFIG", "OPENAI_API_KEY"):
         env.pop(name, None)
     port = free_port()
@@ -79,8 +86,24 @@ def test_serve_answers_healthz_on_the_embedded_default(tmp_path: Path) -> None:
         assert health.status_code == 200 and health.json() == {"status": "ok", "database": "sqlite"}
         assert (tmp_path / "data" / "minitoolai.db").exists()
         assert (tmp_path / "data" / "admin.key").stat().st_mode & 0o077 == 0
+
+        key = json.loads(cli(env, "accounts", "create", "zoe", "--credit", "1", "--json").stdout)
+        _, lines = seed_snippet(f"http://127.0.0.1:{port}/api/chat-completions/", key["api_key"])
+        usage = json.loads(lines[-2][6:])["usage"]
+        assert json.loads(lines[0][6:])["model"] == "smollm2-135m-instruct"
+        cost = usage["prompt_tokens"] * 150 + usage["completion_tokens"] * 600
+        shown = json.loads(cli(env, "accounts", "show", "zoe", "--json").stdout)
+        assert shown["balance"] == f"0.{1_000_000_000 - cost:09d}"
+        speech = requests.post(
+            f"http://127.0.0.1:{port}/v1/audio/speech",
+            timeout=60,
+            headers={"Authorization": f"Bearer {key['api_key']}"},
+            json={"model": "tts-1", "voice": "alloy", "input": "Hi.", "response_format": "wav"},
+        )
+        assert speech.status_code == 200 and speech.content[:4] == b"RIFF"
     finally:
         proc.terminate()
         out, _ = proc.communicate(timeout=30)
     assert "generated an admin key" in out
+    assert "route gpt-4o-mini" in out and "local:smollm2-135m-instruct" in out
     assert "Traceback" not in out

@@ -82,7 +82,13 @@ def running_gateway(
             admin_key=ADMIN_KEY,  # type: ignore[arg-type]
             openai_api_key=None,
             key_cache_ttl_s=0.0,
-            **{"image_workers": 0, "image_engine": "test-pattern", **settings_overrides},  # type: ignore[arg-type]
+            **{
+                "image_workers": 0,
+                "image_engine": "test-pattern",
+                "local_default": False,
+                "local_speech": False,
+                **settings_overrides,
+            },  # type: ignore[arg-type]
         )
         url = stack.enter_context(serve_in_thread(create_app(settings)))
         name = "acct-" + uuid.uuid4().hex[:12]

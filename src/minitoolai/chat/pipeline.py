@@ -59,7 +59,7 @@ class Prepared:
     prompt_tokens: int  # our own count (text + images), the fallback if no usage arrives
     hold_amount: int
     price: Price
-    candidates: list[Deployment]
+    candidates: list[Deployment[ChatEngine]]
 
 
 @dataclass
@@ -70,7 +70,7 @@ class ChatRun:
     principal: Principal
     prepared: Prepared
     hold: Hold
-    deployment: Deployment | None = None
+    deployment: Deployment[ChatEngine] | None = None
     id: str = field(default_factory=lambda: "chatcmpl-" + secrets.token_urlsafe(18))
     created: int = field(default_factory=lambda: int(time.time()))
     model: str = ""
@@ -220,7 +220,7 @@ class ChatRun:
 
 
 class ChatService:
-    def __init__(self, ledger: Ledger, prices: PriceTable, router: Router) -> None:
+    def __init__(self, ledger: Ledger, prices: PriceTable, router: Router[ChatEngine]) -> None:
         self.ledger = ledger
         self.prices = prices
         self.router = router

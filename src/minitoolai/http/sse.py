@@ -24,6 +24,7 @@ class EventStream:
     def __init__(self, events: AsyncGenerator[bytes, None], status: int = 200) -> None:
         self.events = events
         self.status = status
+        self.headers = HEADERS
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         async def listen() -> None:
@@ -38,7 +39,11 @@ class EventStream:
                 group.start_soon(listen)
                 try:
                     await send(
-                        {"type": "http.response.start", "status": self.status, "headers": HEADERS}
+                        {
+                            "type": "http.response.start",
+                            "status": self.status,
+                            "headers": self.headers,
+                        }
                     )
                     async for event in self.events:
                         await send({"type": "http.response.body", "body": event, "more_body": True})

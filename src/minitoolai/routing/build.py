@@ -1,56 +1,138 @@
-"""Turn configuration into a routing table: public model name -> deployments.
+"""Turn configuration into routing tables: public model name -> deployments.
 
-Sources, in order: the config file's ``[[deployments]]``; then the zero-config convention
-(``OPENAI_API_KEY`` set: the seed's five gpt-* names go to OpenAI, or ``OPENAI_BASE_URL``) for
-any of those names the file did not route; then local engines (see ``engines.local``).
+Chat, in order: the config file's ``[[deployments]]``; then the zero-config convention
+(``OPENAI_API_KEY`` set: the seed's five gpt-* names go to OpenAI, or to ``OPENAI_BASE_URL``);
+then, for gpt-* names still unserved, the packaged local model (SmolLM2-135M-Instruct via
+llama.cpp), so ``serve`` answers offline with no configuration at all. Every local model is
+also routed under its own name. Speech: ``tts-1``/``tts-1-hd`` deployments from the file, else
+the local speech engine (Piper, espeak-ng as the fallback).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import Any
 
 import aiohttp
 
-from minitoolai.engines.base import ChatEngine
+from minitoolai.engines.base import ChatEngine, SpeechEngine
+from minitoolai.engines.errors import EngineUnavailable
+from minitoolai.engines.llamacpp.config import DEFAULT_MODEL_NAME
 from minitoolai.engines.openai_compat import OpenAICompatEngine
-from minitoolai.ledger.pricing import CHAT_MODELS
+from minitoolai.engines.openai_speech import OpenAICompatSpeech
+from minitoolai.ledger.pricing import CHAT_MODELS, SPEECH_MODELS
 from minitoolai.routing.router import Deployment, Router
 from minitoolai.settings import FileConfig, ProviderConfig, Settings
 
-#: builds an in-process engine for a ``provider = "local"`` deployment (set by engines.local)
-LocalFactory = Callable[[str], ChatEngine]
+log = logging.getLogger("minitoolai.routing")
 
 
-def build_router(
-    settings: Settings,
-    config: FileConfig,
-    session: aiohttp.ClientSession,
-    local: LocalFactory | None = None,
-) -> Router:
-    router = Router(cooldown_s=settings.upstream_cooldown_s)
+@dataclass
+class Engines:
+    """What routing built, and everything that must be closed at shutdown."""
+
+    chat: Router[ChatEngine]
+    speech: Router[SpeechEngine]
+    owned: list[Any] = field(default_factory=list)
+
+    async def aclose(self) -> None:
+        for engine in self.owned:
+            try:
+                await engine.aclose()
+            except Exception:  # shutting down: keep closing the rest
+                log.exception("closing %r failed", engine)
+
+
+async def _open_local(name: str, config: FileConfig) -> ChatEngine:
+    from minitoolai.engines.llamacpp import LlamaCppEngine, LocalModelConfig, default_model_config
+
+    if name in config.local_models:
+        fields = config.local_models[name].model_dump()
+        return await LlamaCppEngine.open(LocalModelConfig(name=name, **fields))
+    default = default_model_config()
+    if name != default.name:
+        raise ValueError(f"local model {name!r} is not described in [local_models.{name}]")
+    return await LlamaCppEngine.open(default)
+
+
+async def _open_speech(config: FileConfig) -> SpeechEngine:
+    from minitoolai.engines.speech import PiperEngine, open_default_speech_engine
+
+    if config.voices:  # the operator mapped voice names: that needs Piper itself
+        return await asyncio.to_thread(lambda: PiperEngine(voice_overrides=config.voices))
+    return await open_default_speech_engine()
+
+
+async def build_engines(
+    settings: Settings, config: FileConfig, session: aiohttp.ClientSession
+) -> Engines:
+    engines = Engines(
+        Router[ChatEngine](cooldown_s=settings.upstream_cooldown_s), Router[SpeechEngine]()
+    )
     providers = dict(config.providers)
+    local: dict[str, ChatEngine] = {}
+
+    async def local_engine(name: str) -> ChatEngine:
+        if name not in local:
+            local[name] = await _open_local(name, config)
+            engines.owned.append(local[name])
+        return local[name]
+
     for dep in config.deployments:
         upstream = dep.upstream_model or dep.model
-        engine: ChatEngine
+        speech = dep.model in SPEECH_MODELS
         if dep.provider == "local":
-            if local is None:
-                raise ValueError(f"deployment of {dep.model}: local engines are not available")
-            engine = local(upstream)
-            name = f"local:{upstream}"
+            if speech:
+                raise ValueError("a local speech deployment needs no [[deployments]] entry")
+            engine: Any = await local_engine(upstream)
+        elif dep.provider not in providers:
+            raise ValueError(
+                f"deployment of {dep.model} names provider {dep.provider!r}, which is not in "
+                f"[providers] ({', '.join(providers) or 'none configured'})"
+            )
+        elif speech:
+            engine = OpenAICompatSpeech(dep.provider, providers[dep.provider], upstream, session)
         else:
-            if dep.provider not in providers:
-                raise ValueError(
-                    f"deployment of {dep.model} names provider {dep.provider!r}, which is not in "
-                    f"[providers] ({', '.join(providers) or 'none configured'})"
-                )
             engine = OpenAICompatEngine(dep.provider, providers[dep.provider], upstream, session)
-            name = f"{dep.provider}:{upstream}"
-        router.add(dep.model, Deployment(name, engine, dep.weight, dep.priority))
+        table = engines.speech if speech else engines.chat
+        table.add(
+            dep.model, Deployment(f"{dep.provider}:{upstream}", engine, dep.weight, dep.priority)
+        )
 
     if settings.openai_api_key is not None:
         openai = ProviderConfig(base_url=settings.openai_base_url, api_key=settings.openai_api_key)
         for model in CHAT_MODELS:
-            if not router.knows(model):
+            if not engines.chat.knows(model):
                 engine = OpenAICompatEngine("openai", openai, model, session)
-                router.add(model, Deployment(f"openai:{model}", engine))
-    return router
+                engines.chat.add(model, Deployment(f"openai:{model}", engine))
+
+    for name in config.local_models:
+        if not engines.chat.knows(name):
+            engines.chat.add(name, Deployment(f"local:{name}", await local_engine(name)))
+
+    unserved = [m for m in CHAT_MODELS if not engines.chat.knows(m)]
+    if settings.local_default and unserved:
+        try:
+            default = await local_engine(DEFAULT_MODEL_NAME)
+        except EngineUnavailable as exc:
+            log.warning("no local chat model: %s", exc)
+        else:
+            for model in [*unserved, default.model_id]:
+                if not engines.chat.knows(model):
+                    engines.chat.add(model, Deployment(f"local:{default.model_id}", default))
+
+    if settings.local_speech:
+        unserved = [m for m in SPEECH_MODELS if not engines.speech.knows(m)]
+        if unserved:
+            try:
+                speech_engine = await _open_speech(config)
+            except (EngineUnavailable, ImportError) as exc:
+                log.warning("no local speech engine: %s", exc)
+            else:
+                engines.owned.append(speech_engine)
+                for model in unserved:
+                    name = f"local:{speech_engine.model_id}"
+                    engines.speech.add(model, Deployment(name, speech_engine))
+    return engines

@@ -11,14 +11,15 @@ from __future__ import annotations
 import random
 import time
 from dataclasses import dataclass, field
+from typing import Generic, TypeVar
 
-from minitoolai.engines.base import ChatEngine
+E = TypeVar("E")
 
 
 @dataclass(eq=False)
-class Deployment:
+class Deployment(Generic[E]):
     name: str  # "provider:upstream-model", what logs and the routing table show
-    engine: ChatEngine
+    engine: E  # a ChatEngine or a SpeechEngine
     weight: int = 1
     priority: int = 0
     cooldown_until: float = field(default=0.0)
@@ -27,13 +28,13 @@ class Deployment:
         return self.cooldown_until > now
 
 
-class Router:
+class Router(Generic[E]):
     def __init__(self, cooldown_s: float = 30.0, rng: random.Random | None = None) -> None:
-        self._routes: dict[str, list[Deployment]] = {}
+        self._routes: dict[str, list[Deployment[E]]] = {}
         self.cooldown_s = cooldown_s
         self._rng = rng or random.Random()
 
-    def add(self, model: str, deployment: Deployment) -> None:
+    def add(self, model: str, deployment: Deployment[E]) -> None:
         self._routes.setdefault(model, []).append(deployment)
 
     def models(self) -> list[str]:
@@ -42,15 +43,15 @@ class Router:
     def knows(self, model: str) -> bool:
         return model in self._routes
 
-    def deployments(self, model: str) -> list[Deployment]:
+    def deployments(self, model: str) -> list[Deployment[E]]:
         return list(self._routes.get(model, ()))
 
-    def candidates(self, model: str) -> list[Deployment]:
+    def candidates(self, model: str) -> list[Deployment[E]]:
         """Every deployment for ``model``, in the order to try them."""
         now = time.monotonic()
-        ready: list[Deployment] = []
-        cooling: list[Deployment] = []
-        by_priority: dict[int, list[Deployment]] = {}
+        ready: list[Deployment[E]] = []
+        cooling: list[Deployment[E]] = []
+        by_priority: dict[int, list[Deployment[E]]] = {}
         for d in self._routes.get(model, ()):
             by_priority.setdefault(d.priority, []).append(d)
         for priority in sorted(by_priority):
@@ -58,15 +59,15 @@ class Router:
                 (cooling if d.cooling(now) else ready).append(d)
         return ready + cooling
 
-    def failed(self, deployment: Deployment) -> None:
+    def failed(self, deployment: Deployment[E]) -> None:
         deployment.cooldown_until = time.monotonic() + self.cooldown_s
 
-    def succeeded(self, deployment: Deployment) -> None:
+    def succeeded(self, deployment: Deployment[E]) -> None:
         deployment.cooldown_until = 0.0
 
-    def _weighted_order(self, group: list[Deployment]) -> list[Deployment]:
+    def _weighted_order(self, group: list[Deployment[E]]) -> list[Deployment[E]]:
         # Efraimidis-Spirakis: sort by u^(1/w); weight 0 goes last (a standby).
-        def key(d: Deployment) -> float:
+        def key(d: Deployment[E]) -> float:
             if d.weight <= 0:
                 return -1.0
             return float(self._rng.random() ** (1.0 / d.weight))

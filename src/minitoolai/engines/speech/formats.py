@@ -1,0 +1,44 @@
+"""The response formats OpenAI's speech endpoint offers, and how each one is produced."""
+
+from __future__ import annotations
+
+from minitoolai.engines.base import SpeechParams
+from minitoolai.engines.errors import EngineRejected
+
+#: formats written directly from PCM, without ffmpeg
+RAW_FORMATS = frozenset({"wav", "pcm"})
+#: ffmpeg arguments (after the input) for each encoded format, at 24 kHz mono
+FFMPEG_OUTPUT_ARGS: dict[str, list[str]] = {
+    "mp3": ["-c:a", "libmp3lame", "-b:a", "64k", "-f", "mp3"],
+    # OpenAI's "opus" is Ogg-encapsulated Opus
+    "opus": ["-c:a", "libopus", "-b:a", "32k", "-application", "voip", "-f", "ogg"],
+    # raw AAC in an ADTS stream (a streamable container, as OpenAI returns)
+    "aac": ["-c:a", "aac", "-b:a", "64k", "-f", "adts"],
+    "flac": ["-c:a", "flac", "-f", "flac"],
+}
+FORMATS = RAW_FORMATS | FFMPEG_OUTPUT_ARGS.keys()
+MEDIA_TYPES = {
+    "mp3": "audio/mpeg",
+    "opus": "audio/ogg",
+    "aac": "audio/aac",
+    "flac": "audio/flac",
+    "wav": "audio/wav",
+    "pcm": "audio/pcm",
+}
+MIN_SPEED, MAX_SPEED = 0.25, 4.0
+MAX_INPUT_CHARS = 4096  # OpenAI's limit
+
+
+def validate(params: SpeechParams) -> None:
+    """Refuse what no engine can do, before any work starts (-> 400)."""
+    if params.response_format not in FORMATS:
+        raise EngineRejected(
+            f"response_format must be one of {', '.join(sorted(FORMATS))}, "
+            f"not {params.response_format!r}"
+        )
+    if not MIN_SPEED <= params.speed <= MAX_SPEED:
+        raise EngineRejected(f"speed must be between {MIN_SPEED} and {MAX_SPEED}")
+    if not params.input.strip():
+        raise EngineRejected("input must not be empty")
+    if len(params.input) > MAX_INPUT_CHARS:
+        raise EngineRejected(f"input must be at most {MAX_INPUT_CHARS} characters")
