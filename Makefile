@@ -7,7 +7,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 TORCH ?= 2.13.0
-SYSTEM_PACKAGES := ffmpeg espeak-ng cmake build-essential
+SYSTEM_PACKAGES := ffmpeg espeak-ng cmake build-essential php-cli php-curl
 
 .PHONY: setup sysdeps run test lint bench clean
 
@@ -23,10 +23,11 @@ $(VENV)/.installed: pyproject.toml Makefile
 	touch $@
 
 # ffmpeg encodes speech (mp3/opus/aac/flac), espeak-ng is the fallback voice, cmake and a
-# compiler build llama.cpp. Installed with apt-get when missing (as root), else explained.
+# compiler build llama.cpp, php runs the seed's own PHP snippets in the tests. Installed with
+# apt-get when missing (as root), else explained.
 sysdeps:
 	@missing=""; \
-	for tool in ffmpeg espeak-ng cmake g++; do command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
+	for tool in ffmpeg espeak-ng cmake g++ php; do command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "installing$$missing"; \
@@ -40,8 +41,8 @@ run: setup
 	$(VENV)/bin/minitoolai serve
 
 lint: setup
-	$(VENV)/bin/ruff check src tests bench
-	$(VENV)/bin/ruff format --check src tests bench
+	$(VENV)/bin/ruff check src tests
+	$(VENV)/bin/ruff format --check src tests
 	$(VENV)/bin/mypy
 
 test: lint

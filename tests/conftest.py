@@ -18,6 +18,9 @@ from sqlalchemy import text
 from minitoolai.infra.db import Database
 from minitoolai.infra.migrate import upgrade
 
+# No test may reach a model hub: the engines are tested on weights the tests build or packages ship.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
 POSTGRES_URL = os.environ.get(
     "MINITOOLAI_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 )

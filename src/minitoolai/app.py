@@ -47,12 +47,14 @@ async def metrics(_request: Request) -> Response:
 
 
 async def _sweep_forever(svc: Services) -> None:
+    """Release abandoned holds; delete stored images past their retention."""
     while True:
         await asyncio.sleep(svc.settings.sweep_interval_s)
         try:
             await svc.ledger.sweep_expired()
+            await svc.images.storage.purge_older_than(svc.settings.image_retention_s)
         except Exception:  # the sweeper must outlive a database hiccup
-            log.exception("hold sweeper failed; will retry")
+            log.exception("sweeper failed; will retry")
 
 
 async def _start_worker(svc: Services) -> ImageWorker:
