@@ -27,7 +27,7 @@ from bench import pg, profiling, report
 from bench.contenders import CONTENDERS, Context, Running
 from bench.pending import all_pending
 from bench.procs import REPO, Cores, Proc, pinned, start
-from bench.runner import Load, run_cell
+from bench.runner import Load, run_cell, wait_idle
 from bench.workload import SCENARIOS, Scenario
 
 BENCH = Path(__file__).resolve().parent
@@ -53,6 +53,8 @@ class Options:
     ledger_accounts: int = 64
     profile: bool = False
     profile_concurrency: int = 64
+    breakdown: bool = True
+    breakdown_calls: int = 500
 
 
 def _csv(value: str) -> list[str]:
@@ -91,6 +93,10 @@ def parse_args(argv: list[str] | None) -> Options:
     ap.add_argument("--no-ledger", action="store_true", help="skip the ledger throughput")
     ap.add_argument("--ledger-databases", default="sqlite,postgres")
     ap.add_argument("--ledger-duration", type=float, help="seconds per ledger cell (default 5)")
+    ap.add_argument(
+        "--no-breakdown", action="store_true", help="skip the per-component CPU breakdown"
+    )
+    ap.add_argument("--breakdown-calls", type=int, help="calls per breakdown part (500)")
     ap.add_argument("--profile", action="store_true", help="py-spy this project under load")
     ap.add_argument("--profile-concurrency", type=int, default=64)
     args = ap.parse_args(argv)
@@ -125,6 +131,8 @@ def parse_args(argv: list[str] | None) -> Options:
         ledger_duration=args.ledger_duration or (1.0 if quick else 5.0),
         profile=args.profile,
         profile_concurrency=args.profile_concurrency,
+        breakdown=not args.no_breakdown,
+        breakdown_calls=args.breakdown_calls or (100 if quick else 500),
     )
 
 
@@ -224,15 +232,16 @@ def run_contender(
         results["contenders_run"].append(name)
         for scenario in scenarios:
             for conc in opts.load.concurrency:
+                waited = wait_idle(running)
                 cell = run_cell(
                     ctx, running, scenario, conc, opts.load, upstream.pid, contender.database_cpu
                 )
-                cell.update(contender=name, scenario=scenario.name)
+                cell.update(contender=name, scenario=scenario.name, idle_wait_s=waited)
                 results["cells"].append(cell)
                 _say(_cell_line(cell))
-                time.sleep(0.3)  # let closed connections drain before the next cell
         if opts.profile and "ours" in contender.tags:
             for scenario in scenarios:
+                wait_idle(running)
                 _say(f"{name}: profiling {scenario.name} at c={opts.profile_concurrency}")
                 results["profiles"].append(_profile(ctx, running, scenario, opts, upstream.pid))
     finally:
@@ -286,6 +295,29 @@ def run_ledger(ctx: Context, opts: Options) -> list[dict[str, Any]]:
     return rows
 
 
+def run_breakdown(ctx: Context, opts: Options) -> list[dict[str, Any]]:
+    """CPU per call of each part of a request (``bench.breakdown``), on the gateway core."""
+    cmd = [ctx.python, "-m", "bench.breakdown", "--json", "--calls", str(opts.breakdown_calls)]
+    cmd += ["--postgres-url", opts.postgres_url]
+    if "postgres" not in opts.ledger_databases:
+        cmd.append("--no-postgres")
+    done = subprocess.run(
+        pinned(cmd, ctx.cores.gateway),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        cwd=REPO,
+    )
+    if done.returncode != 0:
+        _say(f"breakdown failed: {done.stderr.strip().splitlines()[-1:]}")
+        return []
+    rows: list[dict[str, Any]] = orjson.loads(done.stdout.strip().splitlines()[-1])
+    for row in rows:
+        _say(f"breakdown {row['part']:40s} {row['cpu_ms']:.3f} CPU ms")
+    return rows
+
+
 def run(opts: Options) -> dict[str, Any]:
     """Run everything ``opts`` asks for; write the report; return the raw results."""
     out = opts.out.resolve()
@@ -314,6 +346,7 @@ def run(opts: Options) -> dict[str, Any]:
         "failed": {},
         "profiles": [],
         "ledger": [],
+        "breakdown": [],
         "pending": [p.to_dict() for p in all_pending()],
     }
     _say(f"pinning: {cores.describe()}")
@@ -329,6 +362,8 @@ def run(opts: Options) -> dict[str, Any]:
                 (work / "logs" / f"{name}-failure.txt").write_text(traceback.format_exc())
         if opts.ledger:
             results["ledger"] = run_ledger(ctx, opts)
+        if opts.breakdown:
+            results["breakdown"] = run_breakdown(ctx, opts)
     finally:
         upstream.stop()
     write(results, out, opts.chart)

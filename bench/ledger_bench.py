@@ -8,6 +8,9 @@ Two shapes:
   updates the same ``accounts`` row, so on PostgreSQL they queue on its row lock);
 - ``spread``: pairs spread over ``--accounts`` accounts (many customers at once).
 
+It reports pairs/s, their latency, and the CPU milliseconds each pair cost this process: on a
+shared machine pairs/s falls with the CPU left over, CPU per pair does not.
+
 ``--concurrency`` tasks loop hold -> settle for ``--duration`` seconds on one event loop
 (uvloop), as the gateway's requests would. Prints one JSON line.
 
@@ -26,9 +29,9 @@ from array import array
 from typing import Any
 
 import orjson
+
 from bench.aio import run
 from bench.loadgen import percentiles
-
 from minitoolai.accounts.service import AccountService
 from minitoolai.infra.db import Database
 from minitoolai.infra.migrate import upgrade
@@ -70,10 +73,10 @@ async def measure(url: str, accounts: int, concurrency: int, duration: float) ->
         deadline = time.perf_counter() + min(1.0, duration / 4)  # warm the pool and caches
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         latencies = array("d")
-        start = time.perf_counter()
+        start, cpu0 = time.perf_counter(), time.process_time()
         deadline = start + duration
         await asyncio.gather(*(worker() for _ in range(concurrency)))
-        elapsed = time.perf_counter() - start
+        elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu0
         for account_id in ids:  # the books must still balance after the storm
             balance, held = await ledger.balances(account_id)
             if (balance, held) != await ledger.entry_sums(account_id) or held != 0:
@@ -87,6 +90,8 @@ async def measure(url: str, accounts: int, concurrency: int, duration: float) ->
         "duration_s": elapsed,
         "pairs": len(latencies),
         "pairs_per_s": len(latencies) / elapsed,
+        # all threads of this process (aiosqlite's included); robust on a busy machine
+        "cpu_ms_per_pair": cpu / max(1, len(latencies)) * 1000,
         "latency_ms": percentiles(latencies),
         "errors": errors,
     }

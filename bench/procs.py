@@ -143,7 +143,7 @@ def wait_http(
     headers: dict[str, str] | None = None,
     timeout: float = 60.0,
 ) -> None:
-    """Poll ``url`` until it answers 200; fail early if the process died."""
+    """Poll ``url`` until it answers 200; otherwise stop ``proc`` (no orphan) and raise."""
     deadline = time.monotonic() + timeout
     last = "no answer"
     while time.monotonic() < deadline:
@@ -162,6 +162,8 @@ def wait_http(
             last = str(exc)
         time.sleep(0.2)
     tail = proc.tail() if proc else ""
+    if proc is not None:
+        proc.stop()
     raise RuntimeError(f"{url} did not answer 200 within {timeout:.0f}s ({last})\n{tail}")
 
 

@@ -15,6 +15,7 @@ Definitions used throughout (also in bench/README.md):
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -47,7 +48,9 @@ def _cells(results: dict[str, Any], contender: str, scenario: str) -> Cells:
     ]
 
 
-def _cell(results: dict[str, Any], contender: str, scenario: str, conc: int) -> dict | None:
+def _cell(
+    results: dict[str, Any], contender: str, scenario: str, conc: int
+) -> dict[str, Any] | None:
     return next((c for c in _cells(results, contender, scenario) if c["concurrency"] == conc), None)
 
 
@@ -70,7 +73,7 @@ def added(
 
 def max_rps(results: dict[str, Any], contender: str, scenario: str) -> float | None:
     best = _best(_cells(results, contender, scenario))
-    return best["rps"] if best else None
+    return float(best["rps"]) if best else None
 
 
 def summary_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
@@ -85,7 +88,7 @@ def summary_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
             {
                 "contender": name,
                 "rps_nonstream": rps,
-                "x_litellm": rps / litellm if rps and litellm else None,
+                "x_litellm": rps / litellm if rps and litellm and name != "direct" else None,
                 "rps_stream": max_rps(results, name, "stream"),
                 "added_c1": [
                     added(results, name, "nonstream", 1, "latency_ms", p)
@@ -169,20 +172,27 @@ def _summary_md(results: dict[str, Any]) -> str:
     )
 
 
+def _rps_cell(cell: dict[str, Any]) -> str:
+    if not cell["requests"]:
+        return "0 (no answer within the window: lengthen --duration)"
+    return _fmt(cell["rps"]) + (" (client-bound)" if cell.get("client_bound") else "")
+
+
 def _detail_md(results: dict[str, Any], scenario: str) -> str:
     rows = []
     for c in results["cells"]:
         if c["scenario"] != scenario:
             continue
         name, conc = c["contender"], c["concurrency"]
-        lat, ttft = c.get("latency_ms") or {}, c.get("ttft_ms") or {}
+        lat = (c.get("latency_ms") or {}) if c["requests"] else {}
+        ttft = c.get("ttft_ms") or {}
         errors = sum(c["errors"].values())
         rows.append(
             [
                 name,
                 str(conc),
                 c["loadgen"],
-                _fmt(c["rps"]) + (" (client-bound)" if c.get("client_bound") else ""),
+                _rps_cell(c),
                 _fmt(lat.get("p50")),
                 _fmt(lat.get("p90")),
                 _fmt(lat.get("p99")),
@@ -238,13 +248,24 @@ def _ledger_md(rows: list[dict[str, Any]]) -> str:
                 str(r["accounts"]),
                 str(r["concurrency"]),
                 _fmt(r["pairs_per_s"]),
+                _fmt(r.get("cpu_ms_per_pair"), 3),
                 _fmt(lat.get("p50")),
                 _fmt(lat.get("p99")),
                 ", ".join(f"{k}: {v}" for k, v in r["errors"].items()) or "0",
             ]
         )
     return _table(
-        ["database", "shape", "accounts", "tasks", "hold+settle /s", "p50 ms", "p99 ms", "errors"],
+        [
+            "database",
+            "shape",
+            "accounts",
+            "tasks",
+            "hold+settle /s",
+            "CPU ms / pair",
+            "p50 ms",
+            "p99 ms",
+            "errors",
+        ],
         body,
     )
 
@@ -274,6 +295,21 @@ def markdown(results: dict[str, Any]) -> str:
     if results.get("ledger"):
         parts += ["## Ledger throughput (Ledger.hold + Ledger.settle, no HTTP)", ""]
         parts += [_ledger_md(results["ledger"]), ""]
+    if results.get("breakdown"):
+        parts += ["## Where a request's CPU goes (each part alone, CPU ms per call)", ""]
+        parts.append(
+            _table(
+                ["part of a request", "CPU ms per call"],
+                [[r["part"], f"{r['cpu_ms']:.3f}"] for r in results["breakdown"]],
+            )
+        )
+        parts += [
+            "",
+            "Compare with the gateway's CPU s / 1k requests above (= CPU ms per request): "
+            "what the parts do not add up to is the HTTP server, routing, middleware and "
+            "pipeline glue.",
+            "",
+        ]
     parts += ["## Not measured yet", ""]
     for p in results["pending"]:
         parts.append(f"- **{p['figure']}**: {p['status']}. Plan: {p['plan']}")
@@ -294,6 +330,8 @@ def markdown(results: dict[str, Any]) -> str:
     for name, info in results["settings"].items():
         version = f" (version {info['version']})" if info.get("version") else ""
         parts.append(f"- **{name}**{version}: {info['settings']}")
+        for note in info.get("answer_notes") or []:
+            parts.append(f"  - its answer differs: {note}")
     parts.append("")
     return "\n".join(parts)
 
@@ -350,8 +388,10 @@ def chart(results: dict[str, Any], path: Path) -> str | None:
     ax.set_title("gateway CPU per 1k non-streaming requests (lower is better)")
     ax.tick_params(axis="x", labelrotation=15, labelsize=8)
     ax.grid(True, axis="y", alpha=0.3)
-    note = results["meta"].get("note") or ""
-    fig.suptitle(f"MiniToolAI gateway bench, {results['meta']['date']}  {note}"[:140], fontsize=10)
+    title = (
+        f"MiniToolAI gateway bench, {results['meta']['date']}. {results['meta'].get('note', '')}"
+    )
+    fig.suptitle("\n".join(textwrap.wrap(title, 150)), fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -83,6 +83,25 @@ def meters_for(running: Running, upstream_pid: int, database: bool) -> Meters:
     )
 
 
+def wait_idle(running: Running, limit: float = 20.0, quiet: float = 0.1) -> float:
+    """Wait until the contender's tree uses under ``quiet`` of a core; returns seconds waited.
+
+    A gateway keeps working on requests a load generator abandoned at the end of a cell (a
+    slow one has seconds of backlog at c=256): the next cell must not start behind them.
+    """
+    start = time.perf_counter()
+    if running.proc is None:
+        time.sleep(0.2)
+        return 0.0
+    step = 0.25
+    while time.perf_counter() - start < limit:
+        before = cpu_seconds(tree_pids(running.proc.pid))
+        time.sleep(step)
+        if cpu_seconds(tree_pids(running.proc.pid)) - before < quiet * step:
+            break
+    return time.perf_counter() - start
+
+
 def _python_cell(
     ctx: Context, running: Running, body: Path, concurrency: int, load: Load, meters: Meters
 ) -> tuple[dict[str, Any], float]:
@@ -110,12 +129,20 @@ def _python_cell(
                 raise RuntimeError("the load generator stopped early; see logs/loadgen.log")
             meters.end()
             own = cpu_seconds([proc.pid]) - own0
-            out, _ = proc.communicate(timeout=load.timeout + 30)
+            # read() and not communicate(): communicate(timeout=...) reads the raw pipe and
+            # would lose what readline() has already buffered (the result line, often).
+            out = proc.stdout.read()
+            proc.wait(timeout=load.timeout + 30)
         finally:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
-    return orjson.loads(out.strip().splitlines()[-1]), own
+    lines = out.strip().splitlines()
+    if not lines:
+        raise RuntimeError(
+            f"the load generator exited ({proc.returncode}) without results; see logs/loadgen.log"
+        )
+    return orjson.loads(lines[-1]), own
 
 
 def _wrk_cell(
@@ -164,19 +191,21 @@ def run_cell(
     result, loadgen_cpu = drive(ctx, running, body, concurrency, load, meters)
     wall, gateway_cpu, upstream_cpu = meters.wall, meters.gateway_cpu, meters.upstream_cpu
     database_cpu_s = meters.database_cpu
-    per_k = max(result["requests"], 1) / 1000
+    per_k = result["requests"] / 1000 or float("nan")  # no answer in the window: no figure
     client_busy = (upstream_cpu + loadgen_cpu) / wall
     cores = len(ctx.cores.client) or 2
     result.update(
         loadgen=tool,
         wall_s=wall,
         gateway_cpu_s=gateway_cpu,
-        cpu_s_per_1k=None if gateway_cpu is None else gateway_cpu / per_k,
+        cpu_s_per_1k=None if gateway_cpu is None or not result["requests"] else gateway_cpu / per_k,
         gateway_cpu_pct=None if gateway_cpu is None else 100 * gateway_cpu / wall,
         peak_rss_mb=meters.gateway.peak_rss / 2**20 if meters.gateway else None,
         upstream_cpu_pct=100 * upstream_cpu / wall,
         loadgen_cpu_pct=100 * loadgen_cpu / wall,
-        database_cpu_s_per_1k=None if database_cpu_s is None else database_cpu_s / per_k,
+        database_cpu_s_per_1k=(
+            None if database_cpu_s is None or not result["requests"] else database_cpu_s / per_k
+        ),
         # the client side (load generator + upstream) had no CPU to spare: a lower bound
         client_bound=client_busy > 0.9 * cores,
     )

@@ -28,6 +28,7 @@ from typing import cast
 
 import httptools
 import orjson
+
 from bench.aio import run
 
 MODEL = "gpt-4o-mini-2024-07-18"

@@ -60,6 +60,7 @@ class Services:
     async def aclose(self) -> None:
         await self.wakeup.close()
         await self.engines.aclose()
+        await self.ledger.close()
         await self.http.close()
         await self.db.dispose()
 

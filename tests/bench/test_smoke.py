@@ -49,6 +49,8 @@ def test_quick_run_reports_every_figure(tmp_path: Path) -> None:
     ]
     for row in results["ledger"]:
         assert row["pairs_per_s"] > 0 and row["errors"] == {}, row
+    parts = {row["part"]: row["cpu_ms"] for row in results["breakdown"]}
+    assert "ledger hold + settle (SQLite)" in parts and all(v > 0 for v in parts.values()), parts
     assert {p["figure"] for p in results["pending"]} == {
         "image-job overhead",
         "local engine tokens/s",

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import pytest
@@ -12,9 +13,19 @@ from minitoolai.ledger.service import Ledger, UsageRecord
 from minitoolai.money import usd_to_nano
 from tests.conftest import unique
 
+_open: list[Ledger] = []
+
+
+@pytest.fixture(autouse=True)
+async def _close_ledgers() -> AsyncIterator[None]:
+    yield
+    while _open:
+        await _open.pop().close()
+
 
 async def _account(db: Database, usd: str = "1") -> tuple[Ledger, int]:
     ledger = Ledger(db)
+    _open.append(ledger)
     account, _ = await AccountService(db, ledger).create(unique(), usd_to_nano(usd))
     return ledger, account.id
 

@@ -31,6 +31,7 @@ async def main(url, account_id):
         await ledger.settle(hold.charge_id, 7)
         wins += 1
     await asyncio.gather(*(one() for _ in range(60)))
+    await ledger.close()
     await db.dispose()
     print(wins)
 

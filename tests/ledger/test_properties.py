@@ -34,8 +34,8 @@ def test_random_sequences_conserve_money(
 
 async def _check(url: str, ops: list[tuple[object, ...]]) -> None:
     db = Database(url)  # a fresh engine: hypothesis runs each example in its own event loop
+    ledger = Ledger(db)
     try:
-        ledger = Ledger(db)
         account, _ = await AccountService(db, ledger).create(unique())
         holds: list[str] = []
         expected_balance = 0  # a model of the account, kept by hand
@@ -81,4 +81,5 @@ async def _check(url: str, ops: list[tuple[object, ...]]) -> None:
             assert balance - on_hold >= 0
             assert await ledger.entry_sums(account.id) == (balance, on_hold)
     finally:
+        await ledger.close()
         await db.dispose()

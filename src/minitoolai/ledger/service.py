@@ -18,14 +18,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from minitoolai.clock import utcnow
 from minitoolai.errors import Conflict, InsufficientCredit, InvalidRequest, NotFound
 from minitoolai.infra.db import Database
 from minitoolai.infra.tables import accounts, charges, ledger_entries
+from minitoolai.ledger.store import Finish, LedgerStore, NewCharge, store_for
 from minitoolai.money import nano_to_usd
 
 log = logging.getLogger("minitoolai.ledger")
@@ -71,6 +71,10 @@ class Ledger:
     def __init__(self, db: Database, *, hold_timeout_s: int = 900) -> None:
         self.db = db
         self.hold_timeout = timedelta(seconds=hold_timeout_s)
+        self.store: LedgerStore = store_for(db.url, db.write_lock)
+
+    async def close(self) -> None:
+        await self.store.close()
 
     # -- credit in ---------------------------------------------------------------------------
 
@@ -123,56 +127,45 @@ class Ledger:
             raise ValueError("a hold cannot be negative")
         charge_id = charge_id or new_charge_id()
         now = utcnow()
-        try:
-            async with self.db.write() as conn:
-                if idempotency_key is not None:
-                    earlier = await self._by_idempotency(conn, account_id, idempotency_key)
-                    if earlier is not None:
-                        return earlier
-                row = (
-                    await conn.execute(
-                        update(accounts)
-                        .where(
-                            accounts.c.id == account_id,
-                            accounts.c.balance - accounts.c.held >= amount,
-                        )
-                        .values(held=accounts.c.held + amount)
-                        .returning(accounts.c.id)
-                    )
-                ).first()
-                if row is None:
-                    available = await self._available(conn, account_id)
-                    raise InsufficientCredit(
-                        f"Insufficient credit: this request may cost up to "
-                        f"US${nano_to_usd(amount)} and the available balance is "
-                        f"US${nano_to_usd(available)}. Top up the account, or ask for fewer "
-                        f"tokens (max_completion_tokens)."
-                    )
-                await conn.execute(
-                    insert(charges).values(
-                        id=charge_id,
-                        account_id=account_id,
-                        api_key_id=api_key_id,
-                        kind=kind,
-                        model=model,
-                        status="held",
-                        held_amount=amount,
-                        idempotency_key=idempotency_key,
-                        created_at=now,
-                        expires_at=now + (ttl or self.hold_timeout),
-                    )
-                )
-                await self._entry(conn, account_id, charge_id, "hold", 0, amount, None, now)
-        except IntegrityError:
-            # Two retries with one Idempotency-Key raced: the other one won, answer with it.
-            if idempotency_key is None:
-                raise
+        outcome = await self.store.hold(
+            NewCharge(
+                id=charge_id,
+                account_id=account_id,
+                api_key_id=api_key_id,
+                kind=kind,
+                model=model,
+                amount=amount,
+                idempotency_key=idempotency_key,
+                now=now,
+                expires_at=now + (ttl or self.hold_timeout),
+            )
+        )
+        if outcome == "held":
+            return Hold(charge_id, account_id, amount)
+        if idempotency_key is not None:  # a retry: answer with the earlier request
             async with self.db.read() as conn:
                 earlier = await self._by_idempotency(conn, account_id, idempotency_key)
-            if earlier is None:
-                raise
-            return earlier
-        return Hold(charge_id, account_id, amount)
+            if earlier is not None:
+                return earlier
+        if outcome == "duplicate":  # the earlier one vanished between our two reads: retry
+            return await self.hold(
+                account_id,
+                amount,
+                kind=kind,
+                model=model,
+                api_key_id=api_key_id,
+                charge_id=charge_id,
+                idempotency_key=idempotency_key,
+                ttl=ttl,
+            )
+        async with self.db.read() as conn:
+            available = await self._available(conn, account_id)
+        raise InsufficientCredit(
+            f"Insufficient credit: this request may cost up to "
+            f"US${nano_to_usd(amount)} and the available balance is "
+            f"US${nano_to_usd(available)}. Top up the account, or ask for fewer "
+            f"tokens (max_completion_tokens)."
+        )
 
     async def settle(
         self, charge_id: str, cost: int, usage: UsageRecord | None = None
@@ -288,49 +281,38 @@ class Ledger:
         note: str | None = None,
         expired_before: datetime | None = None,
     ) -> Settlement:
-        status = "settled" if kind == "settle" else "released"
-        now = utcnow()
-        conditions = [charges.c.id == charge_id, charges.c.status == "held"]
-        if expired_before is not None:
-            conditions.append(charges.c.expires_at < expired_before)
-        async with self.db.write() as conn:
-            row = (
-                await conn.execute(
-                    update(charges)
-                    .where(and_(*conditions))
-                    .values(status=status, settled_at=now)
-                    .returning(charges.c.account_id, charges.c.held_amount)
-                )
-            ).first()
-            if row is None:
+        done = await self.store.finish(
+            Finish(
+                charge_id=charge_id,
+                kind="settle" if kind == "settle" else "release",
+                cost=cost,
+                prompt_tokens=usage.prompt_tokens,
+                completion_tokens=usage.completion_tokens,
+                units=usage.units,
+                estimated=usage.estimated,
+                served_by=usage.served_by,
+                result=usage.result,
+                note=note,
+                now=utcnow(),
+                expired_before=expired_before,
+            )
+        )
+        if done is None:  # already settled or released (or, for the sweeper, not expired)
+            async with self.db.read() as conn:
                 existing = (
                     await conn.execute(select(charges.c.cost).where(charges.c.id == charge_id))
                 ).first()
-                if existing is None and expired_before is None:
-                    raise NotFound(f"no charge {charge_id}")
-                return Settlement(charge_id, int(existing[0] or 0) if existing else 0, False)
-            account_id, held_amount = int(row[0]), int(row[1])
-            charged = min(cost, held_amount)
-            if charged < cost:
-                log.error(
-                    "charge %s cost %d exceeds its hold %d; charging the hold",
-                    charge_id,
-                    cost,
-                    held_amount,
-                )
-            values: dict[str, Any] = {
-                "cost": charged,
-                "prompt_tokens": usage.prompt_tokens,
-                "completion_tokens": usage.completion_tokens,
-                "units": usage.units,
-                "usage_estimated": usage.estimated,
-                "served_by": usage.served_by,
-            }
-            if usage.result is not None:  # keep what submit stored for idempotent replays
-                values["result"] = usage.result
-            await conn.execute(update(charges).where(charges.c.id == charge_id).values(**values))
-            await self._move(conn, account_id, -charged, -held_amount)
-            await self._entry(conn, account_id, charge_id, kind, -charged, -held_amount, note, now)
+            if existing is None and expired_before is None:
+                raise NotFound(f"no charge {charge_id}")
+            return Settlement(charge_id, int(existing[0] or 0) if existing else 0, False)
+        charged = done.charged
+        if charged < cost:
+            log.error(
+                "charge %s cost %d exceeds its hold %d; charging the hold",
+                charge_id,
+                cost,
+                done.held_amount,
+            )
         return Settlement(charge_id, charged, True)
 
     async def _move(self, conn: AsyncConnection, account_id: int, amount: int, held: int) -> int:

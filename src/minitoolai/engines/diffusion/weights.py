@@ -349,7 +349,9 @@ def pull(
     if constants.HF_HUB_OFFLINE:
         raise WeightsUnavailable(
             cfg.name,
-            f"Cannot download image model '{cfg.name}': HF_HUB_OFFLINE is set on this machine.",
+            f"Cannot download image model '{cfg.name}' ({cfg.checkpoint}): HF_HUB_OFFLINE is set "
+            "on this machine; unset it where a network exists, or place the files locally and "
+            f"set [image_models.{cfg.name}] checkpoint = <path>.",
             fetch=cfg.checkpoint,
         )
     jobs: list[tuple[str, list[str] | None]] = []  # (repo id, files or None for "all small")
