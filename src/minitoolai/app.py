@@ -24,7 +24,7 @@ from minitoolai.bootstrap import Services, build_services
 from minitoolai.errors import APIError
 from minitoolai.http.responses import JSON, on_api_error, on_http_error, on_unexpected
 from minitoolai.http.routes import account, admin, chat, images, speech
-from minitoolai.images.build import build_image_engine, build_worker
+from minitoolai.images.build import LazyEngine, build_image_engine, build_worker
 from minitoolai.images.worker import ImageEngine, ImageWorker
 from minitoolai.observability import REGISTRY, RequestLog
 from minitoolai.settings import Settings
@@ -60,7 +60,7 @@ async def _sweep_forever(svc: Services) -> None:
 async def _start_worker(svc: Services) -> ImageWorker:
     engine: ImageEngine | None = svc.extras.get("image_engine")
     if engine is None:
-        engine = await asyncio.to_thread(build_image_engine, svc.settings, svc.config)
+        engine = LazyEngine(lambda: build_image_engine(svc.settings, svc.config))
         svc.extras["image_engine"] = engine
     return build_worker(svc.images, engine, svc.wakeup)
 

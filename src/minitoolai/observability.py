@@ -45,6 +45,7 @@ UPSTREAM_FAILURES = Counter(
 )
 
 access = logging.getLogger("minitoolai.access")
+_json_logs = False  # structured fields are built only when a JSON formatter will use them
 
 
 class _JsonFormatter(logging.Formatter):
@@ -64,6 +65,8 @@ class _JsonFormatter(logging.Formatter):
 
 
 def setup_logging(level: str = "info", fmt: str = "text") -> None:
+    global _json_logs
+    _json_logs = fmt == "json"
     handler = logging.StreamHandler(sys.stderr)
     if fmt == "json":
         handler.setFormatter(_JsonFormatter())
@@ -102,18 +105,22 @@ class RequestLog:
             REQUESTS.labels(name, str(status)).inc()
             LATENCY.labels(name).observe(elapsed)
             if access.isEnabledFor(logging.INFO):
+                method, path = scope["method"], scope["path"]
+                fields = (
+                    {
+                        "method": method,
+                        "path": path,
+                        "status": status,
+                        "ms": round(elapsed * 1e3, 2),
+                    }
+                    if _json_logs
+                    else None
+                )
                 access.info(
                     "%s %s %d %.1fms",
-                    scope["method"],
-                    scope["path"],
+                    method,
+                    path,
                     status,
-                    elapsed * 1000,
-                    extra={
-                        "fields": {
-                            "method": scope["method"],
-                            "path": scope["path"],
-                            "status": status,
-                            "ms": round(elapsed * 1000, 2),
-                        }
-                    },
+                    elapsed * 1e3,
+                    extra={"fields": fields} if fields else None,
                 )

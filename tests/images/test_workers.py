@@ -104,7 +104,9 @@ def test_two_workers_fifty_jobs_each_done_exactly_once(tmp_path: Path, fresh_pos
     data_dir = tmp_path / "data"
     with running_gateway(tmp_path, fresh_postgres, {}, [], data_dir=data_dir) as gw:
         before = gw.balance_nano()
-        with worker(fresh_postgres, data_dir), worker(fresh_postgres, data_dir):
+        # each job takes a little time, so while one worker is busy the other claims the next
+        slow = {"step_s": 0.05}
+        with worker(fresh_postgres, data_dir, **slow), worker(fresh_postgres, data_dir, **slow):
             jobs = [submit(gw, steps=1) for _ in range(50)]
             results = [wait_done(gw, j["jobid"], j["signature"], timeout=120) for j in jobs]
         assert all(r["status"] == "success" for r in results)

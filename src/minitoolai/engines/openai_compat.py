@@ -58,6 +58,19 @@ def _usage(data: dict[str, Any]) -> Usage:
     )
 
 
+async def _lines(response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+    """Lines of the body as network chunks arrive: one split per chunk, not one await per line."""
+    pending = b""
+    async for data in response.content.iter_any():
+        lines = (pending + data).split(b"\n")
+        pending = lines.pop()
+        for line in lines:
+            if line:
+                yield line
+    if pending:
+        yield pending
+
+
 def _error_text(raw: bytes) -> str:
     try:
         data = orjson.loads(raw)
@@ -138,7 +151,7 @@ class OpenAICompatEngine:
             response.close()  # stops the upstream when the client went away
 
     async def _chunks(self, response: aiohttp.ClientResponse) -> AsyncIterator[ChatChunk]:
-        async for line in response.content:
+        async for line in _lines(response):
             if not line.startswith(b"data:"):
                 continue
             payload = line[5:].strip()

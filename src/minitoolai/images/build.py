@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import threading
+from collections.abc import Callable
 from typing import Any
 
 from minitoolai.engines.errors import EngineUnavailable
@@ -53,6 +55,28 @@ def build_image_service(
         url_ttl_s=settings.image_url_ttl_s,
         notify=notify,
     )
+
+
+class LazyEngine:
+    """Builds the real engine at the first job, in the worker's thread.
+
+    Importing torch costs seconds and hundreds of MiB; a server that never gets an image job
+    should pay neither.
+    """
+
+    def __init__(self, factory: Callable[[], ImageEngine]) -> None:
+        self._factory = factory
+        self._engine: ImageEngine | None = None
+        self._lock = threading.Lock()
+
+    def loaded_models(self) -> list[str]:
+        return [] if self._engine is None else self._engine.loaded_models()
+
+    def generate(self, spec: Any, on_progress: Any = None) -> Any:
+        with self._lock:
+            if self._engine is None:
+                self._engine = self._factory()
+        return self._engine.generate(spec, on_progress)
 
 
 def build_image_engine(settings: Settings, config: FileConfig) -> ImageEngine:
