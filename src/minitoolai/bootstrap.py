@@ -81,7 +81,10 @@ def _admin_key(settings: Settings) -> str:
     return key
 
 
-async def build_services(settings: Settings, *, migrate: bool = True) -> Services:
+async def build_services(
+    settings: Settings, *, migrate: bool = True, engines: bool = True
+) -> Services:
+    """Everything the API needs. ``engines=False`` (the CLI, image workers) loads no models."""
     config = settings.load_file()
     db = Database(settings.resolved_database_url())
     if migrate:
@@ -89,8 +92,8 @@ async def build_services(settings: Settings, *, migrate: bool = True) -> Service
     ledger = Ledger(db, hold_timeout_s=settings.hold_timeout_s)
     prices = PriceTable(config.prices)
     http = upstream_session()
-    engines = await build_engines(settings, config, http)
-    chat = ChatService(ledger, prices, engines.chat)
+    routing = await build_engines(settings, config, http) if engines else Engines.empty()
+    chat = ChatService(ledger, prices, routing.chat)
     chat.image_resolver = ImageResolver(
         FetchPolicy(
             allowed_networks=tuple(settings.image_fetch_allow),
@@ -110,8 +113,8 @@ async def build_services(settings: Settings, *, migrate: bool = True) -> Service
         prices=prices,
         http=http,
         chat=chat,
-        speech=SpeechService(ledger, prices, engines.speech),
-        engines=engines,
+        speech=SpeechService(ledger, prices, routing.speech),
+        engines=routing,
         images=build_image_service(settings, db, ledger, prices, wakeup),
         wakeup=wakeup,
     )

@@ -58,7 +58,7 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")
 
 def _run(action: Callable[[Services], Awaitable[T]]) -> T:
     async def go() -> T:
-        services = await build_services(Settings())
+        services = await build_services(Settings(), engines=False)
         try:
             return await action(services)
         finally:

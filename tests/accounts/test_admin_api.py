@@ -92,3 +92,17 @@ def test_health_metrics_and_unknown_paths(gateway: Gateway, tmp_path: Path) -> N
     assert missing.status_code == 404 and missing.json()["error"]["type"] == "not_found_error"
     wrong_method = requests.get(gateway.url + "/api/chat-completions/", timeout=10)
     assert wrong_method.status_code == 405
+
+
+def test_hostile_text_is_a_400_not_a_500(gateway_each_db: Gateway) -> None:
+    """NUL and control characters never reach the database (PostgreSQL refuses NUL)."""
+    gateway = gateway_each_db
+    for body in ({"name": "a\x00b"}, {"name": "tab\there"}, {"name": " "}, {"name": "x" * 201}):
+        assert gateway.admin("POST", "/admin/accounts", json=body).status_code == 400, body
+    name = gateway.account
+    for body in ({"amount": "1", "note": "bad\x00note"}, {"amount": "1", "note": "n" * 501}):
+        assert gateway.admin("POST", f"/admin/accounts/{name}/credit", json=body).status_code == 400
+    for body in ({"name": "k\x00"}, {"allowed_models": ["gpt\x00"]}, {"allowed_models": [""]}):
+        assert gateway.admin("POST", f"/admin/accounts/{name}/keys", json=body).status_code == 400
+    assert gateway.admin("GET", "/admin/accounts/%00").status_code == 404
+    assert gateway.admin("DELETE", "/admin/keys/mtai-abc%00def").status_code == 400

@@ -116,3 +116,19 @@ def test_two_workers_fifty_jobs_each_done_exactly_once(tmp_path: Path, fresh_pos
         assert len({r["worker_id"] for r in rows}) == 2  # both workers took jobs
         assert len(list((data_dir / "images").glob("*.png"))) == 50
         assert before - gw.balance_nano() == 50 * PRICE and gw.held_nano() == 0
+
+
+def test_hostile_prompts_never_500_on_postgres(tmp_path: Path, fresh_postgres: str) -> None:
+    with running_gateway(tmp_path, fresh_postgres, {}, []) as gw:
+        for prompt in ("nul\x00byte", "\ud7ff emoji \U0001f600", "x" * 4000, "'; DROP TABLE x; --"):
+            body = {"model": "realvision", "prompt": prompt, "negativePrompt": prompt}
+            r = requests.post(
+                gw.url + "/api/texttoimage/", headers=gw.headers(), json=body, timeout=10
+            )
+            assert r.status_code == 200, (prompt[:20], r.text)
+        bad = requests.post(
+            gw.url + "/api/texttoimage/jobs/",
+            timeout=10,
+            json={"jobid": "1\x00", "signature": "s\x00"},
+        )
+        assert bad.status_code == 400

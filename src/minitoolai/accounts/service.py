@@ -67,9 +67,16 @@ class KeyRecord:
 
 def _valid_name(name: str) -> str:
     name = name.strip()
-    if not name or len(name) > 200 or any(c.isspace() and c != " " for c in name):
+    if not name or len(name) > 200 or not name.isprintable():
         raise InvalidRequest("an account name is 1 to 200 printable characters", param="name")
     return name
+
+
+def _valid_label(label: str | None, what: str) -> str | None:
+    """Free text kept in the database: printable, so no NUL reaches PostgreSQL."""
+    if label is not None and (len(label) > 500 or not label.isprintable()):
+        raise InvalidRequest(f"the {what} must be at most 500 printable characters", param=what)
+    return label
 
 
 class AccountService:
@@ -97,6 +104,8 @@ class AccountService:
         return await self.get(name), key
 
     async def get(self, name: str) -> Account:
+        if not name.isprintable() or len(name) > 200:  # cannot exist; and NUL breaks PostgreSQL
+            raise NotFound(f"no account named {name!r}")
         async with self.db.read() as conn:
             row = (await conn.execute(select(accounts).where(accounts.c.name == name))).first()
         if row is None:
@@ -187,6 +196,11 @@ class AccountService:
         expires_at: datetime | None = None,
         allowed_models: list[str] | None = None,
     ) -> tuple[str, KeyRecord]:
+        name = _valid_label(name, "name")
+        if allowed_models is not None and not all(
+            m and len(m) <= 200 and m.isprintable() for m in allowed_models
+        ):
+            raise InvalidRequest("allowed_models must be model names", param="allowed_models")
         account = await self.get(account_name)
         key = generate_key()
         now = utcnow()
@@ -237,7 +251,7 @@ class AccountService:
 
     async def revoke_key(self, prefix: str) -> str:
         """Revoke the one live key starting with ``prefix``. Returns its key hash (for caches)."""
-        if len(prefix) < 8:
+        if len(prefix) < 8 or len(prefix) > 200 or not prefix.isprintable():
             raise InvalidRequest("give at least 8 characters of the key", param="prefix")
         if len(prefix) > VISIBLE:  # a whole key: find it by its hash
             condition = api_keys.c.key_hash == hash_key(prefix)

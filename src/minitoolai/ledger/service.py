@@ -31,6 +31,11 @@ from minitoolai.money import nano_to_usd
 log = logging.getLogger("minitoolai.ledger")
 
 
+def _check_note(note: str | None) -> None:
+    if note is not None and (len(note) > 500 or not note.isprintable()):
+        raise InvalidRequest("a note is at most 500 printable characters", param="note")
+
+
 def new_charge_id() -> str:
     return "req_" + secrets.token_hex(12)
 
@@ -82,6 +87,7 @@ class Ledger:
         """Add credit ("Ricarica"). Returns the new balance."""
         if amount <= 0:
             raise InvalidRequest("a top-up must be a positive amount", param="amount")
+        _check_note(note)
         async with self.db.write() as conn:
             balance = await self._move(conn, account_id, amount, 0)
             await self._entry(conn, account_id, None, "topup", amount, 0, note)
@@ -91,6 +97,7 @@ class Ledger:
         """An operator's correction, either sign; never takes the balance below what is held."""
         if delta == 0:
             raise InvalidRequest("an adjustment must not be zero", param="amount")
+        _check_note(note)
         async with self.db.write() as conn:
             row = (
                 await conn.execute(

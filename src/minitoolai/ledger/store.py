@@ -13,6 +13,7 @@ same transaction as its ``ledger_entries`` row.
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -24,6 +25,7 @@ import orjson
 from sqlalchemy.engine import make_url
 
 T = TypeVar("T")
+log = logging.getLogger("minitoolai.ledger")
 HoldOutcome = Literal["held", "insufficient", "duplicate"]
 
 
@@ -86,40 +88,79 @@ def _sqlite_time(value: datetime) -> str:
 
 
 class SqliteLedgerStore:
+    """Each step is one ``BEGIN IMMEDIATE`` transaction, run right on the event loop.
+
+    A WAL-mode write with ``synchronous=NORMAL`` takes tens of microseconds, less than a hop to
+    a thread and back, so the loop runs it inline with ``busy_timeout=0``: it never waits
+    there. When another process holds the write lock (a CLI top-up, a worker), the step goes
+    to a writer thread whose connection waits up to 30 s instead. Checkpoints, the one slow
+    part of WAL, are kept off the loop: the inline connection never checkpoints itself; the
+    writer thread does, every few hundred commits.
+    """
+
+    CHECKPOINT_EVERY = 500
+
     def __init__(self, path: str, write_lock: asyncio.Lock | None = None) -> None:
         self.path = path
         # shared with ``Database.write`` so this process's writers queue instead of colliding
         self._write_lock = write_lock or asyncio.Lock()
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger-sqlite")
-        self._conn: sqlite3.Connection | None = None
+        self._inline: sqlite3.Connection | None = None
+        self._threaded: sqlite3.Connection | None = None
+        self._commits = 0
 
-    def _connection(self) -> sqlite3.Connection:
-        if self._conn is None:
-            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            for pragma in (
-                "journal_mode=WAL",
-                "synchronous=NORMAL",
-                "busy_timeout=30000",
-                "foreign_keys=ON",
-            ):
-                conn.execute(f"PRAGMA {pragma}")
-            self._conn = conn
-        return self._conn
+    def _connect(self, busy_ms: int, autocheckpoint: int) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        for pragma in (
+            "journal_mode=WAL",
+            "synchronous=NORMAL",
+            f"busy_timeout={busy_ms}",
+            "foreign_keys=ON",
+            f"wal_autocheckpoint={autocheckpoint}",
+        ):
+            conn.execute(f"PRAGMA {pragma}")
+        return conn
+
+    @staticmethod
+    def _transaction(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            result = fn(conn)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        return result
+
+    def _in_thread(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self._threaded is None:
+            self._threaded = self._connect(busy_ms=30_000, autocheckpoint=1000)
+        return self._transaction(self._threaded, fn)
+
+    def _checkpoint(self) -> None:
+        try:
+            if self._threaded is None:
+                self._threaded = self._connect(busy_ms=30_000, autocheckpoint=1000)
+            self._threaded.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        except sqlite3.Error as exc:  # the next one will catch up
+            log.warning("WAL checkpoint failed: %s", exc)
 
     async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        def transaction() -> T:
-            conn = self._connection()
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                result = fn(conn)
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
-            return result
-
+        loop = asyncio.get_running_loop()
         async with self._write_lock:
-            return await asyncio.get_running_loop().run_in_executor(self._pool, transaction)
+            if self._inline is None:
+                self._inline = self._connect(busy_ms=0, autocheckpoint=0)
+            try:
+                result = self._transaction(self._inline, fn)
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc):
+                    raise
+                # another process is writing: wait for it in the writer thread, not here
+                result = await loop.run_in_executor(self._pool, self._in_thread, fn)
+            self._commits += 1
+            if self._commits % self.CHECKPOINT_EVERY == 0:
+                loop.run_in_executor(self._pool, self._checkpoint)
+            return result
 
     async def hold(self, c: NewCharge) -> HoldOutcome:
         now, expires = _sqlite_time(c.now), _sqlite_time(c.expires_at)
@@ -210,9 +251,10 @@ class SqliteLedgerStore:
 
     async def close(self) -> None:
         def shut() -> None:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
+            for conn in (self._inline, self._threaded):
+                if conn is not None:
+                    conn.close()
+            self._inline = self._threaded = None
 
         await asyncio.get_running_loop().run_in_executor(self._pool, shut)
         self._pool.shutdown(wait=False)

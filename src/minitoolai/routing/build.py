@@ -37,6 +37,10 @@ class Engines:
     speech: Router[SpeechEngine]
     owned: list[Any] = field(default_factory=list)
 
+    @classmethod
+    def empty(cls) -> Engines:
+        return cls(Router[ChatEngine](), Router[SpeechEngine]())
+
     async def aclose(self) -> None:
         for engine in self.owned:
             try:
