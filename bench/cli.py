@@ -1,9 +1,10 @@
 """``python -m bench``: one run, one machine, every contender behind the same upstream and load.
 
 The run: start the fake upstream (client core), then for each contender in turn start it
-(gateway core), check it answers both scenarios correctly, drive every scenario x concurrency
-cell, optionally profile it, stop it. Then the ledger throughput, then the report. Every
-process started is stopped by its own id, also on errors and Ctrl-C.
+(gateway core), check it answers both chat scenarios correctly, drive every scenario x
+concurrency cell, optionally profile it, stop it. Then this project's own scenarios beyond
+chat (image-job overhead, the local engine's tokens/s, speech), then the ledger throughput,
+then the report. Every process started is stopped by its own id, also on errors and Ctrl-C.
 """
 
 from __future__ import annotations
@@ -16,22 +17,27 @@ import sys
 import time
 import traceback
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from bench import pg, profiling, report
-from bench.contenders import CONTENDERS, Context, Running
-from bench.pending import all_pending
+from bench import images_bench, local_bench, pg, profiling, report, speech_bench
+from bench.contenders import CONTENDERS, Context, Running, minitoolai_version
+from bench.images_bench import ImageLoad
+from bench.local_bench import LocalLoad
 from bench.procs import REPO, Cores, Proc, pinned, start
 from bench.runner import Load, run_cell, wait_idle
+from bench.speech_bench import SpeechLoad
 from bench.workload import SCENARIOS, Scenario
 
 BENCH = Path(__file__).resolve().parent
 QUICK_NOTE = "Quick smoke run (seconds per cell): checks the harness, not a measurement."
+#: this project's scenarios beyond the chat comparison (each its own section of the report)
+OWN_SCENARIOS = ("images", "local", "speech")
+ALL_SCENARIOS = (*SCENARIOS, *OWN_SCENARIOS)
 
 
 @dataclass
@@ -55,6 +61,13 @@ class Options:
     profile_concurrency: int = 64
     breakdown: bool = True
     breakdown_calls: int = 500
+    images: ImageLoad = field(default_factory=ImageLoad)
+    local: LocalLoad = field(default_factory=LocalLoad)
+    speech: SpeechLoad = field(default_factory=SpeechLoad)
+
+    @property
+    def chat_scenarios(self) -> list[str]:
+        return [s for s in self.scenarios if s in SCENARIOS]
 
 
 def _csv(value: str) -> list[str]:
@@ -76,7 +89,13 @@ def parse_args(argv: list[str] | None) -> Options:
         default=",".join(CONTENDERS),
         help=f"comma list of {', '.join(CONTENDERS)} (default: all)",
     )
-    ap.add_argument("--scenarios", default="nonstream,stream", help="nonstream,stream")
+    ap.add_argument(
+        "--scenarios",
+        default=",".join(ALL_SCENARIOS),
+        help="comma list of nonstream, stream (the chat comparison), images (image-job "
+        "overhead), local (local engine tokens/s), speech (speech real-time factor); "
+        "default: all",
+    )
     ap.add_argument(
         "--loadgen",
         choices=("auto", "python", "wrk"),
@@ -99,14 +118,29 @@ def parse_args(argv: list[str] | None) -> Options:
     ap.add_argument("--breakdown-calls", type=int, help="calls per breakdown part (500)")
     ap.add_argument("--profile", action="store_true", help="py-spy this project under load")
     ap.add_argument("--profile-concurrency", type=int, default=64)
+    ap.add_argument(
+        "--image-setups",
+        default=",".join(images_bench.SETUPS),
+        help="images: comma list of sqlite, postgres, postgres-worker (default: all)",
+    )
+    ap.add_argument("--image-concurrency", default="1,16", help="images: jobs in flight")
+    ap.add_argument("--image-duration", type=float, help="images: seconds per cell (10)")
+    ap.add_argument("--image-poll-ms", type=float, default=10.0, help="images: poll interval")
+    ap.add_argument("--local-max-tokens", type=int, help="local: tokens per answer (128)")
+    ap.add_argument("--local-runs", type=int, help="local: measured runs per side (3)")
+    ap.add_argument("--speech-formats", default="wav,mp3", help="speech: response formats")
+    ap.add_argument("--speech-runs", type=int, help="speech: measured runs per side (3)")
     args = ap.parse_args(argv)
 
     unknown = set(_csv(args.contenders)) - set(CONTENDERS)
     if unknown:
         ap.error(f"unknown contenders: {', '.join(sorted(unknown))}")
-    bad = set(_csv(args.scenarios)) - set(SCENARIOS)
+    bad = set(_csv(args.scenarios)) - set(ALL_SCENARIOS)
     if bad:
         ap.error(f"unknown scenarios: {', '.join(sorted(bad))}")
+    bad = set(_csv(args.image_setups)) - set(images_bench.SETUPS)
+    if bad:
+        ap.error(f"unknown image setups: {', '.join(sorted(bad))}")
     quick = args.quick
     conc = args.concurrency or ("1,16" if quick else "1,16,64,256")
     load = Load(
@@ -133,6 +167,21 @@ def parse_args(argv: list[str] | None) -> Options:
         profile_concurrency=args.profile_concurrency,
         breakdown=not args.no_breakdown,
         breakdown_calls=args.breakdown_calls or (100 if quick else 500),
+        images=ImageLoad(
+            setups=tuple(_csv(args.image_setups)),
+            concurrency=tuple(int(c) for c in _csv(args.image_concurrency)),
+            duration=args.image_duration or (1.0 if quick else 10.0),
+            poll_ms=args.image_poll_ms,
+            warmup_jobs=1 if quick else 3,
+        ),
+        local=LocalLoad(
+            max_tokens=args.local_max_tokens or (16 if quick else 128),
+            runs=args.local_runs or (1 if quick else 3),
+        ),
+        speech=SpeechLoad(
+            formats=tuple(_csv(args.speech_formats)),
+            runs=args.speech_runs or (1 if quick else 3),
+        ),
     )
 
 
@@ -222,7 +271,7 @@ def run_contender(
     _say(f"{name}: starting")
     running = contender.start(ctx)
     try:
-        scenarios = [SCENARIOS[s] for s in opts.scenarios]
+        scenarios = [SCENARIOS[s] for s in opts.chat_scenarios]
         notes = check_answers(running, scenarios, opts.chunks)
         results["settings"][name] = {
             "settings": contender.settings,
@@ -336,9 +385,10 @@ def run(opts: Options) -> dict[str, Any]:
             "non-streaming cells when installed, Python for streams)",
             "upstream": f"bench.upstream, {opts.chunks} content events per answer, "
             f"{opts.chunk_delay_ms:g} ms between events",
+            "minitoolai": minitoolai_version(),
             "note": opts.note,
         },
-        "scenarios": {s: SCENARIOS[s].title for s in opts.scenarios},
+        "scenarios": {s: SCENARIOS[s].title for s in opts.chat_scenarios},
         "contenders_run": [],
         "cells": [],
         "settings": {},
@@ -347,27 +397,66 @@ def run(opts: Options) -> dict[str, Any]:
         "profiles": [],
         "ledger": [],
         "breakdown": [],
-        "pending": [p.to_dict() for p in all_pending()],
     }
     _say(f"pinning: {cores.describe()}")
-    upstream, upstream_url = start_upstream(work, cores, opts.chunks, opts.chunk_delay_ms)
+    chat = bool(opts.chat_scenarios and opts.contenders)
+    upstream, upstream_url = (
+        start_upstream(work, cores, opts.chunks, opts.chunk_delay_ms) if chat else (None, "")
+    )
     try:
         ctx = Context(work=work, upstream=upstream_url, cores=cores, postgres_url=opts.postgres_url)
-        for name in opts.contenders:
+        for name in opts.contenders if upstream is not None else []:
+            assert upstream is not None
             try:
                 run_contender(name, ctx, opts, upstream, results)
             except Exception as exc:  # one broken peer must not sink the others' figures
                 _say(f"{name}: failed: {exc}")
                 results["failed"][name] = str(exc).splitlines()[0][:300]
                 (work / "logs" / f"{name}-failure.txt").write_text(traceback.format_exc())
+        run_own_scenarios(ctx, opts, results)
         if opts.ledger:
             results["ledger"] = run_ledger(ctx, opts)
         if opts.breakdown:
             results["breakdown"] = run_breakdown(ctx, opts)
     finally:
-        upstream.stop()
+        if upstream is not None:
+            upstream.stop()
     write(results, out, opts.chart)
     return results
+
+
+def run_own_scenarios(ctx: Context, opts: Options, results: dict[str, Any]) -> None:
+    """Image-job overhead, local engine tokens/s, speech: each into its own results key.
+
+    A part that cannot start (PostgreSQL unreachable, the model not installed) is recorded
+    under ``skipped``; one that breaks, under ``failed`` (with its traceback in the logs).
+    """
+    if "images" in opts.scenarios:
+        images = images_bench.run_all(ctx, opts.images, _say)
+        images["settings"] = images_bench.settings_note(opts.images)
+        results["images"] = images
+        for setup, why in images.pop("failed").items():
+            key = "skipped" if why.startswith("skipped") else "failed"
+            results[key][f"images:{setup}"] = why
+    for name, module, load in (
+        ("local", local_bench, opts.local),
+        ("speech", speech_bench, opts.speech),
+    ):
+        if name not in opts.scenarios:
+            continue
+        _say(f"{name}: starting")
+        try:
+            figures = module.run(ctx, load, _say)
+        except Exception as exc:
+            _say(f"{name}: failed: {exc}")
+            results["failed"][name] = str(exc).splitlines()[0][:300]
+            (ctx.logs / f"{name}-failure.txt").write_text(traceback.format_exc())
+            continue
+        if "error" in figures:
+            results["skipped"][name] = figures["error"]
+            continue
+        figures["settings"] = module.settings_note(load)
+        results[name] = figures
 
 
 def write(results: dict[str, Any], out: Path, with_chart: bool) -> None:

@@ -71,7 +71,7 @@ class Contender:
     tags: tuple[str, ...] = field(default=())
 
 
-def _base_env() -> dict[str, str]:
+def base_env() -> dict[str, str]:
     """The parent environment minus anything that could steer a contender elsewhere."""
     drop = ("OPENAI_", "MINITOOLAI_", "LITELLM_", "DATABASE_URL", "PORTKEY_", "HTTP_PROXY")
     env = {k: v for k, v in os.environ.items() if not k.upper().startswith(drop)}
@@ -112,7 +112,7 @@ def _start_minitoolai(ctx: Context, database: str) -> Running:
     home.mkdir(parents=True)
     config = home / "config.toml"
     config.write_text(_minitoolai_config(ctx))
-    env = _base_env() | {
+    env = base_env() | {
         "MINITOOLAI_CONFIG": str(config),
         "MINITOOLAI_DATA_DIR": str(home / "data"),
         "MINITOOLAI_ADMIN_KEY": ADMIN_KEY,
@@ -139,11 +139,11 @@ def _start_minitoolai(ctx: Context, database: str) -> Running:
         f"http://127.0.0.1:{port}/v1/chat/completions",
         {"Authorization": f"Bearer {key}"},
         proc,
-        version=_minitoolai_version(),
+        version=minitoolai_version(),
     )
 
 
-def _minitoolai_version() -> str:
+def minitoolai_version() -> str:
     from importlib.metadata import version
 
     def git(*args: str) -> str:
@@ -193,7 +193,7 @@ def _start_litellm(ctx: Context) -> Running:
     home.mkdir(parents=True, exist_ok=True)
     config = home / "config.yaml"
     config.write_text(_litellm_config(ctx))
-    env = _base_env() | {"LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_LOG": "ERROR"}
+    env = base_env() | {"LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_LOG": "ERROR"}
     port = free_port()
     cmd = [str(LITELLM_BIN), "--config", str(config), "--host", "127.0.0.1", "--port", str(port)]
     cmd += ["--num_workers", "1"]
@@ -231,7 +231,7 @@ def _portkey_missing(_ctx: Context) -> str | None:
 def _start_portkey(ctx: Context) -> Running:
     port = free_port()
     cmd = ["node", str(PORTKEY_SCRIPT), f"--port={port}", "--headless"]
-    env = _base_env() | {"NODE_ENV": "production"}
+    env = base_env() | {"NODE_ENV": "production"}
     proc = start("portkey", pinned(cmd, ctx.cores.gateway), ctx.logs, env=env, cwd=PORTKEY_DIR)
     url = f"http://127.0.0.1:{port}/v1/chat/completions"
     headers = {

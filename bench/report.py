@@ -10,6 +10,9 @@ Definitions used throughout (also in bench/README.md):
 - CPU s / 1k req: CPU seconds (user + system) of the gateway's process tree per 1,000 answered
   requests, at the cell with the most requests/s;
 - peak RSS: the largest resident memory of the process tree seen over all its cells.
+
+This project's own scenarios (images, local, speech) have a section each; their figures are
+defined in ``bench.images_bench``, ``bench.local_bench`` and ``bench.speech_bench``.
 """
 
 from __future__ import annotations
@@ -106,9 +109,18 @@ def summary_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+LOCAL_GOAL = "local engine decode tokens/s through the API >= 95% of bare llama.cpp"
+
+
 def goal_rows(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     """(contender, goal, measured, verdict) for each of this project's contenders."""
     out = []
+    local = results.get("local")
+    if local:
+        ratio = local.get("ratio")
+        shown = "-" if ratio is None else f"{ratio:.1%} of bare"
+        verdict = "not measured" if ratio is None else ("met" if ratio >= 0.95 else "**MISSED**")
+        out.append(("minitoolai (local engine)", LOCAL_GOAL, shown, verdict))
     litellm = max_rps(results, "litellm", "nonstream")
     for name in results["contenders_run"]:
         if not name.startswith("minitoolai"):
@@ -270,6 +282,180 @@ def _ledger_md(rows: list[dict[str, Any]]) -> str:
     )
 
 
+def _pair(stats: dict[str, Any] | None, a: str = "p50", b: str = "p99") -> str:
+    stats = stats or {}
+    return f"{_fmt(stats.get(a))} / {_fmt(stats.get(b))}"
+
+
+def _plus_db(cpu: float | None, db: float | None) -> str:
+    return _fmt(cpu, 2) + (f" (+DB {_fmt(db, 2)})" if db is not None else "")
+
+
+def _images_md(images: dict[str, Any]) -> str:
+    from bench.images_bench import SETUP_TITLES
+
+    rows = []
+    for c in images["cells"]:
+        split = c["split_ms"]
+        errors = sum(c["errors"].values())
+        rows.append(
+            [
+                c["setup"],
+                str(c["concurrency"]),
+                str(c["jobs"]),
+                _fmt(c["jobs_per_s"]),
+                _pair(c["submit_ms"]),
+                _pair(c["seen_ms"]),
+                _fmt(c["polls_per_job"], 1),
+                " / ".join(
+                    _fmt((split.get(k) or {}).get("p50"))
+                    for k in ("to_row", "queued", "working", "to_seen")
+                ),
+                _plus_db(c["gateway_cpu_ms_per_job"], c["database_cpu_ms_per_job"]),
+                ", ".join(f"{k}: {v}" for k, v in c["errors"].items()) if errors else "0",
+            ]
+        )
+    parts = [
+        _table(
+            [
+                "setup",
+                "c",
+                "jobs",
+                "jobs/s",
+                "submit ms p50 / p99",
+                "submit -> success seen ms p50 / p99",
+                "polls / job",
+                "split ms p50: submit -> row / queued -> claimed / claimed -> finished / "
+                "finished -> seen",
+                "CPU ms / job",
+                "errors",
+            ],
+            rows,
+        ),
+        "",
+        "Polls alone (one client polling one finished job back to back):",
+        "",
+        _table(
+            ["setup", "polls/s", "poll ms p50 / p99", "CPU ms / poll"],
+            [
+                [
+                    p["setup"],
+                    _fmt(p["polls_per_s"]),
+                    _pair(p["poll_ms"]),
+                    _plus_db(p["gateway_cpu_ms_per_poll"], p["database_cpu_ms_per_poll"]),
+                ]
+                for p in images["polls"]
+            ],
+        ),
+        "",
+        "Setups: "
+        + "; ".join(f"`{k}` = {v}" for k, v in SETUP_TITLES.items())
+        + ". CPU is the gateway's process tree (the API, and the worker process when "
+        "separate), user + system, over the measured window, per job answered in it; +DB is "
+        "the PostgreSQL server's. " + images.get("settings", ""),
+    ]
+    return "\n".join(parts)
+
+
+def _runs(runs: list[dict[str, Any]], key: str, digits: int = 1) -> str:
+    return ", ".join(_fmt(r.get(key), digits) for r in runs)
+
+
+def _local_md(local: dict[str, Any]) -> str:
+    rows = []
+    for side, title in (("bare", "bare LlamaCppEngine"), ("api", "through the API")):
+        s = local[side]
+        rows.append(
+            [
+                title,
+                _fmt(s["decode_tok_s"], 1),
+                _runs(s["runs"], "decode_tok_s"),
+                _fmt(s["ttft_ms"], 1),
+                _fmt(s["head_ms"], 2),
+                _fmt(s["cpu_ms_per_token"], 2),
+                _fmt(s["tokens"], 0),
+            ]
+        )
+    ratio = local.get("ratio")
+    lines = [
+        _table(
+            [
+                "side",
+                "decode tok/s (median)",
+                "each run",
+                "TTFT ms",
+                "first chunk / headers ms",
+                "CPU ms / token",
+                "tokens",
+            ],
+            rows,
+        ),
+        "",
+        f"- API / bare decode tokens/s: **{'-' if ratio is None else f'{ratio:.1%}'}** "
+        f"(goal >= 95%); TTFT added by the API: {_fmt(local.get('ttft_added_ms'), 1)} ms.",
+        f"- Model: {local['model']}, {local['threads']} thread(s) on each side; served as "
+        f"{', '.join(local['served_as']) or '?'} through the API.",
+    ]
+    lines += [f"- Note: {n}" for n in local.get("notes", [])]
+    lines += [
+        "",
+        "Decode tok/s = (completion tokens - 1) / (last content token - first content token); "
+        "TTFT from the call (bare) or the request (API) to the first content token; first "
+        "chunk = the engine's role chunk (bare) or the response headers (API): the gateway's "
+        "work before the engine starts. CPU ms / token: CPU of the bare process, or of the "
+        "server, over the whole run, per completion token. " + local.get("settings", ""),
+    ]
+    return "\n".join(lines)
+
+
+def _speech_md(speech: dict[str, Any]) -> str:
+    rows = []
+    for row in speech["formats"]:
+        for side, title in (("bare", "bare engine"), ("api", "through the API")):
+            s = row[side]
+            rows.append(
+                [
+                    row["format"],
+                    title,
+                    _fmt(s["x_realtime"], 1),
+                    _runs(s["runs"], "x_realtime"),
+                    _fmt(s["first_audio_ms"], 0),
+                    _fmt(s["wall_s"], 2),
+                    _fmt(s["audio_s"], 2),
+                    _fmt(s["cpu_s_per_audio_s"], 3),
+                ]
+            )
+    ratios = ", ".join(
+        f"{r['format']} {'-' if r['ratio'] is None else format(r['ratio'], '.1%')}"
+        for r in speech["formats"]
+    )
+    return "\n".join(
+        [
+            _table(
+                [
+                    "format",
+                    "side",
+                    "x real time (median)",
+                    "each run",
+                    "first audio ms",
+                    "wall s",
+                    "audio s",
+                    "CPU s / audio s",
+                ],
+                rows,
+            ),
+            "",
+            f"- API / bare x real time: {ratios}.",
+            f"- Engine: {speech['engine']} ({speech['model_id']}), voice {speech['voice']}, "
+            f'text of {speech["words"]} words: "{speech["text"]}"',
+            "",
+            "x real time = seconds of audio / wall seconds from the call or request to the last "
+            "byte (higher is faster). CPU s / audio s: CPU of the bare process or the server, "
+            "with the ffmpeg children it waited for. " + speech.get("settings", ""),
+        ]
+    )
+
+
 def markdown(results: dict[str, Any]) -> str:
     meta = results["meta"]
     parts = [
@@ -279,12 +465,16 @@ def markdown(results: dict[str, Any]) -> str:
         f"- machine: {meta['machine']}",
         f"- load average at start: {meta['loadavg']}",
         f"- pinning: {meta['cores']}",
-        f"- load: {meta['load']}",
-        f"- upstream: {meta['upstream']}",
     ]
+    if results["scenarios"]:  # the chat comparison ran
+        parts += [f"- load: {meta['load']}", f"- upstream: {meta['upstream']}"]
+    if meta.get("minitoolai"):
+        parts.append(f"- MiniToolAI: {meta['minitoolai']}")
     if meta.get("note"):
         parts += ["", f"> **{meta['note']}**"]
-    parts += ["", "## Summary", "", _summary_md(results), ""]
+    parts.append("")
+    if results["contenders_run"]:
+        parts += ["## Summary", "", _summary_md(results), ""]
     goals = goal_rows(results)
     if goals:
         parts += ["## Goals (this project)", ""]
@@ -292,6 +482,15 @@ def markdown(results: dict[str, Any]) -> str:
         parts.append("")
     for scenario, title in results["scenarios"].items():
         parts += [f"## Cells: {title}", "", _detail_md(results, scenario), ""]
+    if results.get("images", {}).get("cells"):
+        parts += ["## Image-job overhead (test-pattern engine: no generation time)", ""]
+        parts += [_images_md(results["images"]), ""]
+    if results.get("local"):
+        parts += ["## Local engine tokens/s: through the API vs. bare llama.cpp", ""]
+        parts += [_local_md(results["local"]), ""]
+    if results.get("speech"):
+        parts += ["## Speech: real-time factor and first audio, API vs. bare engine", ""]
+        parts += [_speech_md(results["speech"]), ""]
     if results.get("ledger"):
         parts += ["## Ledger throughput (Ledger.hold + Ledger.settle, no HTTP)", ""]
         parts += [_ledger_md(results["ledger"]), ""]
@@ -310,12 +509,8 @@ def markdown(results: dict[str, Any]) -> str:
             "pipeline glue.",
             "",
         ]
-    parts += ["## Not measured yet", ""]
-    for p in results["pending"]:
-        parts.append(f"- **{p['figure']}**: {p['status']}. Plan: {p['plan']}")
-    parts.append("")
     if results.get("skipped") or results.get("failed"):
-        parts += ["## Contenders that did not run", ""]
+        parts += ["## Contenders and scenarios that did not run", ""]
         for name, why in results.get("skipped", {}).items():
             parts.append(f"- {name}: skipped, {why}")
         for name, why in results.get("failed", {}).items():
@@ -326,7 +521,8 @@ def markdown(results: dict[str, Any]) -> str:
         for prof in results["profiles"]:
             parts += [f"### {prof['contender']}, {prof['scenario']}, c={prof['concurrency']}", ""]
             parts += ["```", prof["summary"], "```", ""]
-    parts += ["## Settings", ""]
+    if results["settings"]:
+        parts += ["## Settings", ""]
     for name, info in results["settings"].items():
         version = f" (version {info['version']})" if info.get("version") else ""
         parts.append(f"- **{name}**{version}: {info['settings']}")
