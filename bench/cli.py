@@ -28,7 +28,7 @@ from bench import images_bench, local_bench, pg, profiling, report, speech_bench
 from bench.contenders import CONTENDERS, Context, Running, minitoolai_version
 from bench.images_bench import ImageLoad
 from bench.local_bench import LocalLoad
-from bench.procs import REPO, Cores, Proc, pinned, start
+from bench.procs import REPO, Cores, Proc, pinned, postgres_pinned, start
 from bench.runner import Load, run_cell, wait_idle
 from bench.speech_bench import SpeechLoad
 from bench.workload import SCENARIOS, Scenario
@@ -271,28 +271,35 @@ def run_contender(
     _say(f"{name}: starting")
     running = contender.start(ctx)
     try:
-        scenarios = [SCENARIOS[s] for s in opts.chat_scenarios]
-        notes = check_answers(running, scenarios, opts.chunks)
-        results["settings"][name] = {
-            "settings": contender.settings,
-            "version": running.version,
-            "answer_notes": notes,
-        }
-        results["contenders_run"].append(name)
-        for scenario in scenarios:
-            for conc in opts.load.concurrency:
-                waited = wait_idle(running)
-                cell = run_cell(
-                    ctx, running, scenario, conc, opts.load, upstream.pid, contender.database_cpu
-                )
-                cell.update(contender=name, scenario=scenario.name, idle_wait_s=waited)
-                results["cells"].append(cell)
-                _say(_cell_line(cell))
-        if opts.profile and "ours" in contender.tags:
+        with postgres_pinned(ctx.cores.gateway if contender.database_cpu else ()):
+            scenarios = [SCENARIOS[s] for s in opts.chat_scenarios]
+            notes = check_answers(running, scenarios, opts.chunks)
+            results["settings"][name] = {
+                "settings": contender.settings,
+                "version": running.version,
+                "answer_notes": notes,
+            }
+            results["contenders_run"].append(name)
             for scenario in scenarios:
-                wait_idle(running)
-                _say(f"{name}: profiling {scenario.name} at c={opts.profile_concurrency}")
-                results["profiles"].append(_profile(ctx, running, scenario, opts, upstream.pid))
+                for conc in opts.load.concurrency:
+                    waited = wait_idle(running)
+                    cell = run_cell(
+                        ctx,
+                        running,
+                        scenario,
+                        conc,
+                        opts.load,
+                        upstream.pid,
+                        contender.database_cpu,
+                    )
+                    cell.update(contender=name, scenario=scenario.name, idle_wait_s=waited)
+                    results["cells"].append(cell)
+                    _say(_cell_line(cell))
+            if opts.profile and "ours" in contender.tags:
+                for scenario in scenarios:
+                    wait_idle(running)
+                    _say(f"{name}: profiling {scenario.name} at c={opts.profile_concurrency}")
+                    results["profiles"].append(_profile(ctx, running, scenario, opts, upstream.pid))
     finally:
         running.stop()
 

@@ -116,6 +116,10 @@ def _start_minitoolai(ctx: Context, database: str) -> Running:
         "MINITOOLAI_CONFIG": str(config),
         "MINITOOLAI_DATA_DIR": str(home / "data"),
         "MINITOOLAI_ADMIN_KEY": ADMIN_KEY,
+        # the gateway as a gateway: no in-process models loaded beside it
+        "MINITOOLAI_LOCAL_DEFAULT": "false",
+        "MINITOOLAI_LOCAL_SPEECH": "false",
+        "MINITOOLAI_IMAGE_WORKERS": "0",
     }
     if database == "postgres":
         pg.reset(ctx.postgres_url)

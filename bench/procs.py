@@ -17,7 +17,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -299,3 +299,27 @@ def postgres_pids() -> list[int]:
         if comm.startswith("postgres"):
             out.append(int(entry.name))
     return out
+
+
+@contextlib.contextmanager
+def postgres_pinned(cpus: Sequence[int]) -> Iterator[None]:
+    """PostgreSQL on the gateway's cores while a PostgreSQL contender runs, then as before.
+
+    The database is part of that contender's stack: left free, its backends land on the load
+    generator's core and every round trip waits for a busy CPU, which measures the pinning,
+    not the gateway. New backends inherit the postmaster's affinity.
+    """
+    saved: dict[int, set[int]] = {}
+    if cpus:
+        for pid in postgres_pids():
+            try:
+                saved[pid] = os.sched_getaffinity(pid)
+                os.sched_setaffinity(pid, set(cpus))
+            except OSError:
+                continue
+    try:
+        yield
+    finally:
+        for pid, before in saved.items():
+            with contextlib.suppress(OSError):
+                os.sched_setaffinity(pid, before)

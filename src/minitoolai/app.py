@@ -21,6 +21,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from minitoolai.bootstrap import Services, build_services
+from minitoolai.chat.tokens import encoding
 from minitoolai.errors import APIError
 from minitoolai.http.responses import JSON, on_api_error, on_http_error, on_unexpected
 from minitoolai.http.routes import account, admin, chat, images, speech
@@ -83,6 +84,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         svc = services or await build_services(settings)
         app.state.services = svc
         _ = svc.admin_key  # generated (and printed) at first start when not configured
+        await asyncio.to_thread(encoding, "o200k_base")  # not on the first request's clock
         _print_routing(svc)
         tasks: list[asyncio.Task[Any]] = [
             asyncio.create_task(_sweep_forever(svc), name="hold-sweeper")

@@ -92,24 +92,26 @@ class JobQueue:
     ) -> Job:
         job_id = new_job_id()
         async with self.db.write() as conn:
-            await conn.execute(
-                insert(image_jobs).values(
-                    id=job_id,
-                    account_id=account_id,
-                    charge_id=charge_id,
-                    model=model,
-                    params=params,
-                    status=JobStatus.QUEUED,
-                    progress=0.0,
-                    attempts=0,
-                    created_at=utcnow(),
+            row = (
+                await conn.execute(
+                    insert(image_jobs)
+                    .returning(*image_jobs.c)
+                    .values(
+                        id=job_id,
+                        account_id=account_id,
+                        charge_id=charge_id,
+                        model=model,
+                        params=params,
+                        status=JobStatus.QUEUED,
+                        progress=0.0,
+                        attempts=0,
+                        created_at=utcnow(),
+                    )
                 )
-            )
+            ).one()
             if not self.db.is_sqlite:
                 await conn.execute(text("SELECT pg_notify('minitoolai_jobs', :m)"), {"m": model})
-        job = await self.get(job_id)
-        assert job is not None
-        return job
+        return Job.from_row(row)
 
     async def get(self, job_id: int) -> Job | None:
         async with self.db.read() as conn:

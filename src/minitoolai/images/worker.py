@@ -81,8 +81,11 @@ class ImageWorker:
     async def run(self, *, burst: bool = False) -> int:
         """Work until stopped; with ``burst``, until the queue is empty. Returns jobs handled."""
         handled = 0
+        next_reap = 0.0
         while not self._stopping:
-            await self.reap()
+            if time.monotonic() >= next_reap:  # dead workers are rare: look now and then
+                await self.reap()
+                next_reap = time.monotonic() + self.queue.lease.total_seconds() / 2
             job = await self.queue.claim(self.id, prefer=self.engine.loaded_models())
             if job is None:
                 if burst:
