@@ -104,7 +104,7 @@ async def test_full_queue_is_refused_at_once_and_slots_come_back(engine: LlamaCp
     start = time.perf_counter()
     with pytest.raises(EngineBusy) as busy:
         await anext(engine.stream(ask("One too many.")))
-    assert time.perf_counter() - start < 0.1
+    assert time.perf_counter() - start < 1.0  # refused at once, not after the running one
     assert busy.value.retry_after >= 1
 
     waiter.cancel()  # a waiting request that goes away frees its place at once
