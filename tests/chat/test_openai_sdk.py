@@ -22,6 +22,10 @@ def test_sync_non_streaming(gateway: Gateway, upstream: FakeUpstream) -> None:
     assert reply.usage is not None and reply.usage.completion_tokens == 5
     cost = reply.usage.prompt_tokens * 150 + reply.usage.completion_tokens * 600
     assert before - gateway.balance_nano() == cost
+    # a non-streaming client gets a non-streamed upstream call: one JSON, its usage billed
+    assert (
+        upstream.requests[-1]["stream"] is False and "stream_options" not in upstream.requests[-1]
+    )
 
 
 def test_sync_streaming_without_usage_unless_asked(gateway: Gateway) -> None:

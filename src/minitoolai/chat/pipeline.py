@@ -17,7 +17,7 @@ import logging
 import math
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -87,12 +87,21 @@ class ChatRun:
     def public_model(self) -> str:
         return self.prepared.request.model
 
-    async def open(self) -> None:
-        """Get a first chunk from some deployment, or release the hold and raise 502/429."""
+    async def open(self, *, whole: bool = False) -> None:
+        """Get a first chunk from some deployment, or release the hold and raise 502/429.
+
+        ``whole``: the client wants one answer, not a stream; engines that can give one
+        (upstreams) are asked for it in a single call.
+        """
         last_error = "no deployment is configured"
         busy: EngineBusy | None = None
         for deployment in self.prepared.candidates:
-            stream = deployment.engine.stream(self.prepared.params)
+            complete = getattr(deployment.engine, "complete", None) if whole else None
+            stream = (
+                _single(complete(self.prepared.params))
+                if complete is not None
+                else deployment.engine.stream(self.prepared.params)
+            )
             try:
                 first = await anext(stream)
             except StopAsyncIteration:
@@ -286,7 +295,12 @@ class ChatService:
         )
 
     async def start(
-        self, principal: Principal, prepared: Prepared, idempotency_key: str | None = None
+        self,
+        principal: Principal,
+        prepared: Prepared,
+        idempotency_key: str | None = None,
+        *,
+        whole: bool = False,
     ) -> ChatRun | Hold:
         """Hold the money and open a stream. A replayed idempotent request returns its Hold."""
         hold = await self.ledger.hold(
@@ -300,8 +314,13 @@ class ChatService:
         if hold.is_replay:
             return hold
         run = ChatRun(self, principal, prepared, hold)
-        await run.open()
+        await run.open(whole=whole)
         return run
+
+
+async def _single(answer: Awaitable[ChatChunk]) -> AsyncIterator[ChatChunk]:
+    """A whole answer, shaped as a one-chunk stream for the rest of the pipeline."""
+    yield await answer
 
 
 def _estimate(engine: ChatEngine, messages: list[dict[str, Any]], model: str) -> int:

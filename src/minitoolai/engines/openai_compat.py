@@ -1,8 +1,9 @@
 """An upstream that speaks OpenAI's chat completions protocol, streamed.
 
 OpenAI, Azure-style base URLs, vLLM, llama.cpp's server, Ollama and another MiniToolAI all
-qualify. We always stream from the upstream and always ask for usage (``include_usage``), so
-billing reads the provider's own counts and a client disconnect can close the upstream at once.
+qualify. Streams always ask for usage (``include_usage``), so billing reads the provider's own
+counts and a client disconnect can close the upstream at once; a client that wants one answer
+gets one non-streamed call (``complete``), whose answer always carries its usage.
 
 Failures are translated here, once: connect errors, timeouts, 429 and 5xx before the first
 chunk are ``EngineUnavailable`` (the router tries another deployment); other 4xx are
@@ -25,12 +26,11 @@ from minitoolai.engines.errors import EngineError, EngineRejected, EngineUnavail
 from minitoolai.settings import ProviderConfig
 
 
-def chat_body(params: ChatParams, model: str) -> dict[str, Any]:
+def chat_body(params: ChatParams, model: str, stream: bool = True) -> dict[str, Any]:
     body: dict[str, Any] = {
         "model": model,
         "messages": params.messages,
-        "stream": True,
-        "stream_options": {"include_usage": True},
+        "stream": stream,
         "max_completion_tokens": params.max_tokens,
         "temperature": params.temperature,
     }
@@ -44,6 +44,8 @@ def chat_body(params: ChatParams, model: str) -> dict[str, Any]:
         "user": params.user,
     }
     body.update({k: v for k, v in optional.items() if v is not None})
+    if stream:
+        body["stream_options"] = {"include_usage": True}
     return body
 
 
@@ -116,6 +118,43 @@ class OpenAICompatEngine:
 
     async def aclose(self) -> None:
         return None
+
+    async def complete(self, params: ChatParams) -> ChatChunk:
+        """One non-streamed answer (for clients that asked for one): a single JSON parse
+        instead of one per token. Usage comes with every non-streamed OpenAI answer."""
+        body = orjson.dumps(chat_body(params, self.model_id, stream=False))
+        try:
+            async with self._session.post(
+                self._url,
+                data=body,
+                headers=self._headers,
+                params=self._params,
+                timeout=self._timeout,
+            ) as response:
+                raw = await response.read()
+                status = response.status
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise EngineUnavailable(
+                f"{self.provider_name}: cannot connect ({type(exc).__name__})"
+            ) from None
+        if status >= 400:
+            message = f"{self.provider_name} answered {status}: {_error_text(raw)}"
+            if status == 429 or status >= 500:
+                raise EngineUnavailable(message)
+            raise EngineRejected(message, status=status)
+        try:
+            data = orjson.loads(raw)
+            choice = data["choices"][0]
+            content = choice["message"].get("content") or ""
+        except (orjson.JSONDecodeError, KeyError, IndexError, TypeError, AttributeError):
+            raise EngineUnavailable(f"{self.provider_name}: malformed answer") from None
+        return ChatChunk(
+            content=content,
+            finish_reason=choice.get("finish_reason") or "stop",
+            usage=_usage(data["usage"]) if data.get("usage") else None,
+            model=data.get("model"),
+            role="assistant",
+        )
 
     async def stream(self, params: ChatParams) -> AsyncIterator[ChatChunk]:
         body = orjson.dumps(chat_body(params, self.model_id))

@@ -107,7 +107,7 @@ async def _handle(request: Request, flavour: Flavour) -> Response | EventStream:
     )
     chat: ChatService = svc.chat
     prepared = await chat.prepare(principal, chat_request)
-    started = await chat.start(principal, prepared, key)
+    started = await chat.start(principal, prepared, key, whole=not stream)
     if not isinstance(started, ChatRun):  # an idempotent retry: answer as before, bill nothing
         stored = started.replayed_result
         if not isinstance(stored, dict):
