@@ -58,7 +58,26 @@ class FakeUpstream:
         return [f"w{i} " for i in range(self.chunks)]
 
     def app(self) -> Starlette:
-        return Starlette(routes=[Route("/v1/chat/completions", self._chat, methods=["POST"])])
+        return Starlette(
+            routes=[
+                Route("/v1/chat/completions", self._chat, methods=["POST"]),
+                Route("/v1/audio/speech", self._speech, methods=["POST"]),
+            ]
+        )
+
+    async def _speech(self, request: Request) -> Response:
+        body = orjson.loads(await request.body())
+        with self._lock:
+            self.calls += 1
+            self.requests.append(body)
+        if self.status != 200:
+            return Response(b'{"error": {"message": "no"}}', status_code=self.status)
+
+        async def audio():  # type: ignore[no-untyped-def]
+            for i in range(3):
+                yield f"audio-part-{i};".encode()
+
+        return StreamingResponse(audio(), media_type="audio/mpeg")
 
     async def _chat(self, request: Request) -> Response:
         body = orjson.loads(await request.body())

@@ -49,6 +49,15 @@ def chat_body(params: ChatParams, model: str, stream: bool = True) -> dict[str, 
     return body
 
 
+def request_headers(provider: ProviderConfig) -> dict[str, str]:
+    """What every call to a provider carries; its key goes in a header and nowhere else."""
+    headers = {"Content-Type": "application/json", **provider.headers}
+    key = provider.resolved_key()
+    if key:
+        headers["Authorization"] = f"Bearer {key}"
+    return headers
+
+
 def _usage(data: dict[str, Any]) -> Usage:
     prompt_details = data.get("prompt_tokens_details") or {}
     completion_details = data.get("completion_tokens_details") or {}
@@ -84,8 +93,13 @@ def _error_text(raw: bytes) -> str:
     return raw[:200].decode("utf-8", "replace")
 
 
-class OpenAICompatEngine:
-    accepts_images = True
+class ProviderEndpoint:
+    """One endpoint of one provider: where to send, with which headers, for how long.
+
+    Shared by the chat and speech engines; ``repr`` never shows the provider's key.
+    """
+
+    path = ""
 
     def __init__(
         self,
@@ -97,27 +111,28 @@ class OpenAICompatEngine:
         self.provider_name = provider_name
         self.model_id = upstream_model
         self._session = session
-        self._url = provider.base_url.rstrip("/") + "/chat/completions"
+        self._url = provider.base_url.rstrip("/") + self.path
         self._params = dict(provider.query)
-        headers = {"Content-Type": "application/json", **provider.headers}
-        key = provider.resolved_key()
-        if key:
-            headers["Authorization"] = f"Bearer {key}"
-        self._headers = headers
+        self._headers = request_headers(provider)
         self._timeout = aiohttp.ClientTimeout(
             total=provider.timeout_s,
             sock_connect=provider.connect_timeout_s,
             sock_read=min(provider.timeout_s, 120.0),
         )
 
-    def __repr__(self) -> str:  # never shows the key
-        return f"OpenAICompatEngine({self.provider_name}:{self.model_id})"
-
-    def count_tokens(self, text: str) -> int:
-        return count_text(text, self.model_id)
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.provider_name}:{self.model_id})"
 
     async def aclose(self) -> None:
         return None
+
+
+class OpenAICompatEngine(ProviderEndpoint):
+    accepts_images = True
+    path = "/chat/completions"
+
+    def count_tokens(self, text: str) -> int:
+        return count_text(text, self.model_id)
 
     async def complete(self, params: ChatParams) -> ChatChunk:
         """One non-streamed answer (for clients that asked for one): a single JSON parse

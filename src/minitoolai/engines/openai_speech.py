@@ -9,36 +9,11 @@ import orjson
 
 from minitoolai.engines.base import SpeechParams
 from minitoolai.engines.errors import EngineError, EngineRejected, EngineUnavailable
-from minitoolai.engines.openai_compat import _error_text
-from minitoolai.settings import ProviderConfig
+from minitoolai.engines.openai_compat import ProviderEndpoint, _error_text
 
 
-class OpenAICompatSpeech:
-    def __init__(
-        self,
-        provider_name: str,
-        provider: ProviderConfig,
-        upstream_model: str,
-        session: aiohttp.ClientSession,
-    ) -> None:
-        self.provider_name = provider_name
-        self.model_id = upstream_model
-        self._session = session
-        self._url = provider.base_url.rstrip("/") + "/audio/speech"
-        self._params = dict(provider.query)
-        self._headers = {"Content-Type": "application/json", **provider.headers}
-        key = provider.resolved_key()
-        if key:
-            self._headers["Authorization"] = f"Bearer {key}"
-        self._timeout = aiohttp.ClientTimeout(
-            total=provider.timeout_s, sock_connect=provider.connect_timeout_s
-        )
-
-    def __repr__(self) -> str:
-        return f"OpenAICompatSpeech({self.provider_name}:{self.model_id})"
-
-    async def aclose(self) -> None:
-        return None
+class OpenAICompatSpeech(ProviderEndpoint):
+    path = "/audio/speech"
 
     async def synthesize(self, params: SpeechParams) -> AsyncIterator[bytes]:
         body = {

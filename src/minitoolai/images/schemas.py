@@ -10,6 +10,12 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from minitoolai.engines.diffusion.names import MODEL_NAMES, SCHEDULER_NAMES
 
 
+def _known_model(value: str) -> str:
+    if value not in MODEL_NAMES:
+        raise ValueError(f"unknown model; use one of: {', '.join(MODEL_NAMES)}")
+    return value
+
+
 class JobRequest(BaseModel):
     """``POST /api/texttoimage/`` in the seed's naming (camelCase)."""
 
@@ -26,12 +32,7 @@ class JobRequest(BaseModel):
     seed: int | None = Field(default=None, ge=0, lt=2**32)
     format: Literal["png", "webp", "jpeg"] | None = None
 
-    @field_validator("model")
-    @classmethod
-    def _model(cls, value: str) -> str:
-        if value not in MODEL_NAMES:
-            raise ValueError(f"unknown model; use one of: {', '.join(MODEL_NAMES)}")
-        return value
+    _model = field_validator("model")(_known_model)
 
     @field_validator("scheduler")
     @classmethod
@@ -92,12 +93,7 @@ class OpenAIImageRequest(BaseModel):
     quality: str | None = None
     style: str | None = None
 
-    @field_validator("model")
-    @classmethod
-    def _model(cls, value: str) -> str:
-        if value not in MODEL_NAMES:
-            raise ValueError(f"unknown model; use one of: {', '.join(MODEL_NAMES)}")
-        return value
+    _model = field_validator("model")(_known_model)
 
     @field_validator("size")
     @classmethod

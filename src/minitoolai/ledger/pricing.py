@@ -9,27 +9,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
+from minitoolai.engines.diffusion.names import MODEL_NAMES
 from minitoolai.money import per_million, usd_to_nano
 from minitoolai.settings import PriceConfig
 
 CHAT_MODELS = ("gpt-4o", "gpt-4o-mini", "gpt-4.1", "gpt-4.1-mini", "gpt-4.1-nano")
-IMAGE_MODELS = (
-    "realvision",
-    "juggernaut",
-    "autismmix",
-    "dreamshaper",
-    "valhalla",
-    "mixrealistic",
-    "campursari",
-    "reality",
-    "extrarealistic",
-    "realism",
-    "realgirls",
-    "realityreborn",
-    "amigo",
-    "simplemix",
-    "beautifulrealistic",
-)
+IMAGE_MODELS = MODEL_NAMES  # the 15 names of the seed, one list for the whole package
 SPEECH_MODELS = ("tts-1", "tts-1-hd")
 
 

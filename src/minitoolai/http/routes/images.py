@@ -19,7 +19,7 @@ from minitoolai.errors import APIError, InvalidRequest, UpstreamError
 from minitoolai.http.responses import JSON, parse, read_json
 from minitoolai.http.routes.account import services, slashed
 from minitoolai.http.routes.chat import idempotency_key
-from minitoolai.images.queue import JobStatus
+from minitoolai.images.queue import Job, JobStatus
 from minitoolai.images.schemas import JobRef, JobRequest, OpenAIImageRequest
 from minitoolai.images.service import ImageService
 from minitoolai.images.storage import CONTENT_TYPES, LocalStorage
@@ -50,7 +50,7 @@ async def submit(request: Request) -> Response:
     return JSON({"status": "success", "jobid": done.jobid, "signature": done.signature})
 
 
-async def _job_from(request: Request) -> Any:
+async def _job_from(request: Request) -> Job:
     ref = parse(JobRef, await read_json(request))
     job = await _images(request).find(int(ref.jobid), ref.signature)
     if job is None:
@@ -66,23 +66,27 @@ def _poll_error(message: str, status: int) -> JSON:
     return JSON({"status": "error", "image_url": None, "message": message}, status_code=status)
 
 
-async def poll(request: Request) -> Response:
+async def _signed_job(request: Request) -> Job | Response:
+    """The job the body names and signs, or the error answer (same for wrong and unknown)."""
     try:
-        job = await _job_from(request)
+        return await _job_from(request)
     except _Missing:
         return _poll_error(NOT_FOUND, 404)
     except APIError as exc:
         return _poll_error(exc.message, exc.status_code)
+
+
+async def poll(request: Request) -> Response:
+    job = await _signed_job(request)
+    if isinstance(job, Response):
+        return job
     return JSON(await _images(request).report(job, _base_url(request)))
 
 
 async def cancel(request: Request) -> Response:
-    try:
-        job = await _job_from(request)
-    except _Missing:
-        return _poll_error(NOT_FOUND, 404)
-    except APIError as exc:
-        return _poll_error(exc.message, exc.status_code)
+    job = await _signed_job(request)
+    if isinstance(job, Response):
+        return job
     images = _images(request)
     if await images.cancel(job):
         return JSON(
