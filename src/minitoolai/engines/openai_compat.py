@@ -123,6 +123,37 @@ class ProviderEndpoint:
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.provider_name}:{self.model_id})"
 
+    async def _open(self, body: bytes) -> aiohttp.ClientResponse:
+        """POST ``body``; a response the caller reads and closes, or the error, translated.
+
+        Connect errors, timeouts, 429 and 5xx are ``EngineUnavailable`` (another deployment
+        may answer); other 4xx are ``EngineRejected``.
+        """
+        try:
+            response = await self._session.post(
+                self._url,
+                data=body,
+                headers=self._headers,
+                params=self._params,
+                timeout=self._timeout,
+            )
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise EngineUnavailable(
+                f"{self.provider_name}: cannot connect ({type(exc).__name__})"
+            ) from None
+        if response.status < 400:
+            return response
+        try:
+            raw = await response.content.read(64 * 1024)
+        except (aiohttp.ClientError, TimeoutError):
+            raw = b""
+        finally:
+            response.close()
+        message = f"{self.provider_name} answered {response.status}: {_error_text(raw)}"
+        if response.status == 429 or response.status >= 500:
+            raise EngineUnavailable(message)
+        raise EngineRejected(message, status=response.status)
+
     async def aclose(self) -> None:
         return None
 
@@ -137,26 +168,15 @@ class OpenAICompatEngine(ProviderEndpoint):
     async def complete(self, params: ChatParams) -> ChatChunk:
         """One non-streamed answer (for clients that asked for one): a single JSON parse
         instead of one per token. Usage comes with every non-streamed OpenAI answer."""
-        body = orjson.dumps(chat_body(params, self.model_id, stream=False))
+        response = await self._open(orjson.dumps(chat_body(params, self.model_id, stream=False)))
         try:
-            async with self._session.post(
-                self._url,
-                data=body,
-                headers=self._headers,
-                params=self._params,
-                timeout=self._timeout,
-            ) as response:
-                raw = await response.read()
-                status = response.status
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raw = await response.read()
+        except (aiohttp.ClientError, TimeoutError) as exc:
             raise EngineUnavailable(
-                f"{self.provider_name}: cannot connect ({type(exc).__name__})"
+                f"{self.provider_name}: answer broke ({type(exc).__name__})"
             ) from None
-        if status >= 400:
-            message = f"{self.provider_name} answered {status}: {_error_text(raw)}"
-            if status == 429 or status >= 500:
-                raise EngineUnavailable(message)
-            raise EngineRejected(message, status=status)
+        finally:
+            response.close()
         try:
             data = orjson.loads(raw)
             choice = data["choices"][0]
@@ -172,27 +192,9 @@ class OpenAICompatEngine(ProviderEndpoint):
         )
 
     async def stream(self, params: ChatParams) -> AsyncIterator[ChatChunk]:
-        body = orjson.dumps(chat_body(params, self.model_id))
-        try:
-            response = await self._session.post(
-                self._url,
-                data=body,
-                headers=self._headers,
-                params=self._params,
-                timeout=self._timeout,
-            )
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            raise EngineUnavailable(
-                f"{self.provider_name}: cannot connect ({type(exc).__name__})"
-            ) from None
+        response = await self._open(orjson.dumps(chat_body(params, self.model_id)))
         started = False
         try:
-            if response.status >= 400:
-                raw = await response.content.read(64 * 1024)
-                message = f"{self.provider_name} answered {response.status}: {_error_text(raw)}"
-                if response.status == 429 or response.status >= 500:
-                    raise EngineUnavailable(message)
-                raise EngineRejected(message, status=response.status)
             async for chunk in self._chunks(response):
                 started = True
                 yield chunk

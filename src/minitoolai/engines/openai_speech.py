@@ -8,8 +8,8 @@ import aiohttp
 import orjson
 
 from minitoolai.engines.base import SpeechParams
-from minitoolai.engines.errors import EngineError, EngineRejected, EngineUnavailable
-from minitoolai.engines.openai_compat import ProviderEndpoint, _error_text
+from minitoolai.engines.errors import EngineError, EngineUnavailable
+from minitoolai.engines.openai_compat import ProviderEndpoint
 
 
 class OpenAICompatSpeech(ProviderEndpoint):
@@ -23,27 +23,9 @@ class OpenAICompatSpeech(ProviderEndpoint):
             "response_format": params.response_format,
             "speed": params.speed,
         }
-        try:
-            response = await self._session.post(
-                self._url,
-                data=orjson.dumps(body),
-                headers=self._headers,
-                params=self._params,
-                timeout=self._timeout,
-            )
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            raise EngineUnavailable(
-                f"{self.provider_name}: cannot connect ({type(exc).__name__})"
-            ) from None
+        response = await self._open(orjson.dumps(body))
         started = False
         try:
-            if response.status >= 400:
-                message = f"{self.provider_name} answered {response.status}: " + _error_text(
-                    await response.content.read(64 * 1024)
-                )
-                if response.status == 429 or response.status >= 500:
-                    raise EngineUnavailable(message)
-                raise EngineRejected(message, status=response.status)
             async for chunk in response.content.iter_any():
                 started = True
                 yield chunk
