@@ -126,6 +126,13 @@ def parse_args(argv: list[str] | None) -> Options:
     ap.add_argument("--image-concurrency", default="1,16", help="images: jobs in flight")
     ap.add_argument("--image-duration", type=float, help="images: seconds per cell (10)")
     ap.add_argument("--image-poll-ms", type=float, default=10.0, help="images: poll interval")
+    ap.add_argument(
+        "--image-pollers",
+        type=int,
+        default=32,
+        help="images: keyless pollers flooding one extra cell per setup, at the highest "
+        "concurrency (0: no such cell)",
+    )
     ap.add_argument("--local-max-tokens", type=int, help="local: tokens per answer (128)")
     ap.add_argument("--local-runs", type=int, help="local: measured runs per side (3)")
     ap.add_argument("--speech-formats", default="wav,mp3", help="speech: response formats")
@@ -172,6 +179,7 @@ def parse_args(argv: list[str] | None) -> Options:
             concurrency=tuple(int(c) for c in _csv(args.image_concurrency)),
             duration=args.image_duration or (1.0 if quick else 10.0),
             poll_ms=args.image_poll_ms,
+            pollers=args.image_pollers,
             warmup_jobs=1 if quick else 3,
         ),
         local=LocalLoad(

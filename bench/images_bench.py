@@ -18,6 +18,11 @@ success; after the run the orchestrator reads the job rows' ``created_at``, ``st
 ``finished_at`` from the database, which splits that time into submit -> row written,
 queued -> claimed, claimed -> finished and finished -> seen by a poll. Bounded by
 ``--duration``, ``--max-jobs`` and ``--job-timeout``.
+
+"Hammered" cells add ``--pollers`` tasks that poll the jobs in flight back to back with no
+sleep and no API key (a poll needs only the job id and its signature): what a misbehaving or
+hostile client does to the worker sharing the API's event loop. The jobs/s of such a cell next
+to the same concurrency without pollers is the figure (the issue: 38.6 -> 5.8 jobs/s).
 """
 
 from __future__ import annotations
@@ -67,6 +72,8 @@ class ImageLoad:
     poll_ms: float = 10.0
     job_timeout: float = 30.0
     warmup_jobs: int = 3
+    #: pollers hammering the jobs in flight in one extra cell per setup (0: no such cell)
+    pollers: int = 32
 
 
 # -- the client (its own process, on the client core) -------------------------------------------
@@ -84,6 +91,8 @@ async def _client(args: argparse.Namespace) -> dict[str, Any]:
     errors: Counter[str] = Counter()
     jobs: list[dict[str, Any]] = []
     finished: list[bytes] = []  # the poll body of the last job seen to succeed
+    live: dict[int, bytes] = {}  # the poll bodies of the jobs in flight (for the pollers)
+    hammered = [0]  # polls made by the pollers
 
     async def one(session: aiohttp.ClientSession, record: bool) -> None:
         wall, t0 = time.time(), time.perf_counter()
@@ -95,6 +104,20 @@ async def _client(args: argparse.Namespace) -> dict[str, Any]:
             errors[f"submit HTTP {resp.status}: {str(answer.get('message'))[:80]}"] += 1
             return
         ref = orjson.dumps({"jobid": answer["jobid"], "signature": answer["signature"]})
+        live[int(answer["jobid"])] = ref
+        try:
+            await follow(session, ref, wall, t0, t1, record)
+        finally:
+            live.pop(int(answer["jobid"]), None)
+
+    async def follow(
+        session: aiohttp.ClientSession,
+        ref: bytes,
+        wall: float,
+        t0: float,
+        t1: float,
+        record: bool,
+    ) -> None:
         polls = 0
         while True:
             await asyncio.sleep(poll_s)
@@ -115,7 +138,7 @@ async def _client(args: argparse.Namespace) -> dict[str, Any]:
         if record:
             jobs.append(
                 {
-                    "id": int(answer["jobid"]),
+                    "id": int(orjson.loads(ref)["jobid"]),
                     "submit_wall": wall,
                     "seen_wall": wall + (seen - t0),
                     "submit_s": t1 - t0,
@@ -149,12 +172,37 @@ async def _client(args: argparse.Namespace) -> dict[str, Any]:
                 except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
                     errors[type(exc).__name__] += 1
 
+        running = True
+
+        async def hammer() -> None:
+            """Poll whatever is in flight, back to back, without a key: the attack."""
+            index = 0
+            while running:
+                refs = list(live.values()) or finished
+                if not refs:
+                    await asyncio.sleep(0.001)
+                    continue
+                index += 1
+                try:
+                    async with session.post(
+                        poll_url, data=refs[index % len(refs)], headers=plain
+                    ) as resp:
+                        await resp.read()
+                    hammered[0] += 1
+                except (aiohttp.ClientError, TimeoutError) as exc:
+                    errors[f"poller {type(exc).__name__}"] += 1
+
+        pollers = [asyncio.create_task(hammer()) for _ in range(args.pollers)]
         t0 = time.perf_counter()
         await asyncio.gather(*(loop() for _ in range(args.concurrency)))
         wall = time.perf_counter() - t0
+        running = False
+        await asyncio.gather(*pollers)
         print("END", flush=True)
     return {
         "concurrency": args.concurrency,
+        "pollers": args.pollers,
+        "poller_polls": hammered[0],
         "wall_s": wall,
         "jobs": jobs,
         "warmup_errors": warm_errors,
@@ -192,6 +240,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--poll-ms", type=float, default=10.0)
     ap.add_argument("--job-timeout", type=float, default=30.0)
     ap.add_argument("--warmup-jobs", type=int, default=3)
+    ap.add_argument(
+        "--pollers", type=int, default=0, help="extra tasks polling the jobs in flight, no sleep"
+    )
     ap.add_argument(
         "--poll-only", action="store_true", help="poll one finished job back to back instead"
     )
@@ -268,6 +319,7 @@ def _drive(
     load: ImageLoad,
     meters: list[TreeMeter],
     poll_only: bool = False,
+    pollers: int = 0,
 ) -> dict[str, Any]:
     cmd = [ctx.python, "-m", "bench.images_bench", "--url", base, "--key", key]
     # polls alone: a few seconds are plenty (thousands of polls)
@@ -277,6 +329,8 @@ def _drive(
     cmd += ["--job-timeout", str(load.job_timeout), "--warmup-jobs", str(load.warmup_jobs)]
     if poll_only:
         cmd.append("--poll-only")
+    if pollers:
+        cmd += ["--pollers", str(pollers)]
     with open(ctx.logs / "images-client.log", "ab") as err:
         proc = subprocess.Popen(
             pinned(cmd, ctx.cores.client), stdout=subprocess.PIPE, stderr=err, text=True, cwd=REPO
@@ -311,6 +365,8 @@ def _cell(setup: str, conc: int, home: Home, raw: dict[str, Any], database: str)
     return {
         "setup": setup,
         "concurrency": conc,
+        "pollers": raw.get("pollers", 0),
+        "poller_polls_per_s": raw.get("poller_polls", 0) / raw["wall_s"] if raw["wall_s"] else 0,
         "jobs": n,
         "wall_s": raw["wall_s"],
         "jobs_per_s": n / raw["wall_s"] if raw["wall_s"] > 0 else 0.0,
@@ -373,6 +429,10 @@ def run_setup(
         for conc in load.concurrency:
             raw = _drive(ctx, base, key, conc, load, meters())
             cells.append(_cell(setup, conc, home, raw, database))
+        if load.pollers:  # the highest concurrency again (the worker busiest), under a flood
+            conc = max(load.concurrency)
+            raw = _drive(ctx, base, key, conc, load, meters(), pollers=load.pollers)
+            cells.append(_cell(setup, conc, home, raw, database))
         polls = _drive(ctx, base, key, 1, load, meters(), poll_only=True)
         return cells, _poll_cell(setup, polls, database)
     finally:
@@ -402,9 +462,14 @@ def run_all(ctx: Context, load: ImageLoad, say: Any = print) -> dict[str, Any]:
         for c in cells:
             seen = (c["seen_ms"] or {}).get("p50", float("nan"))
             errors = sum(c["errors"].values())
+            flood = (
+                f"  + {c['pollers']} pollers ({c['poller_polls_per_s']:.0f} polls/s)"
+                if c.get("pollers")
+                else ""
+            )
             say(
                 f"images {setup:16s} c={c['concurrency']:<3d} {c['jobs_per_s']:7.1f} jobs/s  "
-                f"seen p50 {seen:7.1f} ms  errors {errors}"
+                f"seen p50 {seen:7.1f} ms  errors {errors}{flood}"
             )
         say(
             f"images {setup:16s} polls alone {polls['polls_per_s']:7.1f} polls/s, "
@@ -426,6 +491,12 @@ def settings_note(load: ImageLoad) -> str:
         f"a poll every {load.poll_ms:g} ms (sleep between one poll's answer and the next "
         f"request), so submit -> seen overstates completion by up to that plus one poll's "
         f"latency: the split's last column says by how much."
+        + (
+            f" Rows with '+ {load.pollers} pollers': the highest concurrency again while "
+            f"{load.pollers} keyless clients poll the jobs in flight back to back."
+            if load.pollers
+            else ""
+        )
     )
 
 

@@ -301,7 +301,12 @@ def _images_md(images: dict[str, Any]) -> str:
         rows.append(
             [
                 c["setup"],
-                str(c["concurrency"]),
+                str(c["concurrency"])
+                + (
+                    f" + {c['pollers']} pollers ({c.get('poller_polls_per_s', 0):.0f} polls/s)"
+                    if c.get("pollers")
+                    else ""
+                ),
                 str(c["jobs"]),
                 _fmt(c["jobs_per_s"]),
                 _pair(c["submit_ms"]),

@@ -7,13 +7,16 @@ is configured but unreachable the suite fails; it never silently skips. Set the 
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import asyncpg
 import pytest
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
 
 from minitoolai.infra.db import Database
 from minitoolai.infra.migrate import upgrade
@@ -25,6 +28,29 @@ POSTGRES_URL = os.environ.get(
     "MINITOOLAI_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 )
 BACKENDS = ["sqlite"] + ([] if POSTGRES_URL == "off" else ["postgres"])
+
+
+def _own_database(url: str, worker: str) -> str:
+    """Under pytest-xdist each worker gets a database of its own (``test_gw0``...) on the same
+    server, since each drops and rebuilds its schema at start."""
+    parsed = make_url(url)
+    name = f"{parsed.database}_{worker}"
+
+    async def create() -> None:
+        conn = await asyncpg.connect(parsed.set(drivername="postgresql").render_as_string(False))
+        try:
+            if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
+                await conn.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await conn.close()
+
+    asyncio.run(create())
+    return parsed.set(database=name).render_as_string(hide_password=False)
+
+
+if POSTGRES_URL != "off" and os.environ.get("PYTEST_XDIST_WORKER"):
+    POSTGRES_URL = _own_database(POSTGRES_URL, os.environ["PYTEST_XDIST_WORKER"])
+    os.environ["MINITOOLAI_TEST_POSTGRES_URL"] = POSTGRES_URL  # for tests that read it
 
 
 async def _fresh_postgres() -> Database:

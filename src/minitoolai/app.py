@@ -23,10 +23,10 @@ from starlette.routing import Route
 from minitoolai.bootstrap import Services, build_services
 from minitoolai.chat.tokens import encoding
 from minitoolai.errors import APIError
+from minitoolai.http.openapi import openapi_json
 from minitoolai.http.responses import JSON, on_api_error, on_http_error, on_unexpected
 from minitoolai.http.routes import account, admin, chat, images, speech
-from minitoolai.images.build import LazyEngine, build_image_engine, build_worker
-from minitoolai.images.worker import ImageEngine, ImageWorker
+from minitoolai.images.worker_thread import WorkerThread
 from minitoolai.observability import REGISTRY, RequestLog
 from minitoolai.settings import Settings
 
@@ -58,12 +58,14 @@ async def _sweep_forever(svc: Services) -> None:
             log.exception("sweeper failed; will retry")
 
 
-async def _start_worker(svc: Services) -> ImageWorker:
-    engine: ImageEngine | None = svc.extras.get("image_engine")
-    if engine is None:
-        engine = LazyEngine(lambda: build_image_engine(svc.settings, svc.config))
-        svc.extras["image_engine"] = engine
-    return build_worker(svc.images, engine, svc.wakeup)
+async def _maintain_forever(svc: Services) -> None:
+    """Renew the holds of requests this process runs, and retry settlements that failed."""
+    while True:
+        await asyncio.sleep(svc.ledger.renew_interval_s)
+        try:
+            await svc.ledger.maintain()
+        except Exception:  # the database may be away; the next round retries
+            log.exception("renewing holds failed; will retry")
 
 
 def _print_routing(svc: Services) -> None:
@@ -87,15 +89,18 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         await asyncio.to_thread(encoding, "o200k_base")  # not on the first request's clock
         _print_routing(svc)
         tasks: list[asyncio.Task[Any]] = [
-            asyncio.create_task(_sweep_forever(svc), name="hold-sweeper")
+            asyncio.create_task(_sweep_forever(svc), name="hold-sweeper"),
+            asyncio.create_task(_maintain_forever(svc), name="hold-renewer"),
         ]
-        workers = [await _start_worker(svc) for _ in range(svc.settings.image_workers)]
-        tasks += [asyncio.create_task(w.run(), name=f"image-worker-{w.id}") for w in workers]
+        workers = None
+        if svc.settings.image_workers:
+            workers = WorkerThread(svc.settings, svc.settings.image_workers, svc.wakeup)
+            await asyncio.to_thread(workers.start)
         try:
             yield
         finally:
-            for worker in workers:
-                worker.stop()
+            if workers is not None:
+                await workers.stop()
             for task in tasks:
                 task.cancel()
             for task in tasks:
@@ -107,6 +112,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     routes = [
         Route("/healthz", healthz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
+        Route("/openapi.json", openapi_json, methods=["GET"]),
         *account.routes,
         *admin.routes,
         *chat.routes,

@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 import os
 import secrets
-from dataclasses import dataclass, field
+import sys
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 
@@ -47,7 +47,6 @@ class Services:
     engines: Engines
     images: ImageService
     wakeup: Wakeup
-    extras: dict[str, Any] = field(default_factory=dict)
     _admin_key: str | None = None
 
     @property
@@ -77,7 +76,9 @@ def _admin_key(settings: Settings) -> str:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
         fh.write(key + "\n")
-    log.warning("generated an admin key (kept in %s): %s", path, key)
+    # Logs redact every key; the operator sees this one once, on the terminal that started us.
+    log.warning("generated an admin key, kept in %s (mode 0600)", path)
+    print(f"minitoolai: the admin key is {key}", file=sys.stderr, flush=True)
     return key
 
 
@@ -93,13 +94,19 @@ async def build_services(
     prices = PriceTable(config.prices)
     http = upstream_session()
     routing = await build_engines(settings, config, http) if engines else Engines.empty()
-    chat = ChatService(ledger, prices, routing.chat)
-    chat.image_resolver = ImageResolver(
-        FetchPolicy(
-            allowed_networks=tuple(settings.image_fetch_allow),
-            max_bytes=settings.image_fetch_max_bytes,
-            timeout_s=settings.image_fetch_timeout_s,
-        )
+    chat = ChatService(
+        ledger,
+        prices,
+        routing.chat,
+        image_resolver=ImageResolver(
+            FetchPolicy(
+                allowed_networks=tuple(settings.image_fetch_allow),
+                max_bytes=settings.image_fetch_max_bytes,
+                timeout_s=settings.image_fetch_timeout_s,
+            ),
+            concurrency=settings.image_fetch_concurrency,
+        ),
+        max_image_parts=settings.image_max_parts,
     )
     resolve_checkpoints(config.image_models)  # a typo in [image_models] stops the start
     wakeup = await start_wakeup(settings, db)

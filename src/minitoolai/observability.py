@@ -1,7 +1,16 @@
 """Logs an operator can read and metrics they can scrape.
 
 One log line per request, written after the response (never an access log on the hot path).
-Secrets never reach a log line: only key prefixes are logged.
+
+Secrets never reach a log line. Code logs only key prefixes, and every record is also passed
+through ``minitoolai.redact`` (registered upstream keys, ``Bearer ...``, ``sk-...``,
+``mtai-...``, ``api_key=...``), message, arguments and traceback alike: an upstream's error text
+or an exception may carry what we would never log on purpose. This is installed when this module
+is imported, as a log record factory, so it holds however logging is configured (``serve``'s
+``setup_logging``, uvicorn's defaults, pytest's caplog); a logger filter would not do, since
+Python applies a logger's filters only to records logged on that very logger, not to those of
+its children. ``setup_logging`` also puts the same filter on its handler, for records made
+without the factory.
 """
 
 from __future__ import annotations
@@ -9,10 +18,13 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from typing import Any
 
 import orjson
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from minitoolai.redact import redact
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 REQUESTS = Counter(
@@ -48,6 +60,57 @@ access = logging.getLogger("minitoolai.access")
 _json_logs = False  # structured fields are built only when a JSON formatter will use them
 
 
+_traceback_formatter = logging.Formatter()
+
+
+def redact_record(record: logging.LogRecord) -> None:
+    """Take secrets out of a record's message, traceback and stack, in place; once (a record
+    whose message was replaced since, as ``logging.makeLogRecord`` does, is redacted again)."""
+    done = record.__dict__.get("_minitoolai_redacted")
+    if done is not None and done[0] is record.msg and done[1] is record.args:
+        return
+    try:
+        message = record.getMessage()
+    except Exception:  # a bad format string: logging reports it itself when it formats
+        return
+    clean = redact(message)
+    if clean != message:
+        record.msg, record.args = clean, None
+    record.__dict__["_minitoolai_redacted"] = (record.msg, record.args)
+    if record.exc_info and not record.exc_text:
+        record.exc_text = _traceback_formatter.formatException(record.exc_info)
+    if record.exc_text:
+        record.exc_text = redact(record.exc_text)
+    if record.stack_info:
+        record.stack_info = redact(record.stack_info)
+
+
+class RedactingFilter(logging.Filter):
+    """A filter for handlers (or loggers) that redacts instead of dropping."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        redact_record(record)
+        return True
+
+
+def install_redaction() -> None:
+    """Make every log record of this process redacted at creation; safe to call again."""
+    previous = logging.getLogRecordFactory()
+    if getattr(previous, "_minitoolai_redacting", False):
+        return
+
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = previous(*args, **kwargs)
+        redact_record(record)
+        return record
+
+    factory._minitoolai_redacting = True  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(factory)
+
+
+install_redaction()
+
+
 class _JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         data = {
@@ -58,16 +121,20 @@ class _JsonFormatter(logging.Formatter):
         }
         extra = getattr(record, "fields", None)
         if isinstance(extra, dict):
-            data.update(extra)
-        if record.exc_info:
-            data["exc"] = self.formatException(record.exc_info)
+            data.update({k: redact(v) if isinstance(v, str) else v for k, v in extra.items()})
+        if record.exc_text:
+            data["exc"] = record.exc_text
+        elif record.exc_info:
+            data["exc"] = redact(self.formatException(record.exc_info))
         return orjson.dumps(data).decode()
 
 
 def setup_logging(level: str = "info", fmt: str = "text") -> None:
     global _json_logs
     _json_logs = fmt == "json"
+    install_redaction()
     handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(RedactingFilter())
     if fmt == "json":
         handler.setFormatter(_JsonFormatter())
     else:
@@ -75,6 +142,14 @@ def setup_logging(level: str = "info", fmt: str = "text") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters escaped, so a client's ``%0A`` or ``%00`` in a URL can
+    neither forge a log line nor corrupt one."""
+    if text.isprintable():
+        return text
+    return text.encode("unicode_escape", "backslashreplace").decode("ascii")
 
 
 class RequestLog:
@@ -105,7 +180,7 @@ class RequestLog:
             REQUESTS.labels(name, str(status)).inc()
             LATENCY.labels(name).observe(elapsed)
             if access.isEnabledFor(logging.INFO):
-                method, path = scope["method"], scope["path"]
+                method, path = printable(scope["method"]), printable(scope["path"])
                 fields = (
                     {
                         "method": method,

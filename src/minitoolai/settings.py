@@ -50,6 +50,9 @@ class ProviderConfig(_Strict):
     api_key_env: str | None = None  # read the key from this variable instead of the file
     timeout_s: float = 600.0
     connect_timeout_s: float = 5.0
+    # the longest silence allowed from a streaming upstream: before its first byte and between
+    # any two bytes after it (for a non-streamed answer: between bytes once it has begun)
+    read_timeout_s: float = Field(default=60.0, gt=0)
     headers: dict[str, str] = Field(default_factory=dict)
     query: dict[str, str] = Field(default_factory=dict)  # e.g. Azure's api-version
 
@@ -121,8 +124,10 @@ class Settings(BaseSettings):
     image_fetch_allow: list[str] = Field(default_factory=list)  # extra CIDRs, e.g. ["10.1.0.0/16"]
     image_fetch_max_bytes: int = Field(default=20 * 1024 * 1024, gt=0)
     image_fetch_timeout_s: float = Field(default=10.0, gt=0)
+    image_fetch_concurrency: int = Field(default=4, ge=1)  # image loads in flight, per process
+    image_max_parts: int = Field(default=10, ge=1)  # images in one chat request
 
-    hold_timeout_s: int = Field(default=900, ge=10)
+    hold_timeout_s: int = Field(default=900, ge=1)
     sweep_interval_s: float = Field(default=30.0, gt=0)
     key_cache_ttl_s: float = Field(default=5.0, ge=0)
     upstream_cooldown_s: float = Field(default=30.0, ge=0)

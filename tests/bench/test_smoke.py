@@ -57,9 +57,10 @@ def test_quick_run_reports_every_figure(tmp_path: Path) -> None:
     parts = {row["part"]: row["cpu_ms"] for row in results["breakdown"]}
     assert "ledger hold + settle (SQLite)" in parts and all(v > 0 for v in parts.values()), parts
     images = results["images"]
-    assert [(c["setup"], c["concurrency"]) for c in images["cells"]] == [
-        ("sqlite", 1),
-        ("sqlite", 16),
+    assert [(c["setup"], c["concurrency"], c["pollers"]) for c in images["cells"]] == [
+        ("sqlite", 1, 0),
+        ("sqlite", 16, 0),
+        ("sqlite", 16, 32),  # the same, with 32 keyless pollers flooding the jobs
     ]
     for cell in images["cells"]:
         assert cell["jobs"] > 0 and cell["jobs_per_s"] > 0 and cell["errors"] == {}, cell

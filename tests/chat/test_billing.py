@@ -227,12 +227,17 @@ def test_idempotency_key_is_not_charged_twice(gateway: Gateway, upstream: FakeUp
         gateway.url + "/v1/chat/completions", headers=headers, json=body, timeout=10
     )
     assert first.json() == second.json()
-    streamed = requests.post(
-        gateway.url + "/api/chat-completions/",
-        headers=headers,
-        json={**body, "stream": True},
-        timeout=10,
-    ).text
-    assert '"content":"w0 w1 w2 w3 w4 "' in streamed and streamed.endswith("data: [DONE]\n\n")
     assert upstream.calls == 1
     assert before - gateway.balance_nano() == PROMPT * 150 + 5 * 600
+    # a streamed answer replays as a stream, from the stored completion
+    seed_headers = {**gateway.headers(), "Idempotency-Key": "order-2"}
+    seed_body = {"model": "gpt-4o-mini", "messages": MESSAGES}
+    replies = [
+        requests.post(
+            gateway.url + "/api/chat-completions/", headers=seed_headers, json=seed_body, timeout=10
+        ).text
+        for _ in range(2)
+    ]
+    assert '"content":"w0 w1 w2 w3 w4 "' in replies[1] and replies[1].endswith("data: [DONE]\n\n")
+    assert upstream.calls == 2
+    assert before - gateway.balance_nano() == 2 * (PROMPT * 150 + 5 * 600)

@@ -9,6 +9,7 @@ import pytest
 from minitoolai.accounts.service import AccountService
 from minitoolai.errors import Conflict, InsufficientCredit, InvalidRequest
 from minitoolai.infra.db import Database
+from minitoolai.ledger.idempotency import IdempotencyKey
 from minitoolai.ledger.service import Ledger, UsageRecord
 from minitoolai.money import usd_to_nano
 from tests.conftest import unique
@@ -108,18 +109,22 @@ async def test_sweeper_releases_only_expired_holds(db: Database) -> None:
     live = await ledger.hold(acct, 200, kind="chat", model="m")
     await ledger.sweep_expired()
     assert await ledger.balances(acct) == (1_000_000_000, 200)
-    assert not (await ledger.settle(old.charge_id, 100)).applied  # too late: already released
+    # its request still settles: charged after the fact, from what the balance still has
+    assert (await ledger.settle(old.charge_id, 100)).applied
+    assert not (await ledger.settle(old.charge_id, 100)).applied  # once
     assert (await ledger.settle(live.charge_id, 150)).applied
+    assert await ledger.balances(acct) == (1_000_000_000 - 250, 0)
     await _assert_conserved(ledger, acct)
 
 
 async def test_idempotency_key_replays_instead_of_charging_twice(db: Database) -> None:
     ledger, acct = await _account(db)
-    first = await ledger.hold(acct, 1000, kind="chat", model="m", idempotency_key="abc")
+    key = IdempotencyKey.for_body("/v1/chat/completions", "abc", {"q": 1})
+    first = await ledger.hold(acct, 1000, kind="chat", model="m", idempotency=key)
     with pytest.raises(Conflict):  # still running
-        await ledger.hold(acct, 1000, kind="chat", model="m", idempotency_key="abc")
+        await ledger.hold(acct, 1000, kind="chat", model="m", idempotency=key)
     await ledger.settle(first.charge_id, 800, UsageRecord(result={"answer": 42}))
-    retry = await ledger.hold(acct, 1000, kind="chat", model="m", idempotency_key="abc")
+    retry = await ledger.hold(acct, 1000, kind="chat", model="m", idempotency=key)
     assert retry.is_replay and retry.charge_id == first.charge_id
     assert retry.replayed_result == {"answer": 42}
     assert await ledger.balances(acct) == (1_000_000_000 - 800, 0)

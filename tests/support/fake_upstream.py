@@ -3,13 +3,21 @@
 It stands in for an upstream provider, which a user never runs from this project. Its
 behaviour is set per instance (how many chunks, delays, failures) and it records what it saw,
 so tests can assert "the upstream was never called" or "the upstream saw the client leave".
+
+Fault modes (all off by default) play a misbehaving upstream: one that echoes the credentials
+it was sent, resets the connection, sends malformed events, lies about usage or goes silent.
+``fault_at`` says where a stream's fault happens, counted in events already sent: 0 before any
+event (the headers are out), 1 after the role-only event, ``1 + k`` after ``k`` words.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import socket
+import struct
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +26,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from minitoolai.chat.tokens import count_messages
 from minitoolai.vision import image_tokens, probe_image
@@ -48,6 +57,16 @@ class FakeUpstream:
     send_usage: bool = True
     break_after: int | None = None  # drop the connection after this many chunks
     model_suffix: str = "-2024-07-18"
+    # fault modes
+    echo_auth: bool = False  # error messages quote the Authorization header they were sent
+    reset_before_response: bool = False  # reset the connection before any response byte
+    fault_at: int = 0  # where a stream's fault below happens (see the module docstring)
+    bad_event: bytes | None = None  # at fault_at send ``data: <this>``, then carry on
+    error_event: bool = False  # at fault_at send an error event and stop (or a 200 error body)
+    reset_at_fault: bool = False  # at fault_at reset the connection (RST)
+    stall_s: float = 0.0  # at fault_at (non-streamed: after the headers) say nothing this long
+    bad_answer: bytes | None = None  # a non-streamed answer's body, verbatim (status 200)
+    usage_json: bytes | None = None  # the ``usage`` value, verbatim JSON, instead of true counts
     calls: int = 0
     requests: list[dict[str, Any]] = field(default_factory=list)
     completed: int = 0  # streams that ran to the end
@@ -57,21 +76,43 @@ class FakeUpstream:
     def words(self) -> list[str]:
         return [f"w{i} " for i in range(self.chunks)]
 
-    def app(self) -> Starlette:
-        return Starlette(
+    def app(self) -> Any:
+        app = Starlette(
             routes=[
                 Route("/v1/chat/completions", self._chat, methods=["POST"]),
                 Route("/v1/audio/speech", self._speech, methods=["POST"]),
             ]
         )
 
+        async def asgi(scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] == "http":
+                scope.setdefault("state", {})["raw_send"] = send  # to reach the socket (resets)
+            await app(scope, receive, send)
+
+        return asgi
+
+    def _error_message(self, request: Request, default: str) -> str:
+        if self.echo_auth:
+            return f"bad key: {request.headers.get('authorization')}"
+        return default
+
+    async def _stall(self, request: Request) -> None:
+        """Say nothing for ``stall_s`` seconds, or until the client goes away."""
+        deadline = time.monotonic() + self.stall_s
+        while time.monotonic() < deadline and not await request.is_disconnected():
+            await asyncio.sleep(0.02)
+
     async def _speech(self, request: Request) -> Response:
         body = orjson.loads(await request.body())
         with self._lock:
             self.calls += 1
             self.requests.append(body)
+        if self.reset_before_response:
+            _reset(request)
+            return Response(b"")
         if self.status != 200:
-            return Response(b'{"error": {"message": "no"}}', status_code=self.status)
+            message = self._error_message(request, "no")
+            return Response(orjson.dumps({"error": {"message": message}}), status_code=self.status)
 
         async def audio():  # type: ignore[no-untyped-def]
             for i in range(3):
@@ -84,9 +125,13 @@ class FakeUpstream:
         with self._lock:
             self.calls += 1
             self.requests.append(body)
+        if self.reset_before_response:
+            _reset(request)
+            return Response(b"")
         if self.status != 200:
+            message = self._error_message(request, "upstream exploded")
             return Response(
-                orjson.dumps({"error": {"message": "upstream exploded", "type": "server_error"}}),
+                orjson.dumps({"error": {"message": message, "type": "server_error"}}),
                 status_code=self.status,
                 media_type="application/json",
             )
@@ -95,37 +140,74 @@ class FakeUpstream:
         limit = body.get("max_completion_tokens") or body.get("max_tokens") or 10**9
         words = self.words()[:limit]
         finish = "length" if len(self.words()) > limit else "stop"
+        true_usage = orjson.dumps(
+            {
+                "prompt_tokens": prompt,
+                "completion_tokens": len(words),
+                "total_tokens": prompt + len(words),
+            }
+        )
+        usage_json = self.usage_json if self.usage_json is not None else true_usage
         if not body.get("stream"):
-            return Response(
-                orjson.dumps(
-                    {
-                        "id": "chatcmpl-up",
-                        "object": "chat.completion",
-                        "created": 1,
-                        "model": model,
-                        "choices": [
-                            {
-                                "index": 0,
-                                "message": {"role": "assistant", "content": "".join(words)},
-                                "finish_reason": finish,
-                            }
-                        ],
-                        "usage": {
-                            "prompt_tokens": prompt,
-                            "completion_tokens": len(words),
-                            "total_tokens": prompt + len(words),
-                        },
-                    }
-                ),
-                media_type="application/json",
+            answer = orjson.dumps(
+                {
+                    "id": "chatcmpl-up",
+                    "object": "chat.completion",
+                    "created": 1,
+                    "model": model,
+                    "choices": [
+                        {
+                            "index": 0,
+                            "message": {"role": "assistant", "content": "".join(words)},
+                            "finish_reason": finish,
+                        }
+                    ],
+                }
             )
+            answer = answer[:-1] + b',"usage":' + usage_json + b"}"
+            if self.bad_answer is not None:
+                answer = self.bad_answer
+            if self.error_event:  # a 200 whose body is an error
+                message = self._error_message(request, "the model overloaded")
+                answer = orjson.dumps({"error": {"message": message}})
+            if not self.stall_s:
+                return Response(answer, media_type="application/json")
+
+            async def late() -> Any:
+                await self._stall(request)
+                yield answer
+
+            return StreamingResponse(late(), media_type="application/json")
         include_usage = (body.get("stream_options") or {}).get("include_usage")
         return StreamingResponse(
-            self._stream(model, words, finish, prompt, bool(include_usage)),
+            self._stream(request, model, words, finish, usage_json, bool(include_usage)),
             media_type="text/event-stream",
         )
 
-    async def _stream(self, model: str, words: list[str], finish: str, prompt: int, usage: bool):  # type: ignore[no-untyped-def]
+    async def _fault(self, request: Request) -> bytes | None:
+        """The fault due now, if any: bytes to send instead of carrying on, or a stop."""
+        if self.stall_s:
+            await self._stall(request)
+        if self.reset_at_fault:
+            await asyncio.sleep(0.05)  # let the client read what was sent before the reset
+            _reset(request)
+            raise ConnectionResetError("fake upstream resets the connection")
+        if self.error_event:
+            message = self._error_message(request, "the model overloaded mid-answer")
+            return b"data: " + orjson.dumps({"error": {"message": message}}) + b"\n\n"
+        if self.bad_event is not None:
+            return b"data: " + self.bad_event + b"\n\n"
+        return None
+
+    async def _stream(  # type: ignore[no-untyped-def]
+        self,
+        request: Request,
+        model: str,
+        words: list[str],
+        finish: str,
+        usage_json: bytes,
+        usage: bool,
+    ):
         def event(data: dict[str, Any]) -> bytes:
             base = {
                 "id": "chatcmpl-up",
@@ -136,7 +218,19 @@ class FakeUpstream:
             }
             return b"data: " + orjson.dumps({**base, **data}) + b"\n\n"
 
+        faulty = any(
+            (self.stall_s, self.reset_at_fault, self.error_event, self.bad_event is not None)
+        )
+        sent = 0
+
+        async def fault_due() -> bytes | None:
+            return await self._fault(request) if faulty and sent == self.fault_at else None
+
         try:
+            if (bad := await fault_due()) is not None:
+                yield bad
+                if self.error_event:
+                    return
             yield event(
                 {
                     "choices": [
@@ -148,26 +242,23 @@ class FakeUpstream:
                     ]
                 }
             )
+            sent += 1
             for i, word in enumerate(words):
                 if self.break_after is not None and i >= self.break_after:
                     raise ConnectionResetError("fake upstream drops the connection")
+                if (bad := await fault_due()) is not None:
+                    yield bad
+                    if self.error_event:
+                        return
                 if self.delay_s:
                     await asyncio.sleep(self.delay_s)
                 yield event(
                     {"choices": [{"index": 0, "delta": {"content": word}, "finish_reason": None}]}
                 )
+                sent += 1
             yield event({"choices": [{"index": 0, "delta": {}, "finish_reason": finish}]})
             if usage and self.send_usage:
-                yield event(
-                    {
-                        "choices": [],
-                        "usage": {
-                            "prompt_tokens": prompt,
-                            "completion_tokens": len(words),
-                            "total_tokens": prompt + len(words),
-                        },
-                    }
-                )
+                yield (event({"choices": []})[:-3] + b',"usage":' + usage_json + b"}\n\n")
             yield b"data: [DONE]\n\n"
             with self._lock:
                 self.completed += 1
@@ -175,3 +266,18 @@ class FakeUpstream:
             with self._lock:
                 self.cancelled += 1
             raise
+
+
+def _reset(request: Request) -> None:
+    """Reset the request's connection (RST, no goodbye), as a crashing upstream would.
+
+    Reaches uvicorn's transport through the ``send`` callable it gave the app: test-only.
+    """
+    cycle = getattr(request.scope["state"]["raw_send"], "__self__", None)
+    transport = getattr(cycle, "transport", None)
+    if transport is None:
+        raise RuntimeError("cannot reach the connection to reset it")
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    transport.abort()

@@ -19,7 +19,18 @@ from minitoolai.errors import AuthenticationFailed, PermissionDenied
 from minitoolai.infra.db import Database
 from minitoolai.infra.tables import accounts, api_keys
 
-_INVALID = "Incorrect API key provided. You can find your API key with your operator."
+#: the one answer to every authentication failure (missing header, wrong scheme, malformed,
+#: unknown, revoked or expired key): same message, type and code, so nobody learns which keys
+#: exist or what state a stolen one is in (docs/security.md)
+_INVALID = (
+    "Invalid or missing API key. Send 'Authorization: Bearer <key>'; "
+    "you can get a key from your operator."
+)
+_CODE = "invalid_api_key"
+
+
+def _denied() -> AuthenticationFailed:
+    return AuthenticationFailed(_INVALID, code=_CODE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,14 +62,11 @@ class Authenticator:
 
     async def authenticate(self, authorization: str | None) -> Principal:
         if not authorization:
-            raise AuthenticationFailed(
-                "You didn't provide an API key. Send it as 'Authorization: Bearer <key>'.",
-                code="missing_api_key",
-            )
+            raise _denied()
         scheme, _, token = authorization.partition(" ")
         token = token.strip()
         if scheme.lower() != "bearer" or not token.startswith(KEY_PREFIX) or len(token) > 200:
-            raise AuthenticationFailed(_INVALID)
+            raise _denied()
         digest = hash_key(token)
         now = time.monotonic()
         cached = self._cache.get(digest)
@@ -70,7 +78,7 @@ class Authenticator:
                 self._cache.clear()
             self._cache[digest] = (now + self.ttl, principal)
         if principal.expires_at is not None and principal.expires_at <= time.time():
-            raise AuthenticationFailed(_INVALID)
+            raise _denied()
         return principal
 
     def forget(self, key_hash: str) -> None:
@@ -95,9 +103,9 @@ class Authenticator:
                 )
             ).first()
         if row is None or row.revoked_at is not None or not hashes_match(row.key_hash, token):
-            raise AuthenticationFailed(_INVALID)
+            raise _denied()
         expires = as_utc(row.expires_at).timestamp() if row.expires_at else None
         if expires is not None and expires <= utcnow().timestamp():
-            raise AuthenticationFailed(_INVALID)
+            raise _denied()
         models = frozenset(row.allowed_models) if row.allowed_models else None
         return Principal(row.id, row.account_id, row.name, row.prefix, models, expires)

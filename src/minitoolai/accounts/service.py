@@ -14,7 +14,7 @@ from minitoolai.clock import as_utc, utcnow
 from minitoolai.errors import Conflict, InvalidRequest, NotFound
 from minitoolai.infra.db import Database
 from minitoolai.infra.tables import accounts, api_keys, charges, ledger_entries
-from minitoolai.ledger.service import Ledger
+from minitoolai.ledger.service import Ledger, check_amount
 from minitoolai.money import nano_to_usd
 
 
@@ -87,6 +87,7 @@ class AccountService:
     async def create(self, name: str, credit: int = 0) -> tuple[Account, str]:
         """Create an account with its first key. Returns the account and the plaintext key."""
         name = _valid_name(name)
+        check_amount(credit)  # before anything is written
         try:
             async with self.db.write() as conn:
                 account_id = (

@@ -10,13 +10,30 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from minitoolai.vision import FetchPolicy, Resolver, image_tokens, load_image, parse_image_part
+from minitoolai.vision import (
+    FetchPolicy,
+    ImageInput,
+    Resolver,
+    image_tokens,
+    load_image,
+    parse_image_part,
+)
 
 
 class ImageResolver:
-    def __init__(self, policy: FetchPolicy, resolver: Resolver | None = None) -> None:
+    """Loads the images of chat requests, at most ``concurrency`` at a time in this process,
+    so the bytes in flight stay under ``concurrency * policy.max_bytes`` whatever arrives."""
+
+    def __init__(
+        self, policy: FetchPolicy, resolver: Resolver | None = None, *, concurrency: int = 4
+    ) -> None:
         self.policy = policy
         self.resolver = resolver
+        self._slots = asyncio.Semaphore(concurrency)
+
+    async def _load(self, url: str) -> ImageInput:
+        async with self._slots:
+            return await load_image(url, self.policy, resolver=self.resolver)
 
     async def __call__(
         self, model: str, messages: list[dict[str, Any]]
@@ -30,9 +47,7 @@ class ImageResolver:
             if isinstance(part, dict) and part.get("type") == "image_url"
         ]
         refs = [parse_image_part(p) for p in parts]
-        images = await asyncio.gather(
-            *(load_image(ref.url, self.policy, resolver=self.resolver) for ref in refs)
-        )
+        images = await asyncio.gather(*(self._load(ref.url) for ref in refs))
         tokens = 0
         for part, ref, image in zip(parts, refs, images, strict=True):
             part["image_url"] = {"url": image.data_url(), "detail": ref.detail}

@@ -24,23 +24,28 @@ from typing import Any
 import anyio
 
 from minitoolai.accounts.auth import Principal
+from minitoolai.chat.images import ImageResolver
 from minitoolai.chat.schemas import ChatRequest
-from minitoolai.chat.tokens import count_messages
+from minitoolai.chat.tokens import REPLY_PRIMING, count_messages, text_size
 from minitoolai.chat.wire import completion
 from minitoolai.engines.base import ChatChunk, ChatEngine, ChatParams, Usage
 from minitoolai.engines.errors import EngineBusy, EngineError, EngineRejected
 from minitoolai.engines.openai_compat import OpenAICompatEngine
 from minitoolai.errors import (
+    InsufficientCredit,
     InvalidRequest,
     RateLimited,
     ServiceUnavailable,
     UnsupportedInput,
     UpstreamError,
 )
+from minitoolai.ledger.idempotency import IdempotencyKey
 from minitoolai.ledger.pricing import CHAT_MODELS, Price, PriceTable
 from minitoolai.ledger.service import Hold, Ledger, UsageRecord
+from minitoolai.money import nano_to_usd
 from minitoolai.observability import CHARGED, TOKENS, UPSTREAM_FAILURES
 from minitoolai.routing.router import Deployment, Router
+from minitoolai.vision import image_tokens_floor
 
 log = logging.getLogger("minitoolai.chat")
 
@@ -229,14 +234,28 @@ class ChatRun:
 
 
 class ChatService:
-    def __init__(self, ledger: Ledger, prices: PriceTable, router: Router[ChatEngine]) -> None:
+    def __init__(
+        self,
+        ledger: Ledger,
+        prices: PriceTable,
+        router: Router[ChatEngine],
+        *,
+        image_resolver: ImageResolver | None = None,
+        max_image_parts: int = 10,
+    ) -> None:
         self.ledger = ledger
         self.prices = prices
         self.router = router
-        self.image_resolver: Any = None  # set by bootstrap when vision input is enabled
+        self.image_resolver = image_resolver  # None: vision input is off
+        self.max_image_parts = max_image_parts
 
     async def prepare(self, principal: Principal, request: ChatRequest) -> Prepared:
-        """Everything that can fail with a 4xx, before any money moves."""
+        """Everything that can fail with a 4xx, before any money moves.
+
+        Work that costs (tokenizing a large prompt, fetching images) comes after a cheap
+        check that the account could pay for the smallest such request at all, and large
+        prompts are tokenized off the event loop.
+        """
         model = request.model
         if not self.router.knows(model) and model in CHAT_MODELS:
             raise ServiceUnavailable(
@@ -254,8 +273,9 @@ class ChatService:
         principal.check_model(model)
         candidates = self.router.candidates(model)
         messages = request.message_dicts()
-        image_tokens = 0
-        if request.has_images():
+        price = self.prices[model]
+        images = request.image_count()
+        if images:
             candidates = [d for d in candidates if d.engine.accepts_images]
             if not candidates:
                 raise UnsupportedInput(
@@ -265,12 +285,28 @@ class ChatService:
                 raise UnsupportedInput(
                     "image input is not enabled on this server", param="messages"
                 )
+            if images > self.max_image_parts:
+                raise InvalidRequest(
+                    f"A request may carry at most {self.max_image_parts} images; "
+                    f"this one has {images}.",
+                    param="messages",
+                    code="too_many_images",
+                )
+        heavy = images > 0 or text_size(messages) > INLINE_COUNT_CHARS
+        if heavy:
+            await self._affordable(principal, messages, images, request, price)
+        if images:
+            assert self.image_resolver is not None
             messages, image_tokens = await self.image_resolver(model, messages)
-        text_tokens = count_messages(messages, model)
-        prompt_tokens = text_tokens + image_tokens
-        estimate = max([_estimate(d.engine, messages, model) for d in candidates] + [text_tokens])
+        else:
+            image_tokens = 0
+        if heavy:
+            text_tokens, estimate = await anyio.to_thread.run_sync(
+                _count, messages, model, candidates, limiter=_TOKENIZERS
+            )
+        else:
+            text_tokens, estimate = _count(messages, model, candidates)
         hold_prompt = math.ceil(estimate * PROMPT_MARGIN) + PROMPT_SLACK + image_tokens
-        price = self.prices[model]
         params = ChatParams(
             messages=messages,
             max_tokens=request.completion_limit,
@@ -288,17 +324,49 @@ class ChatService:
         return Prepared(
             request=request,
             params=params,
-            prompt_tokens=prompt_tokens,
+            prompt_tokens=text_tokens + image_tokens,
             hold_amount=price.tokens(hold_prompt, request.completion_limit),
             price=price,
             candidates=candidates,
         )
 
+    async def refuse_if_nothing_available(self, principal: Principal) -> None:
+        """402 for an account with nothing to spend, before its request is even read."""
+        available = await self.ledger.available(principal.account_id)
+        if available <= 0:
+            raise InsufficientCredit(
+                "Insufficient credit: the available balance is US$0. Top up the account."
+            )
+
+    async def _affordable(
+        self,
+        principal: Principal,
+        messages: list[dict[str, Any]],
+        images: int,
+        request: ChatRequest,
+        price: Price,
+    ) -> None:
+        """402 now if even the cheapest reading of this request is more than the account has:
+        every token spans at most ``MAX_TOKEN_CHARS`` characters, every image costs at least
+        its low-detail minimum."""
+        floor_tokens = (
+            text_size(messages) // MAX_TOKEN_CHARS
+            + images * image_tokens_floor(request.model)
+            + REPLY_PRIMING
+        )
+        least = price.tokens(floor_tokens, request.completion_limit)
+        available = await self.ledger.available(principal.account_id)
+        if least > available:
+            raise InsufficientCredit(
+                f"Insufficient credit: this request costs at least US${nano_to_usd(least)} "
+                f"and the available balance is US${nano_to_usd(available)}."
+            )
+
     async def start(
         self,
         principal: Principal,
         prepared: Prepared,
-        idempotency_key: str | None = None,
+        idempotency: IdempotencyKey | None = None,
         *,
         whole: bool = False,
     ) -> ChatRun | Hold:
@@ -309,13 +377,39 @@ class ChatService:
             kind="chat",
             model=prepared.request.model,
             api_key_id=principal.key_id,
-            idempotency_key=idempotency_key,
+            idempotency=idempotency,
         )
         if hold.is_replay:
             return hold
         run = ChatRun(self, principal, prepared, hold)
-        await run.open(whole=whole)
+        try:
+            await run.open(whole=whole)
+        except BaseException:
+            if not run.settled:  # cancelled between the hold and the first try
+                await run._release()
+            raise
         return run
+
+
+#: Prompts above this many characters are tokenized in a thread, after the credit pre-check.
+INLINE_COUNT_CHARS = 64 * 1024
+#: No token of o200k/cl100k spans more characters than this (checked in the tests).
+MAX_TOKEN_CHARS = 128
+#: Large prompts are tokenized two at a time at most, so they cannot take every core.
+_TOKENIZERS = anyio.CapacityLimiter(2)
+
+
+def _count(
+    messages: list[dict[str, Any]], model: str, candidates: list[Deployment[ChatEngine]]
+) -> tuple[int, int]:
+    """Our count of the prompt's text tokens, and the largest any candidate engine would
+    count (the hold's estimate). Tokenizes each text once per distinct tokenizer."""
+    text_tokens = count_messages(messages, model)
+    estimate = text_tokens
+    for deployment in candidates:
+        if not isinstance(deployment.engine, OpenAICompatEngine):
+            estimate = max(estimate, _estimate(deployment.engine, messages))
+    return text_tokens, estimate
 
 
 async def _single(answer: Awaitable[ChatChunk]) -> AsyncIterator[ChatChunk]:
@@ -323,10 +417,8 @@ async def _single(answer: Awaitable[ChatChunk]) -> AsyncIterator[ChatChunk]:
     yield await answer
 
 
-def _estimate(engine: ChatEngine, messages: list[dict[str, Any]], model: str) -> int:
-    """Prompt tokens as this engine's tokenizer would count them (an upper-bound estimate)."""
-    if isinstance(engine, OpenAICompatEngine):
-        return count_messages(messages, model)
+def _estimate(engine: ChatEngine, messages: list[dict[str, Any]]) -> int:
+    """Prompt tokens as a local engine's tokenizer would count them (an upper-bound estimate)."""
     text = "".join(
         m["content"]
         if isinstance(m.get("content"), str)

@@ -105,3 +105,6 @@ class ChatRequest(_Model):
 
     def has_images(self) -> bool:
         return any(m.images() for m in self.messages)
+
+    def image_count(self) -> int:
+        return sum(len(m.images()) for m in self.messages)

@@ -16,6 +16,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import orjson
 import tiktoken
 
 _PUBLIC = "https://openaipublic.blob.core.windows.net/encodings/{}.tiktoken"
@@ -60,14 +61,32 @@ def encoding_for(model: str) -> tiktoken.Encoding:
     return encoding("o200k_base")
 
 
+#: Texts longer than this are counted in pieces: BPE on one huge word is quadratic (a
+#: megabyte of "a" takes minutes whole), in pieces it is linear. Cutting a word can only add
+#: a token per cut, so a piecewise count errs on the side of a larger hold.
+PIECE_CHARS = 16 * 1024
+
+
+def encoded_length(enc: tiktoken.Encoding, text: str) -> int:
+    if len(text) <= PIECE_CHARS:
+        return len(enc.encode(text, disallowed_special=()))
+    return sum(
+        len(enc.encode(text[i : i + PIECE_CHARS], disallowed_special=()))
+        for i in range(0, len(text), PIECE_CHARS)
+    )
+
+
 def count_text(text: str, model: str = "gpt-4o") -> int:
-    return len(encoding_for(model).encode(text, disallowed_special=()))
+    return encoded_length(encoding_for(model), text)
 
 
 def count_messages(messages: list[dict[str, Any]], model: str = "gpt-4o") -> int:
-    """Prompt tokens of a conversation's text, with OpenAI's per-message overhead.
+    """Prompt tokens of a conversation, with OpenAI's per-message overhead.
 
-    Image parts are not counted here: their tokens follow their own rules (``vision``).
+    Every field that is forwarded is counted: fields other than the text (``tool_calls``,
+    ``function_call``, ``audio``, ...) by the tokens of their JSON, since the upstream bills
+    them too. Image parts are not counted here: their tokens follow their own rules
+    (``vision``).
     """
     enc = encoding_for(model)
     total = REPLY_PRIMING
@@ -75,12 +94,29 @@ def count_messages(messages: list[dict[str, Any]], model: str = "gpt-4o") -> int
         total += TOKENS_PER_MESSAGE
         for key, value in message.items():
             if key == "content":
-                total += sum(len(enc.encode(t, disallowed_special=())) for t in _texts(value))
+                total += sum(encoded_length(enc, t) for t in _texts(value))
             elif key == "name" and isinstance(value, str):
-                total += TOKENS_PER_NAME + len(enc.encode(value, disallowed_special=()))
-            elif key in ("role", "tool_call_id") and isinstance(value, str):
-                total += len(enc.encode(value, disallowed_special=()))
+                total += TOKENS_PER_NAME + encoded_length(enc, value)
+            elif isinstance(value, str):
+                total += encoded_length(enc, value)
+            elif value is not None:
+                total += encoded_length(enc, orjson.dumps(value).decode())
     return total
+
+
+def text_size(messages: list[dict[str, Any]]) -> int:
+    """Characters of every string in the conversation (an O(n) walk, no tokenizing)."""
+    return sum(_size(value) for message in messages for value in message.values())
+
+
+def _size(value: Any) -> int:
+    if isinstance(value, str):
+        return len(value)
+    if isinstance(value, dict):
+        return sum(_size(v) for v in value.values())
+    if isinstance(value, list):
+        return sum(_size(v) for v in value)
+    return 8
 
 
 def _texts(content: Any) -> list[str]:

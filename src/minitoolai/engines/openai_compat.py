@@ -7,13 +7,39 @@ gets one non-streamed call (``complete``), whose answer always carries its usage
 
 Failures are translated here, once: connect errors, timeouts, 429 and 5xx before the first
 chunk are ``EngineUnavailable`` (the router tries another deployment); other 4xx are
-``EngineRejected``; anything after the first chunk is a plain ``EngineError``. The upstream's
-key is sent in a header and never logged or echoed.
+``EngineRejected``; anything after the first chunk is a plain ``EngineError`` (logged here, with
+the deployment's name). The upstream's key is sent in a header and never logged or echoed: what
+an upstream says in an error is passed through ``minitoolai.redact`` before it goes into an
+exception (an upstream may echo the ``Authorization`` header it was sent).
+
+Nothing an upstream sends is believed unchecked:
+
+- **Shape.** An event or answer of an unexpected shape (not JSON, not an object, ``choices``
+  not a list of objects, a ``delta``, ``message``, ``content``, ``role`` or ``finish_reason`` of
+  the wrong type) is translated like a broken connection: ``EngineUnavailable`` before the
+  first chunk (a non-streamed answer always is: failover, then 502, nothing charged),
+  ``EngineError`` after it (the client's stream ends with an error event, billed for what was
+  delivered). Never an unhandled exception, so never a 500.
+- **Usage** is read in one place, :func:`parse_usage`. ``prompt_tokens`` and
+  ``completion_tokens`` must both be plain integers in ``0..MAX_TOKENS`` (2**53, the largest
+  integer any JSON reader holds exactly; the ledger stores 64-bit counts). Usage that is not an
+  object, lacks a count, or has one that is negative, a float, a boolean, a string or larger
+  than that is treated as **absent**, and logged: the pipeline then bills its own count of what
+  was delivered, marked estimated. Absent rather than an error, because the answer itself
+  arrived intact: the client keeps it and pays our count, not the upstream's claim. A
+  well-formed count that is merely large is kept; the ledger never charges more than the hold.
+  Bad detail counts (``cached_tokens``, ``reasoning_tokens``) are read as 0.
+- **Silence.** ``read_timeout_s`` is the longest a streaming upstream may say nothing: before
+  its response, and between any two reads after it (a slow drip is fine, a stall is not). A
+  non-streamed answer is generated before its first byte, so it may take up to ``timeout_s``
+  to begin, then ``read_timeout_s`` between reads.
 """
 
 from __future__ import annotations
 
 import asyncio
+import io
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -23,7 +49,13 @@ import orjson
 from minitoolai.chat.tokens import count_text
 from minitoolai.engines.base import ChatChunk, ChatParams, Usage
 from minitoolai.engines.errors import EngineError, EngineRejected, EngineUnavailable
+from minitoolai.redact import redact, register, secret_header_values
 from minitoolai.settings import ProviderConfig
+
+log = logging.getLogger("minitoolai.upstream")
+
+#: The largest token count believed from an upstream (see the module docstring).
+MAX_TOKENS = 2**53
 
 
 def chat_body(params: ChatParams, model: str, stream: bool = True) -> dict[str, Any]:
@@ -58,14 +90,34 @@ def request_headers(provider: ProviderConfig) -> dict[str, str]:
     return headers
 
 
-def _usage(data: dict[str, Any]) -> Usage:
-    prompt_details = data.get("prompt_tokens_details") or {}
-    completion_details = data.get("completion_tokens_details") or {}
+def _count(value: object) -> int | None:
+    # bool is an int subclass; floats, strings and None are not counts
+    if type(value) is not int or not 0 <= value <= MAX_TOKENS:
+        return None
+    return value
+
+
+def _detail(details: object, name: str) -> int:
+    if not isinstance(details, dict):
+        return 0
+    return _count(details.get(name)) or 0
+
+
+def parse_usage(data: object) -> Usage | None:
+    """An upstream's ``usage``, or None when it is absent or not believable (see above)."""
+    if not isinstance(data, dict):
+        return None
+    prompt = _count(data.get("prompt_tokens"))
+    completion = _count(data.get("completion_tokens"))
+    if prompt is None or completion is None:
+        return None
     return Usage(
-        prompt_tokens=int(data.get("prompt_tokens") or 0),
-        completion_tokens=int(data.get("completion_tokens") or 0),
-        cached_tokens=int(prompt_details.get("cached_tokens") or 0),
-        reasoning_tokens=int(completion_details.get("reasoning_tokens") or 0),
+        prompt_tokens=prompt,
+        completion_tokens=completion,
+        cached_tokens=min(_detail(data.get("prompt_tokens_details"), "cached_tokens"), prompt),
+        reasoning_tokens=min(
+            _detail(data.get("completion_tokens_details"), "reasoning_tokens"), completion
+        ),
     )
 
 
@@ -83,14 +135,19 @@ async def _lines(response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
 
 
 def _error_text(raw: bytes) -> str:
+    """What an upstream's error body says, redacted, then shortened."""
     try:
         data = orjson.loads(raw)
-        message = data.get("error", {}).get("message") if isinstance(data, dict) else None
-        if isinstance(message, str):
-            return message[:500]
     except orjson.JSONDecodeError:
-        pass
-    return raw[:200].decode("utf-8", "replace")
+        data = None
+    error = data.get("error") if isinstance(data, dict) else None
+    message = error.get("message") if isinstance(error, dict) else error
+    if isinstance(message, str):
+        return redact(message)[:500]
+    return redact(raw[: 64 * 1024].decode("utf-8", "replace"))[:200]
+
+
+LARGE_BODY = 1024 * 1024
 
 
 class ProviderEndpoint:
@@ -110,37 +167,49 @@ class ProviderEndpoint:
     ) -> None:
         self.provider_name = provider_name
         self.model_id = upstream_model
+        self.label = f"{provider_name}:{upstream_model}"  # as the routing table names it
         self._session = session
         self._url = provider.base_url.rstrip("/") + self.path
         self._params = dict(provider.query)
         self._headers = request_headers(provider)
+        # whatever this endpoint sends that is secret is redacted from errors and logs
+        register(
+            provider.resolved_key(),
+            *secret_header_values(provider.headers),
+            *secret_header_values(provider.query),
+        )
+        self._read_timeout = provider.read_timeout_s
         self._timeout = aiohttp.ClientTimeout(
             total=provider.timeout_s,
             sock_connect=provider.connect_timeout_s,
-            sock_read=min(provider.timeout_s, 120.0),
+            sock_read=provider.read_timeout_s,
+        )
+        # a non-streamed answer is silent until it is whole: reads are timed by _read_whole
+        self._whole_timeout = aiohttp.ClientTimeout(
+            total=provider.timeout_s, sock_connect=provider.connect_timeout_s
         )
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.provider_name}:{self.model_id})"
+        return f"{type(self).__name__}({self.label})"
 
-    async def _open(self, body: bytes) -> aiohttp.ClientResponse:
+    async def _open(self, body: bytes, *, whole: bool = False) -> aiohttp.ClientResponse:
         """POST ``body``; a response the caller reads and closes, or the error, translated.
 
         Connect errors, timeouts, 429 and 5xx are ``EngineUnavailable`` (another deployment
-        may answer); other 4xx are ``EngineRejected``.
+        may answer); other 4xx are ``EngineRejected``. ``whole``: a non-streamed call, which
+        may take up to ``timeout_s`` to begin.
         """
         try:
             response = await self._session.post(
                 self._url,
-                data=body,
+                # a large body goes out in pieces: one 30 MB write would copy it on the loop
+                data=body if len(body) < LARGE_BODY else aiohttp.BytesIOPayload(io.BytesIO(body)),
                 headers=self._headers,
                 params=self._params,
-                timeout=self._timeout,
+                timeout=self._whole_timeout if whole else self._timeout,
             )
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            raise EngineUnavailable(
-                f"{self.provider_name}: cannot connect ({type(exc).__name__})"
-            ) from None
+            raise EngineUnavailable(f"{self.provider_name}: {self._why(exc)}") from None
         if response.status < 400:
             return response
         try:
@@ -153,6 +222,39 @@ class ProviderEndpoint:
         if response.status == 429 or response.status >= 500:
             raise EngineUnavailable(message)
         raise EngineRejected(message, status=response.status)
+
+    def _why(self, exc: BaseException) -> str:
+        """A failure in words, without the exception's text (which may quote a URL or header)."""
+        name = type(exc).__name__
+        if isinstance(exc, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError):
+            return f"cannot connect ({name})"
+        if isinstance(exc, aiohttp.SocketTimeoutError):
+            return f"silent for {self._read_timeout:g} s ({name})"
+        if isinstance(exc, TimeoutError):
+            return f"timed out ({name})"
+        return f"connection failed ({name})"
+
+    def _broke(self, what: str, started: bool) -> EngineError:
+        """The error for a failure while reading: retryable before the first chunk."""
+        if not started:
+            return EngineUnavailable(what)
+        log.warning("upstream %s broke mid-answer: %s", self.label, what)
+        return EngineError(what)
+
+    async def _read_whole(self, response: aiohttp.ClientResponse) -> bytes:
+        """A non-streamed body, with ``read_timeout_s`` allowed between reads."""
+        parts: list[bytes] = []
+        while True:
+            try:
+                async with asyncio.timeout(self._read_timeout) as silence:
+                    data = await response.content.readany()
+            except TimeoutError:
+                if silence.expired():
+                    raise aiohttp.SocketTimeoutError("no data within read_timeout_s") from None
+                raise
+            if not data:
+                return b"".join(parts)
+            parts.append(data)
 
     async def aclose(self) -> None:
         return None
@@ -168,26 +270,43 @@ class OpenAICompatEngine(ProviderEndpoint):
     async def complete(self, params: ChatParams) -> ChatChunk:
         """One non-streamed answer (for clients that asked for one): a single JSON parse
         instead of one per token. Usage comes with every non-streamed OpenAI answer."""
-        response = await self._open(orjson.dumps(chat_body(params, self.model_id, stream=False)))
+        body = orjson.dumps(chat_body(params, self.model_id, stream=False))
+        response = await self._open(body, whole=True)
         try:
-            raw = await response.read()
-        except (aiohttp.ClientError, TimeoutError) as exc:
+            raw = await self._read_whole(response)
+        except (aiohttp.ClientError, TimeoutError, asyncio.IncompleteReadError) as exc:
             raise EngineUnavailable(
-                f"{self.provider_name}: answer broke ({type(exc).__name__})"
+                f"{self.provider_name}: answer broke: {self._why(exc)}"
             ) from None
         finally:
             response.close()
         try:
             data = orjson.loads(raw)
-            choice = data["choices"][0]
-            content = choice["message"].get("content") or ""
-        except (orjson.JSONDecodeError, KeyError, IndexError, TypeError, AttributeError):
-            raise EngineUnavailable(f"{self.provider_name}: malformed answer") from None
+        except orjson.JSONDecodeError:
+            raise EngineUnavailable(f"{self.provider_name}: malformed answer (not JSON)") from None
+        try:
+            return self._answer(data)
+        except _Malformed as exc:
+            raise EngineUnavailable(f"{self.provider_name}: malformed answer ({exc})") from None
+
+    def _answer(self, data: object) -> ChatChunk:
+        if not isinstance(data, dict):
+            raise _Malformed("not an object")
+        if data.get("error"):
+            raise _Malformed(_error_text(orjson.dumps(data)))
+        choices = data.get("choices")
+        if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+            raise _Malformed("no choice")
+        choice = choices[0]
+        message = choice.get("message")
+        if not isinstance(message, dict):
+            raise _Malformed("message is not an object")
+        content = _text(message.get("content"), "content") or ""
         return ChatChunk(
             content=content,
-            finish_reason=choice.get("finish_reason") or "stop",
-            usage=_usage(data["usage"]) if data.get("usage") else None,
-            model=data.get("model"),
+            finish_reason=_text(choice.get("finish_reason"), "finish_reason") or "stop",
+            usage=self._usage(data.get("usage"), warn=True),
+            model=_model(data),
             role="assistant",
         )
 
@@ -201,12 +320,20 @@ class OpenAICompatEngine(ProviderEndpoint):
             if not started:
                 raise EngineUnavailable(f"{self.provider_name}: empty answer")
         except (aiohttp.ClientError, TimeoutError, asyncio.IncompleteReadError) as exc:
-            what = f"{self.provider_name}: stream broke ({type(exc).__name__})"
-            raise (EngineError(what) if started else EngineUnavailable(what)) from None
+            what = f"{self.provider_name}: stream broke: {self._why(exc)}"
+            raise self._broke(what, started) from None
+        except _Malformed as exc:
+            what = f"{self.provider_name}: malformed stream event ({exc})"
+            raise self._broke(what, started) from None
+        except EngineError as exc:  # the upstream reported an error inside its stream
+            if isinstance(exc, EngineUnavailable):
+                raise
+            raise self._broke(str(exc), started) from None
         finally:
             response.close()  # stops the upstream when the client went away
 
     async def _chunks(self, response: aiohttp.ClientResponse) -> AsyncIterator[ChatChunk]:
+        warn = True  # about unbelievable usage, once per stream
         async for line in _lines(response):
             if not line.startswith(b"data:"):
                 continue
@@ -216,22 +343,63 @@ class OpenAICompatEngine(ProviderEndpoint):
             try:
                 data = orjson.loads(payload)
             except orjson.JSONDecodeError:
-                raise EngineError(f"{self.provider_name}: malformed stream event") from None
-            if "error" in data:
+                raise _Malformed("not JSON") from None
+            if not isinstance(data, dict):
+                raise _Malformed("not an object")
+            if data.get("error"):
                 raise EngineError(f"{self.provider_name}: {_error_text(payload)}")
-            model = data.get("model")
-            usage = _usage(data["usage"]) if data.get("usage") else None
-            choices = data.get("choices") or []
+            raw_usage = data.get("usage")
+            usage = self._usage(raw_usage, warn=warn)
+            warn = warn and (raw_usage is None or usage is not None)
+            choices = data.get("choices")
+            if choices is None:
+                choices = []
+            if not isinstance(choices, list):
+                raise _Malformed("choices is not a list")
             if not choices:
                 if usage is not None:
-                    yield ChatChunk(usage=usage, model=model)
+                    yield ChatChunk(usage=usage, model=_model(data))
                 continue
             choice = choices[0]
-            delta = choice.get("delta") or {}
+            if not isinstance(choice, dict):
+                raise _Malformed("a choice is not an object")
+            delta = choice.get("delta")
+            if delta is None:
+                delta = {}
+            if not isinstance(delta, dict):
+                raise _Malformed("delta is not an object")
             yield ChatChunk(
-                content=delta.get("content"),
-                finish_reason=choice.get("finish_reason"),
+                content=_text(delta.get("content"), "content"),
+                finish_reason=_text(choice.get("finish_reason"), "finish_reason"),
                 usage=usage,
-                model=model,
-                role=delta.get("role"),
+                model=_model(data),
+                role=_text(delta.get("role"), "role"),
             )
+
+    def _usage(self, value: object, *, warn: bool) -> Usage | None:
+        if value is None:
+            return None
+        usage = parse_usage(value)
+        if usage is None and warn:
+            shown = redact(orjson.dumps(value).decode())[:200]
+            log.warning(
+                "upstream %s sent usage we do not believe, %s; billing our own count",
+                self.label,
+                shown,
+            )
+        return usage
+
+
+class _Malformed(Exception):
+    """An upstream's answer or event has a shape we did not expect; translated by the caller."""
+
+
+def _text(value: object, name: str) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    raise _Malformed(f"{name} is not a string")
+
+
+def _model(data: dict[str, Any]) -> str | None:
+    model = data.get("model")
+    return model if isinstance(model, str) and model else None

@@ -1,14 +1,19 @@
-"""An upstream that speaks OpenAI's ``/audio/speech``: the audio is relayed as it arrives."""
+"""An upstream that speaks OpenAI's ``/audio/speech``: the audio is relayed as it arrives.
+
+Errors are translated (and what the upstream says redacted) by ``ProviderEndpoint``; an
+upstream silent for ``read_timeout_s`` before its first audio is ``EngineUnavailable`` (another
+deployment is tried), after it a plain ``EngineError`` (the audio is cut short).
+"""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import aiohttp
 import orjson
 
 from minitoolai.engines.base import SpeechParams
-from minitoolai.engines.errors import EngineError, EngineUnavailable
 from minitoolai.engines.openai_compat import ProviderEndpoint
 
 
@@ -29,8 +34,8 @@ class OpenAICompatSpeech(ProviderEndpoint):
             async for chunk in response.content.iter_any():
                 started = True
                 yield chunk
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            what = f"{self.provider_name}: audio stream broke ({type(exc).__name__})"
-            raise (EngineError(what) if started else EngineUnavailable(what)) from None
+        except (aiohttp.ClientError, TimeoutError, asyncio.IncompleteReadError) as exc:
+            what = f"{self.provider_name}: audio stream broke: {self._why(exc)}"
+            raise self._broke(what, started) from None
         finally:
             response.close()

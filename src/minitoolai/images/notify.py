@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from typing import Any
 
 log = logging.getLogger("minitoolai.images")
@@ -22,9 +23,16 @@ class Wakeup:
         self._event = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closers: list[Any] = []
+        self._forwards: list[Callable[[], object]] = []
 
     def set(self) -> None:
         self._event.set()
+        for forward in self._forwards:
+            forward()
+
+    def forward(self, wake: Callable[[], object]) -> None:
+        """Also wake ``wake`` (workers on another event loop of this process)."""
+        self._forwards.append(wake)
 
     async def wait(self, timeout: float) -> None:
         with contextlib.suppress(TimeoutError):

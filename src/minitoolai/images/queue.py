@@ -10,11 +10,23 @@ so a job is claimed by one worker at a time, and finishes, fails or is cancelled
 
 A worker holds a lease and extends it with heartbeats; if it dies, the lease runs out and
 another worker claims the job, up to ``max_attempts``, after which the job fails.
+
+Polls (``JobQueue.view``) are answered from a small per-process cache so that a flood of them
+(they need no API key, only a job's signature) costs no database work and cannot starve the
+worker sharing the event loop: concurrent polls of one job share one read, a fresh answer is
+reused for ``POLL_CACHE_S``, and every state change made through this queue (the in-process
+worker, a cancel) replaces the entry at once. Changes made by another process (a separate
+``minitoolai worker``, another replica) are seen within ``POLL_CACHE_S``.
 """
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+import functools
 import secrets
+import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -29,6 +41,14 @@ from minitoolai.infra.tables import image_jobs
 
 #: Job ids: random in [10^11, 2^53), so not guessable, not sequential, and exact in JavaScript.
 _ID_LOW, _ID_HIGH = 10**11, 2**53
+#: how long a poll may be answered from memory (changes made in other processes show within it)
+POLL_CACHE_S = 0.25
+#: a final job never changes again: its answer can be kept longer
+FINAL_POLL_CACHE_S = 5.0
+#: jobs whose poll answers are kept (least recently used dropped first); params are not kept
+POLL_CACHE_ENTRIES = 4096
+#: ``position`` counts at most this many queued jobs ahead (the count is bounded work)
+MAX_QUEUE_POSITION = 1000
 
 
 class JobStatus(StrEnum):
@@ -81,11 +101,90 @@ def new_job_id() -> int:
     return _ID_LOW + secrets.randbelow(_ID_HIGH - _ID_LOW)
 
 
+@dataclass(frozen=True, slots=True)
+class JobView:
+    """What a poll reports: the job (without its params) and, while queued, its position."""
+
+    job: Job
+    position: int | None
+    until: float  # monotonic time after which it is read again
+
+
+class _Read:
+    """One database read of a job that concurrent polls share; ``stale`` if the job changed
+    (through this queue) while it was in flight, so its answer is not kept.
+    """
+
+    __slots__ = ("stale", "task")
+
+    def __init__(self, task: asyncio.Task[JobView | None]) -> None:
+        self.task = task
+        self.stale = False
+
+
 class JobQueue:
     def __init__(self, db: Database, *, lease_s: float = 60.0, max_attempts: int = 3) -> None:
         self.db = db
         self.lease = timedelta(seconds=lease_s)
         self.max_attempts = max_attempts
+        self._views: OrderedDict[int, JobView] = OrderedDict()
+        self._reads: dict[int, _Read] = {}
+
+    # -- polls: cached, coalesced views -------------------------------------------------------
+
+    async def view(self, job_id: int) -> JobView | None:
+        """The job as a poll reports it, at most ``POLL_CACHE_S`` old (None: no such job).
+
+        Unknown ids are not cached (an attacker could fill memory with them), but they never
+        get here: the route checks the job's signature first.
+        """
+        cached = self._views.get(job_id)
+        if cached is not None and cached.until > time.monotonic():
+            self._views.move_to_end(job_id)
+            return cached
+        read = self._reads.get(job_id)
+        if read is None:
+            read = _Read(asyncio.create_task(self._read_view(job_id), name=f"job-view-{job_id}"))
+            self._reads[job_id] = read
+            read.task.add_done_callback(functools.partial(self._read_done, job_id, read))
+        # shielded: one poller leaving does not cancel the read the others wait on
+        return await asyncio.shield(read.task)
+
+    async def _read_view(self, job_id: int) -> JobView | None:
+        job = await self.get(job_id)
+        if job is None:
+            return None
+        position = await self.position(job) if job.status == JobStatus.QUEUED else None
+        return self._make_view(job, position)
+
+    def _read_done(self, job_id: int, read: _Read, _task: object = None) -> None:
+        if self._reads.get(job_id) is read:
+            del self._reads[job_id]
+        if read.task.cancelled() or read.task.exception() is not None or read.stale:
+            return
+        view = read.task.result()
+        if view is not None:
+            self._keep(view)
+
+    @staticmethod
+    def _make_view(job: Job, position: int | None) -> JobView:
+        ttl = FINAL_POLL_CACHE_S if job.status in FINAL else POLL_CACHE_S
+        return JobView(dataclasses.replace(job, params={}), position, time.monotonic() + ttl)
+
+    def _keep(self, view: JobView) -> None:
+        self._views[view.job.id] = view
+        self._views.move_to_end(view.job.id)
+        while len(self._views) > POLL_CACHE_ENTRIES:
+            self._views.popitem(last=False)
+
+    def changed(self, job_id: int, job: Job | None = None) -> None:
+        """The job changed through this process: drop its poll answer (or keep ``job``'s)."""
+        self._views.pop(job_id, None)
+        read = self._reads.get(job_id)
+        if read is not None:
+            read.stale = True
+        if job is not None:
+            self._keep(self._make_view(job, None if job.status != JobStatus.QUEUED else 0))
 
     async def enqueue(
         self, account_id: int, charge_id: str, model: str, params: dict[str, Any]
@@ -119,15 +218,21 @@ class JobQueue:
         return None if row is None else Job.from_row(row)
 
     async def position(self, job: Job) -> int:
-        """How many queued jobs are ahead of this one (0: next)."""
-        async with self.db.read() as conn:
-            ahead = await conn.execute(
-                select(func.count()).where(
-                    image_jobs.c.status == JobStatus.QUEUED,
-                    image_jobs.c.created_at < job.created_at,
-                )
+        """How many queued jobs are ahead of this one (0: next), counting at most
+        ``MAX_QUEUE_POSITION``: an index range scan that stops there, however long the queue.
+        """
+        ahead = (
+            select(image_jobs.c.id)
+            .where(
+                image_jobs.c.status == JobStatus.QUEUED,
+                image_jobs.c.created_at < job.created_at,
             )
-            return int(ahead.scalar_one())
+            .limit(MAX_QUEUE_POSITION)
+            .subquery()
+        )
+        async with self.db.read() as conn:
+            count = await conn.execute(select(func.count()).select_from(ahead))
+            return int(count.scalar_one())
 
     async def claim(self, worker_id: str, prefer: list[str] | None = None) -> Job | None:
         """Take the next job (one this worker's loaded models serve first), or None.
@@ -166,7 +271,11 @@ class JobQueue:
                     .returning(*image_jobs.c)
                 )
             ).first()
-        return None if row is None else Job.from_row(row)
+        if row is None:
+            return None
+        job = Job.from_row(row)
+        self.changed(job.id, job)
+        return job
 
     async def heartbeat(
         self, job_id: int, worker_id: str, progress: float | None = None, message: str | None = None
@@ -187,6 +296,8 @@ class JobQueue:
                 )
                 .values(**values)
             )
+        if progress is not None or message is not None:
+            self.changed(job_id)
         return bool(res.rowcount)
 
     async def finish(
@@ -209,6 +320,7 @@ class JobQueue:
             values.update(progress=1.0, result_key=result_key, seed=seed)
         async with self.db.write() as conn:
             res = await conn.execute(update(image_jobs).where(*conditions).values(**values))
+        self.changed(job_id)
         return bool(res.rowcount)
 
     async def requeue(self, job_id: int, worker_id: str, message: str) -> bool:
@@ -223,6 +335,7 @@ class JobQueue:
                 )
                 .values(status=JobStatus.QUEUED, worker_id=None, message=message, progress=0.0)
             )
+        self.changed(job_id)
         return bool(res.rowcount)
 
     async def abandoned(self) -> list[Job]:

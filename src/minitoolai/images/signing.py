@@ -10,9 +10,15 @@ import base64
 import hashlib
 import hmac
 import os
+import re
 import secrets
 import time
 from pathlib import Path
+
+#: an ``exp`` we sign is a unix time in ASCII digits; anything longer is not one of our links
+#: (and ``int()`` of thousands of digits is refused by Python: it must stay a 403, not a 500)
+MAX_EXPIRY_DIGITS = 12
+_EXPIRY = re.compile(rf"[0-9]{{1,{MAX_EXPIRY_DIGITS}}}")
 
 
 def load_or_create_secret(configured: str | None, data_dir: Path) -> bytes:
@@ -52,7 +58,8 @@ class Signer:
         return f"exp={expires}&sig={_mac(self._secret, f'file:{name}:{expires}')}"
 
     def url_ok(self, name: str, expires: str, signature: str, now: float | None = None) -> bool:
-        if not expires.isdigit() or int(expires) < (now or time.time()):
+        # ASCII digits only: str.isdigit() also accepts "²", which int() then rejects
+        if not _EXPIRY.fullmatch(expires) or int(expires) < (now or time.time()):
             return False
         expected = _mac(self._secret, f"file:{name}:{expires}")
         return hmac.compare_digest(expected.encode(), signature.encode())

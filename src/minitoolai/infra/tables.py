@@ -65,12 +65,14 @@ charges = Table(
     Column("status", String(16), nullable=False),  # held | settled | released | refunded
     Column("held_amount", BigInteger, nullable=False),
     Column("cost", BigInteger, nullable=True),
-    Column("prompt_tokens", Integer, nullable=True),
-    Column("completion_tokens", Integer, nullable=True),
-    Column("units", Integer, nullable=True),  # images, characters
+    Column("prompt_tokens", BigInteger, nullable=True),
+    Column("completion_tokens", BigInteger, nullable=True),
+    Column("units", BigInteger, nullable=True),  # images, characters
     Column("usage_estimated", Boolean, nullable=False, server_default="0"),
     Column("served_by", String(200), nullable=True),
-    Column("idempotency_key", String(200), nullable=True),
+    # "<endpoint> <client's key>": a key is scoped to the endpoint it was first used on
+    Column("idempotency_key", String(300), nullable=True),
+    Column("request_hash", String(64), nullable=True),  # the body a key is bound to
     Column("result", JSON, nullable=True),  # what an idempotent retry is answered with
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("expires_at", DateTime(timezone=True), nullable=False),  # the hold's deadline

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -25,15 +26,27 @@ from minitoolai.clock import utcnow
 from minitoolai.errors import Conflict, InsufficientCredit, InvalidRequest, NotFound
 from minitoolai.infra.db import Database
 from minitoolai.infra.tables import accounts, charges, ledger_entries
+from minitoolai.ledger.idempotency import IdempotencyKey, reused_with_another_body
 from minitoolai.ledger.store import Finish, LedgerStore, NewCharge, store_for
 from minitoolai.money import nano_to_usd
 
 log = logging.getLogger("minitoolai.ledger")
 
+#: The most an account may hold (US$1e9): far below 2**63, so no sum of two amounts overflows
+#: a 64-bit column (SQLite would turn an overflowing integer into a float).
+MAX_BALANCE = 10**18
+#: A request still running after this long is not renewed any more: its owner lost track of it.
+MAX_LIVE_S = 24 * 3600
+
 
 def _check_note(note: str | None) -> None:
     if note is not None and (len(note) > 500 or not note.isprintable()):
         raise InvalidRequest("a note is at most 500 printable characters", param="note")
+
+
+def check_amount(amount: int) -> None:
+    if amount > MAX_BALANCE:
+        raise InvalidRequest(f"an amount is at most US${nano_to_usd(MAX_BALANCE)}", param="amount")
 
 
 def new_charge_id() -> str:
@@ -53,6 +66,19 @@ class Hold:
     def is_replay(self) -> bool:
         return self.replayed_status is not None
 
+    def stored_answer(self) -> dict[str, Any]:
+        """What a replayed request is answered with; a 409 when the first one left none."""
+        if isinstance(self.replayed_result, dict):
+            return self.replayed_result
+        what = {
+            "expired": "whose server stopped before it finished",
+            "refunded": "that was refunded",
+        }.get(self.replayed_status or "", "that was charged but left no answer to replay")
+        raise Conflict(
+            f"This Idempotency-Key was used by a request {what}; use a new key to try again.",
+            code="idempotency_key_used",
+        )
+
 
 @dataclass(slots=True)
 class Settlement:
@@ -60,6 +86,8 @@ class Settlement:
     cost: int
     #: False when the charge was already settled or released before this call
     applied: bool
+    #: True when the database could not be reached: the settlement is retried by ``maintain``
+    deferred: bool = False
 
 
 @dataclass(slots=True)
@@ -73,10 +101,26 @@ class UsageRecord:
 
 
 class Ledger:
+    """The ledger of one process.
+
+    Besides the steps themselves it keeps two things in memory: the holds of requests this
+    process is running (renewed by ``maintain`` so the sweeper never frees a live request's
+    hold, however long its stream lasts), and settlements the database refused (retried by
+    ``maintain`` until they land). A process that dies loses both: its holds then expire and
+    the sweeper releases them (docs/billing.md says what that costs).
+    """
+
     def __init__(self, db: Database, *, hold_timeout_s: int = 900) -> None:
         self.db = db
         self.hold_timeout = timedelta(seconds=hold_timeout_s)
         self.store: LedgerStore = store_for(db.url, db.write_lock)
+        self._live: dict[str, float] = {}  # charge id -> when it was held (monotonic)
+        self._deferred: dict[str, Finish] = {}  # charge id -> the settlement to retry
+
+    @property
+    def renew_interval_s(self) -> float:
+        """How often ``maintain`` must run: three renewals fit in one hold timeout."""
+        return self.hold_timeout.total_seconds() / 3
 
     async def close(self) -> None:
         await self.store.close()
@@ -87,23 +131,39 @@ class Ledger:
         """Add credit ("Ricarica"). Returns the new balance."""
         if amount <= 0:
             raise InvalidRequest("a top-up must be a positive amount", param="amount")
+        check_amount(amount)
         _check_note(note)
         async with self.db.write() as conn:
-            balance = await self._move(conn, account_id, amount, 0)
+            row = (
+                await conn.execute(
+                    update(accounts)
+                    .where(accounts.c.id == account_id, accounts.c.balance + amount <= MAX_BALANCE)
+                    .values(balance=accounts.c.balance + amount)
+                    .returning(accounts.c.balance)
+                )
+            ).first()
+            if row is None:
+                await self._require_account(conn, account_id)
+                raise InvalidRequest(
+                    f"a balance may not exceed US${nano_to_usd(MAX_BALANCE)}", param="amount"
+                )
             await self._entry(conn, account_id, None, "topup", amount, 0, note)
-        return balance
+        return int(row[0])
 
     async def adjust(self, account_id: int, delta: int, note: str | None = None) -> int:
         """An operator's correction, either sign; never takes the balance below what is held."""
         if delta == 0:
             raise InvalidRequest("an adjustment must not be zero", param="amount")
+        check_amount(abs(delta))
         _check_note(note)
         async with self.db.write() as conn:
             row = (
                 await conn.execute(
                     update(accounts)
                     .where(
-                        accounts.c.id == account_id, accounts.c.balance + delta >= accounts.c.held
+                        accounts.c.id == account_id,
+                        accounts.c.balance + delta >= accounts.c.held,
+                        accounts.c.balance + delta <= MAX_BALANCE,
                     )
                     .values(balance=accounts.c.balance + delta)
                     .returning(accounts.c.balance)
@@ -111,7 +171,9 @@ class Ledger:
             ).first()
             if row is None:
                 await self._require_account(conn, account_id)
-                raise InsufficientCredit("the adjustment would take the balance below zero")
+                raise InsufficientCredit(
+                    "the adjustment would take the balance below what is held, or past the cap"
+                )
             await self._entry(conn, account_id, None, "adjustment", delta, 0, note)
         return int(row[0])
 
@@ -126,45 +188,45 @@ class Ledger:
         model: str,
         api_key_id: int | None = None,
         charge_id: str | None = None,
-        idempotency_key: str | None = None,
+        idempotency: IdempotencyKey | None = None,
         ttl: timedelta | None = None,
     ) -> Hold:
-        """Reserve ``amount`` or raise ``InsufficientCredit`` (402). Nothing else is touched."""
+        """Reserve ``amount`` or raise ``InsufficientCredit`` (402). Nothing else is touched.
+
+        A hold with the default timeout belongs to a request this process runs: it is renewed
+        until it is settled or released. One with its own ``ttl`` (an image job) is not.
+        With ``idempotency``, a retry of an earlier request comes back as that request's
+        ``Hold`` (``is_replay``); an earlier one that was released unanswered gives its key up
+        to the retry, which then runs as a new request.
+        """
         if amount < 0:
             raise ValueError("a hold cannot be negative")
-        charge_id = charge_id or new_charge_id()
-        now = utcnow()
-        outcome = await self.store.hold(
-            NewCharge(
-                id=charge_id,
+        check_amount(amount)
+        for _attempt in range(3):
+            charge = NewCharge(
+                id=charge_id or new_charge_id(),
                 account_id=account_id,
                 api_key_id=api_key_id,
                 kind=kind,
                 model=model,
                 amount=amount,
-                idempotency_key=idempotency_key,
-                now=now,
-                expires_at=now + (ttl or self.hold_timeout),
+                idempotency_key=idempotency.stored if idempotency else None,
+                request_hash=idempotency.fingerprint if idempotency else None,
+                now=utcnow(),
+                expires_at=utcnow() + (ttl or self.hold_timeout),
             )
-        )
-        if outcome == "held":
-            return Hold(charge_id, account_id, amount)
-        if idempotency_key is not None:  # a retry: answer with the earlier request
-            async with self.db.read() as conn:
-                earlier = await self._by_idempotency(conn, account_id, idempotency_key)
-            if earlier is not None:
-                return earlier
-        if outcome == "duplicate":  # the earlier one vanished between our two reads: retry
-            return await self.hold(
-                account_id,
-                amount,
-                kind=kind,
-                model=model,
-                api_key_id=api_key_id,
-                charge_id=charge_id,
-                idempotency_key=idempotency_key,
-                ttl=ttl,
-            )
+            outcome = await self.store.hold(charge)
+            if outcome == "held":
+                if ttl is None:
+                    self._live[charge.id] = time.monotonic()
+                return Hold(charge.id, account_id, amount)
+            if idempotency is not None:
+                earlier = await self._by_idempotency(account_id, idempotency)
+                if earlier is not None:
+                    return earlier
+            if outcome == "insufficient":
+                break
+            # "duplicate": the earlier request vanished or gave its key up: hold again
         async with self.db.read() as conn:
             available = await self._available(conn, account_id)
         raise InsufficientCredit(
@@ -174,10 +236,20 @@ class Ledger:
             f"tokens (max_completion_tokens)."
         )
 
+    async def available(self, account_id: int) -> int:
+        """What the account can spend now (balance less holds): a pre-check, not a promise."""
+        async with self.db.read() as conn:
+            return await self._available(conn, account_id)
+
     async def settle(
         self, charge_id: str, cost: int, usage: UsageRecord | None = None
     ) -> Settlement:
-        """Charge the exact ``cost`` (capped at the hold) and free the rest of the hold."""
+        """Charge the exact ``cost`` (capped at the hold) and free the rest of the hold.
+
+        A settlement never gets lost: if the database cannot take it now, it is kept and
+        retried by ``maintain`` (the hold stays renewed meanwhile); if the sweeper released
+        the hold first, the cost is still charged, as far as the balance allows.
+        """
         if cost < 0:
             raise ValueError("a cost cannot be negative")
         return await self._finish(charge_id, "settle", cost, usage or UsageRecord())
@@ -186,15 +258,38 @@ class Ledger:
         """Free the whole hold: the request failed or was cancelled, the client pays nothing."""
         return await self._finish(charge_id, "release", 0, usage or UsageRecord())
 
-    async def extend(self, charge_id: str, ttl: timedelta) -> bool:
-        """Push a live hold's deadline out (long jobs heartbeat through this)."""
-        async with self.db.write() as conn:
-            res = await conn.execute(
-                update(charges)
-                .where(charges.c.id == charge_id, charges.c.status == "held")
-                .values(expires_at=utcnow() + ttl)
-            )
-        return bool(res.rowcount)
+    async def maintain(self) -> None:
+        """Retry deferred settlements and renew this process's live holds (every
+        ``renew_interval_s``; the app's lifespan runs it)."""
+        for charge_id, step in list(self._deferred.items()):
+            try:
+                done = await self.store.finish(step)
+                if done is None and step.kind == "settle":
+                    await self._settle_late(step)
+            except Exception as exc:  # still unreachable: keep it for the next round
+                log.warning("settling %s failed again (%s); will retry", charge_id, exc)
+                continue
+            del self._deferred[charge_id]
+            self._live.pop(charge_id, None)
+            log.info("deferred settlement of %s applied", charge_id)
+        now = time.monotonic()
+        for charge_id, since in list(self._live.items()):
+            if now - since > MAX_LIVE_S:
+                log.error("hold %s has been live for a day; no longer renewed", charge_id)
+                del self._live[charge_id]
+        ids = list(self._live)
+        deadline = utcnow() + self.hold_timeout
+        for i in range(0, len(ids), 500):
+            async with self.db.write() as conn:
+                await conn.execute(
+                    update(charges)
+                    .where(charges.c.id.in_(ids[i : i + 500]), charges.c.status == "held")
+                    .values(expires_at=deadline)
+                )
+
+    @property
+    def live_holds(self) -> int:
+        return len(self._live)
 
     async def set_result(self, charge_id: str, result: Any) -> None:
         """Remember what an idempotent retry of this charge is answered with."""
@@ -288,23 +383,40 @@ class Ledger:
         note: str | None = None,
         expired_before: datetime | None = None,
     ) -> Settlement:
-        done = await self.store.finish(
-            Finish(
-                charge_id=charge_id,
-                kind="settle" if kind == "settle" else "release",
-                cost=cost,
-                prompt_tokens=usage.prompt_tokens,
-                completion_tokens=usage.completion_tokens,
-                units=usage.units,
-                estimated=usage.estimated,
-                served_by=usage.served_by,
-                result=usage.result,
-                note=note,
-                now=utcnow(),
-                expired_before=expired_before,
-            )
+        step = Finish(
+            charge_id=charge_id,
+            kind="settle" if kind == "settle" else "release",
+            cost=min(cost, MAX_BALANCE),  # the store caps it at the hold anyway
+            prompt_tokens=_count(usage.prompt_tokens),
+            completion_tokens=_count(usage.completion_tokens),
+            units=_count(usage.units),
+            estimated=usage.estimated,
+            served_by=usage.served_by,
+            result=usage.result,
+            note=note,
+            now=utcnow(),
+            expired_before=expired_before,
         )
+        if expired_before is not None:  # the sweeper: its caller logs and retries
+            done = await self.store.finish(step)
+        else:
+            try:
+                done = await self.store.finish(step)
+            except Exception as exc:  # the database is away: keep it, never drop it
+                log.error("%s of %s failed (%s); will retry", step.kind, charge_id, exc)
+                self._deferred[charge_id] = step
+                return Settlement(charge_id, 0, False, deferred=True)
+            self._live.pop(charge_id, None)
         if done is None:  # already settled or released (or, for the sweeper, not expired)
+            if step.kind == "settle" and expired_before is None:
+                try:
+                    late = await self._settle_late(step)
+                except Exception as exc:  # gone again midway: keep it, as above
+                    log.error("late settle of %s failed (%s); will retry", charge_id, exc)
+                    self._deferred[charge_id] = step
+                    return Settlement(charge_id, 0, False, deferred=True)
+                if late is not None:
+                    return Settlement(charge_id, late, True)
             async with self.db.read() as conn:
                 existing = (
                     await conn.execute(select(charges.c.cost).where(charges.c.id == charge_id))
@@ -321,6 +433,72 @@ class Ledger:
                 done.held_amount,
             )
         return Settlement(charge_id, charged, True)
+
+    async def _settle_late(self, step: Finish) -> int | None:
+        """Charge a request whose hold the sweeper released while it still ran.
+
+        The hold no longer guarantees the money, so this takes what the balance still has up
+        to the cost (never below zero) and logs any shortfall. None if the charge was not
+        expired (it was settled or released by its own request: nothing to do).
+        """
+        async with self.db.write() as conn:
+            row = (
+                await conn.execute(
+                    select(charges.c.account_id, charges.c.held_amount).where(
+                        charges.c.id == step.charge_id, charges.c.status == "expired"
+                    )
+                )
+            ).first()
+            if row is None:
+                return None
+            account_id, wanted = int(row[0]), min(step.cost, int(row[1]))
+            available = (
+                await conn.execute(
+                    select(accounts.c.balance - accounts.c.held)
+                    .where(accounts.c.id == account_id)
+                    .with_for_update()
+                )
+            ).scalar_one()
+            charged = max(0, min(wanted, int(available)))
+            moved = await conn.execute(
+                update(accounts)
+                .where(
+                    accounts.c.id == account_id,
+                    accounts.c.balance - accounts.c.held >= charged,
+                )
+                .values(balance=accounts.c.balance - charged)
+            )
+            if not moved.rowcount:
+                charged = 0
+            await conn.execute(
+                update(charges)
+                .where(charges.c.id == step.charge_id, charges.c.status == "expired")
+                .values(
+                    status="settled",
+                    cost=charged,
+                    settled_at=step.now,
+                    prompt_tokens=step.prompt_tokens,
+                    completion_tokens=step.completion_tokens,
+                    units=step.units,
+                    usage_estimated=step.estimated,
+                    served_by=step.served_by,
+                    # what an idempotent retry is answered with, as a settle on time keeps it
+                    **({} if step.result is None else {"result": step.result}),
+                )
+            )
+            await self._entry(
+                conn, account_id, step.charge_id, "settle", -charged, 0, "settled after expiry"
+            )
+        if charged < wanted:
+            log.error(
+                "charge %s settled after its hold expired: %d of %d charged (balance spent)",
+                step.charge_id,
+                charged,
+                wanted,
+            )
+        else:
+            log.warning("charge %s settled after its hold expired", step.charge_id)
+        return charged
 
     async def _move(self, conn: AsyncConnection, account_id: int, amount: int, held: int) -> int:
         row = (
@@ -371,21 +549,44 @@ class Ledger:
     async def _require_account(self, conn: AsyncConnection, account_id: int) -> None:
         await self._available(conn, account_id)
 
-    async def _by_idempotency(
-        self, conn: AsyncConnection, account_id: int, key: str
-    ) -> Hold | None:
-        row = (
-            await conn.execute(
-                select(
-                    charges.c.id, charges.c.held_amount, charges.c.status, charges.c.result
-                ).where(charges.c.account_id == account_id, charges.c.idempotency_key == key)
-            )
-        ).first()
+    async def _by_idempotency(self, account_id: int, key: IdempotencyKey) -> Hold | None:
+        """The earlier request with this key, to answer a retry with; None if there is none
+        (or it was released unanswered and has just given its key up)."""
+        async with self.db.read() as conn:
+            row = (
+                await conn.execute(
+                    select(
+                        charges.c.id,
+                        charges.c.held_amount,
+                        charges.c.status,
+                        charges.c.result,
+                        charges.c.request_hash,
+                    ).where(
+                        charges.c.account_id == account_id,
+                        charges.c.idempotency_key == key.stored,
+                    )
+                )
+            ).first()
         if row is None:
             return None
+        if row.request_hash != key.fingerprint:
+            raise reused_with_another_body()
         if row.status == "held" and row.result is None:
             raise Conflict(
                 "A request with this Idempotency-Key is still in progress; retry later.",
                 code="idempotency_in_progress",
             )
+        if row.status == "released" and row.result is None:  # failed, nothing charged
+            async with self.db.write() as conn:
+                await conn.execute(
+                    update(charges)
+                    .where(charges.c.id == row.id, charges.c.status == "released")
+                    .values(idempotency_key=None)
+                )
+            return None
         return Hold(row.id, account_id, int(row.held_amount), row.status, row.result)
+
+
+def _count(value: int | None) -> int | None:
+    """A usage count as a 64-bit column takes it (engines validate; this is the backstop)."""
+    return None if value is None else max(0, min(value, 2**62))

@@ -38,6 +38,7 @@ class NewCharge:
     model: str
     amount: int
     idempotency_key: str | None
+    request_hash: str | None
     now: datetime
     expires_at: datetime
 
@@ -59,7 +60,9 @@ class Finish:
 
     @property
     def status(self) -> str:
-        return "settled" if self.kind == "settle" else "released"
+        if self.kind == "settle":
+            return "settled"
+        return "released" if self.expired_before is None else "expired"
 
 
 @dataclass(slots=True)
@@ -175,8 +178,8 @@ class SqliteLedgerStore:
             try:
                 conn.execute(
                     "INSERT INTO charges (id, account_id, api_key_id, kind, model, status,"
-                    " held_amount, usage_estimated, idempotency_key, created_at, expires_at)"
-                    " VALUES (?, ?, ?, ?, ?, 'held', ?, 0, ?, ?, ?)",
+                    " held_amount, usage_estimated, idempotency_key, request_hash, created_at,"
+                    " expires_at) VALUES (?, ?, ?, ?, ?, 'held', ?, 0, ?, ?, ?, ?)",
                     (
                         c.id,
                         c.account_id,
@@ -185,6 +188,7 @@ class SqliteLedgerStore:
                         c.model,
                         c.amount,
                         c.idempotency_key,
+                        c.request_hash,
                         now,
                         expires,
                     ),
@@ -273,8 +277,8 @@ WITH acct AS (
     RETURNING id
 ), charge AS (
     INSERT INTO charges (id, account_id, api_key_id, kind, model, status, held_amount,
-                         usage_estimated, idempotency_key, created_at, expires_at)
-    SELECT $1, id, $4, $5, $6, 'held', $3, false, $7, $8, $9 FROM acct
+                         usage_estimated, idempotency_key, request_hash, created_at, expires_at)
+    SELECT $1, id, $4, $5, $6, 'held', $3, false, $7, $10, $8, $9 FROM acct
     RETURNING id
 ), entry AS (
     INSERT INTO ledger_entries (account_id, charge_id, kind, amount, held, created_at)
@@ -336,6 +340,7 @@ class PostgresLedgerStore:
                 c.idempotency_key,
                 c.now,
                 c.expires_at,
+                c.request_hash,
             )
         except asyncpg.UniqueViolationError:  # the statement rolled back whole: nothing held
             if c.idempotency_key is None:

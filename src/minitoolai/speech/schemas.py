@@ -2,21 +2,33 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from minitoolai.engines.base import SpeechParams
+from minitoolai.engines.speech.formats import control_character_error
 
 Format = Literal["mp3", "opus", "aac", "flac", "wav", "pcm"]
 Model = Literal["tts-1", "tts-1-hd"]
+
+
+def _speakable(value: str) -> str:
+    """Refused at parse time (400), before the hold: a NUL or other control character."""
+    if (problem := control_character_error(value)) is not None:
+        raise ValueError(problem)
+    return value
+
+
+#: what is read aloud: 1 to 4,096 characters (OpenAI's limit), no control characters
+SpeechInput = Annotated[str, Field(min_length=1, max_length=4096), AfterValidator(_speakable)]
 
 
 class OpenAISpeechRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     model: Model
-    input: str = Field(min_length=1, max_length=4096)
+    input: SpeechInput
     voice: str = Field(min_length=1, max_length=64)
     response_format: Format = "mp3"
     speed: float = Field(default=1.0, ge=0.25, le=4.0)
@@ -32,7 +44,7 @@ class SeedSpeechRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     model: Model = "tts-1"
-    input: str = Field(min_length=1, max_length=4096)
+    input: SpeechInput
     voice: str = Field(default="alloy", min_length=1, max_length=64)
     responseFormat: Format = "mp3"
     speed: float = Field(default=1.0, ge=0.25, le=4.0)

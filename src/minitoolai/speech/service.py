@@ -15,7 +15,14 @@ import anyio
 from minitoolai.accounts.auth import Principal
 from minitoolai.engines.base import SpeechEngine, SpeechParams
 from minitoolai.engines.errors import EngineBusy, EngineError, EngineRejected
-from minitoolai.errors import InvalidRequest, RateLimited, ServiceUnavailable, UpstreamError
+from minitoolai.errors import (
+    Conflict,
+    InvalidRequest,
+    RateLimited,
+    ServiceUnavailable,
+    UpstreamError,
+)
+from minitoolai.ledger.idempotency import IdempotencyKey
 from minitoolai.ledger.pricing import PriceTable
 from minitoolai.ledger.service import Ledger, UsageRecord
 from minitoolai.routing.router import Router
@@ -30,7 +37,11 @@ class SpeechService:
         self.router = router
 
     async def start(
-        self, principal: Principal, model: str, params: SpeechParams, idempotency_key: str | None
+        self,
+        principal: Principal,
+        model: str,
+        params: SpeechParams,
+        idempotency: IdempotencyKey | None,
     ) -> AsyncIterator[bytes]:
         """Hold, then get the first audio bytes (so failures are still HTTP errors)."""
         principal.check_model(model)
@@ -48,10 +59,13 @@ class SpeechService:
             kind="speech",
             model=model,
             api_key_id=principal.key_id,
-            idempotency_key=idempotency_key,
+            idempotency=idempotency,
         )
         if hold.is_replay:
-            raise InvalidRequest("This Idempotency-Key was already used; audio is not replayed.")
+            raise Conflict(
+                "This Idempotency-Key was already used; audio is not replayed.",
+                code="idempotency_key_used",
+            )
         last = "no deployment"
         busy: EngineBusy | None = None
         for deployment in self.router.candidates(model):

@@ -54,7 +54,7 @@ from minitoolai.vision.fetch import Resolver, system_resolver
 from minitoolai.vision.image import ImageInput, probe_image
 from minitoolai.vision.loader import ImagePart, load_image, parse_image_part
 from minitoolai.vision.policy import FetchPolicy, MiB
-from minitoolai.vision.tokens import image_tokens, rule_for_model
+from minitoolai.vision.tokens import image_tokens, image_tokens_floor, rule_for_model
 
 __all__ = [
     "FetchPolicy",
@@ -63,6 +63,7 @@ __all__ = [
     "MiB",
     "Resolver",
     "image_tokens",
+    "image_tokens_floor",
     "load_image",
     "parse_image_part",
     "probe_image",

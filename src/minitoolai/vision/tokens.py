@@ -126,6 +126,11 @@ def image_tokens(model: str, width: int, height: int, detail: str = "auto") -> i
     return rule.base + rule.per_tile * tile_count(width, height, rule)
 
 
+def image_tokens_floor(model: str) -> int:
+    """The fewest tokens any image costs on ``model`` (for a credit check before fetching)."""
+    return image_tokens(model, 1, 1, "low")
+
+
 def tile_count(width: int, height: int, rule: TileRule = DEFAULT_RULE) -> int:
     """512 px tiles after fitting in 2048x2048 and shrinking the short side to 768."""
     # Work on (long, short): the rule is symmetric, and this keeps each step one line.

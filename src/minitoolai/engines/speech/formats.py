@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from minitoolai.engines.base import SpeechParams
 from minitoolai.engines.errors import EngineRejected
 
@@ -27,6 +29,21 @@ MEDIA_TYPES = {
 }
 MIN_SPEED, MAX_SPEED = 0.25, 4.0
 MAX_INPUT_CHARS = 4096  # OpenAI's limit
+#: C0 and C1 control characters (NUL, ESC, DEL...) and lone surrogates, except tab, newline
+#: and carriage return. A NUL cuts the text short in espeak-ng's C phonemizer (Piper and the
+#: fallback both use it) and breaks the stream mid-way; none of them is speakable text.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+def control_character_error(text: str) -> str | None:
+    """Why ``text`` cannot be spoken because of a control character, or None if it can."""
+    found = _CONTROL.search(text)
+    if found is None:
+        return None
+    return (
+        f"input contains a control character (U+{ord(found.group()):04X}) at position "
+        f"{found.start()}; only text, tabs and line breaks can be spoken"
+    )
 
 
 def validate(params: SpeechParams) -> None:
@@ -42,3 +59,5 @@ def validate(params: SpeechParams) -> None:
         raise EngineRejected("input must not be empty")
     if len(params.input) > MAX_INPUT_CHARS:
         raise EngineRejected(f"input must be at most {MAX_INPUT_CHARS} characters")
+    if (problem := control_character_error(params.input)) is not None:
+        raise EngineRejected(problem)

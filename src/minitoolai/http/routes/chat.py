@@ -24,8 +24,16 @@ from minitoolai.chat.pipeline import ChatRun, ChatService
 from minitoolai.chat.schemas import ChatRequest
 from minitoolai.chat.wire import DONE, ChunkWriter, replay_events
 from minitoolai.engines.errors import EngineError
-from minitoolai.errors import InvalidRequest, UpstreamError
-from minitoolai.http.responses import JSON, parse, read_json
+from minitoolai.errors import UpstreamError
+from minitoolai.http.deps import idempotency, unless_disconnected
+from minitoolai.http.responses import (
+    JSON,
+    LARGE_BODY,
+    MAX_CHAT_BODY,
+    body_length,
+    parse,
+    read_json,
+)
 from minitoolai.http.routes.account import services, slashed
 from minitoolai.http.sse import EventStream
 
@@ -39,13 +47,6 @@ class Flavour:
 
 SEED = Flavour(stream_default=True, usage_always=True, role_in_first_delta=False)
 OPENAI = Flavour(stream_default=False, usage_always=False, role_in_first_delta=True)
-
-
-def idempotency_key(request: Request) -> str | None:
-    key = request.headers.get("idempotency-key")
-    if key is not None and not (0 < len(key) <= 200):
-        raise InvalidRequest("Idempotency-Key must be 1 to 200 characters", param="Idempotency-Key")
-    return key
 
 
 async def _events(
@@ -79,15 +80,14 @@ async def _events(
 
 async def _collect(run: ChatRun, keep: bool) -> dict[str, Any]:
     try:
-        async for _ in run.chunks():
-            pass
-    except EngineError as exc:
-        await run.close()  # bills what was generated
-        raise UpstreamError(f"The model stopped mid-answer: {exc}") from None
-    try:
+        try:
+            async for _ in run.chunks():
+                pass
+        except EngineError as exc:
+            raise UpstreamError(f"The model stopped mid-answer: {exc}") from None
         usage = await run.settle(keep_result=keep)
     finally:
-        await run.close()
+        await run.close()  # bills what was generated, however this ended
     return run.completion(usage)
 
 
@@ -99,26 +99,29 @@ async def _replay(events: list[bytes]) -> AsyncGenerator[bytes, None]:
 async def _handle(request: Request, flavour: Flavour) -> Response | EventStream:
     svc = services(request)
     principal = await svc.auth.authenticate(request.headers.get("authorization"))
-    chat_request = parse(ChatRequest, await read_json(request))
-    key = idempotency_key(request)
+    chat: ChatService = svc.chat
+    if (body_length(request) or 0) > LARGE_BODY:
+        await chat.refuse_if_nothing_available(principal)  # before reading megabytes
+    body = await read_json(request, MAX_CHAT_BODY)
+    chat_request = parse(ChatRequest, body)
+    key = idempotency(request, body)
     stream = chat_request.stream if chat_request.stream is not None else flavour.stream_default
     include_usage = flavour.usage_always or bool(
         chat_request.stream_options and chat_request.stream_options.include_usage
     )
-    chat: ChatService = svc.chat
     prepared = await chat.prepare(principal, chat_request)
-    started = await chat.start(principal, prepared, key, whole=not stream)
+    started = await unless_disconnected(
+        request, chat.start(principal, prepared, key, whole=not stream)
+    )
     if not isinstance(started, ChatRun):  # an idempotent retry: answer as before, bill nothing
-        stored = started.replayed_result
-        if not isinstance(stored, dict):
-            raise InvalidRequest("This Idempotency-Key was used by a request that did not finish.")
+        stored = started.stored_answer()
         if stream:
             events = replay_events(stored, include_usage, flavour.role_in_first_delta)
             return EventStream(_replay(events))
         return JSON(stored)
     if stream:
         return EventStream(_events(started, flavour, include_usage, keep=key is not None))
-    return JSON(await _collect(started, keep=key is not None))
+    return JSON(await unless_disconnected(request, _collect(started, keep=key is not None)))
 
 
 async def seed_chat(request: Request) -> Any:

@@ -16,9 +16,9 @@ from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 
 from minitoolai.errors import APIError, InvalidRequest, UpstreamError
+from minitoolai.http.deps import idempotency
 from minitoolai.http.responses import JSON, parse, read_json
 from minitoolai.http.routes.account import services, slashed
-from minitoolai.http.routes.chat import idempotency_key
 from minitoolai.images.queue import Job, JobStatus
 from minitoolai.images.schemas import JobRef, JobRequest, OpenAIImageRequest
 from minitoolai.images.service import ImageService
@@ -42,8 +42,9 @@ async def submit(request: Request) -> Response:
     try:
         svc = services(request)
         principal = await svc.auth.authenticate(request.headers.get("authorization"))
-        job_request = parse(JobRequest, await read_json(request))
-        done = await _images(request).submit(principal, job_request, idempotency_key(request))
+        raw = await read_json(request)
+        job_request = parse(JobRequest, raw)
+        done = await _images(request).submit(principal, job_request, idempotency(request, raw))
     except APIError as exc:
         body = {"status": "error", "jobid": None, "signature": None, "message": exc.message}
         return JSON(body, status_code=exc.status_code)
@@ -77,10 +78,14 @@ async def _signed_job(request: Request) -> Job | Response:
 
 
 async def poll(request: Request) -> Response:
-    job = await _signed_job(request)
-    if isinstance(job, Response):
-        return job
-    return JSON(await _images(request).report(job, _base_url(request)))
+    try:
+        ref = parse(JobRef, await read_json(request))
+    except APIError as exc:
+        return _poll_error(exc.message, exc.status_code)
+    answer = await _images(request).poll(int(ref.jobid), ref.signature, _base_url(request))
+    if answer is None:
+        return _poll_error(NOT_FOUND, 404)
+    return JSON(answer)
 
 
 async def cancel(request: Request) -> Response:
@@ -102,11 +107,12 @@ async def cancel(request: Request) -> Response:
 async def openai_generate(request: Request) -> Response:
     svc = services(request)
     principal = await svc.auth.authenticate(request.headers.get("authorization"))
-    body = parse(OpenAIImageRequest, await read_json(request))
+    raw = await read_json(request)
+    body = parse(OpenAIImageRequest, raw)
     images = _images(request)
-    key = idempotency_key(request)
+    key = idempotency(request, raw)
     submitted = [
-        await images.submit(principal, body.job_request(), f"{key}:{i}" if key else None)
+        await images.submit(principal, body.job_request(), key.part(i) if key else None)
         for i in range(body.n)
     ]
     data: list[dict[str, Any]] = []

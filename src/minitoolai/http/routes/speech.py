@@ -11,9 +11,9 @@ from starlette.requests import Request
 from starlette.routing import Route
 
 from minitoolai.engines.speech.formats import MEDIA_TYPES
+from minitoolai.http.deps import idempotency, unless_disconnected
 from minitoolai.http.responses import parse, read_json
 from minitoolai.http.routes.account import services, slashed
-from minitoolai.http.routes.chat import idempotency_key
 from minitoolai.http.sse import EventStream
 from minitoolai.speech.schemas import OpenAISpeechRequest, SeedSpeechRequest
 
@@ -40,7 +40,9 @@ async def _speak(request: Request, seed_style: bool) -> AudioStream:
         parse(SeedSpeechRequest, data) if seed_style else parse(OpenAISpeechRequest, data)
     )
     params = body.params()
-    audio = await svc.speech.start(principal, body.model, params, idempotency_key(request))
+    audio = await unless_disconnected(
+        request, svc.speech.start(principal, body.model, params, idempotency(request, data))
+    )
     return AudioStream(_gen(audio), MEDIA_TYPES[params.response_format])
 
 

@@ -1,0 +1,815 @@
+"""``GET /openapi.json``: the OpenAPI 3.1 document of every public path, both wire formats.
+
+Request bodies are the pydantic models the handlers validate with (``model_json_schema``), so
+the document cannot drift from validation; what a ``field_validator`` checks in code (the image
+model and scheduler names, the ``size`` pattern, at most 4 ``stop`` sequences) is added from
+the same constants. Responses are built as plain dicts on the hot path, so their schemas are
+written here by hand; ``tests/api`` checks both against the running server (schemathesis).
+
+The document is built once, on the first request, and served as cached bytes.
+"""
+
+from __future__ import annotations
+
+import functools
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+import orjson
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+from starlette.requests import Request
+from starlette.responses import Response
+
+from minitoolai.chat.schemas import ChatRequest
+from minitoolai.engines.diffusion.names import MODEL_NAMES, SCHEDULER_NAMES
+from minitoolai.engines.speech.formats import MEDIA_TYPES
+from minitoolai.http.responses import MAX_BODY
+from minitoolai.http.routes.admin import NewAccount, NewKey, Usd
+from minitoolai.images.schemas import JobRef, JobRequest, OpenAIImageRequest
+from minitoolai.images.storage import CONTENT_TYPES
+from minitoolai.speech.schemas import OpenAISpeechRequest, SeedSpeechRequest
+
+Schema = dict[str, Any]
+
+JSON_TYPE = "application/json"
+SSE_TYPE = "text/event-stream"
+
+REQUEST_MODELS: tuple[type[BaseModel], ...] = (
+    ChatRequest,
+    JobRequest,
+    JobRef,
+    OpenAIImageRequest,
+    OpenAISpeechRequest,
+    SeedSpeechRequest,
+    NewAccount,
+    Usd,
+    NewKey,
+)
+
+#: HTTP status -> what it means here (the descriptions of the error responses).
+STATUS_TEXT = {
+    400: "Invalid request: the body, a parameter or a header is wrong (`param` names it).",
+    401: "Missing or invalid key.",
+    402: "Insufficient credit: the account cannot cover the request's hold.",
+    403: "Forbidden: this key may not use this model, or the signed link is wrong or expired.",
+    404: "Not found: no such model, account, key, job or file.",
+    409: "Conflict: a request with this Idempotency-Key is still in progress, or the name "
+    "already exists, or the job had already ended.",
+    413: f"The request body is over {MAX_BODY} bytes.",
+    429: "Busy: a local engine's queue is full. Retry after `Retry-After` seconds.",
+    502: "The upstream provider or engine failed (nothing is charged for what was not served).",
+    503: "No deployment serves this model right now, or a dependency is down.",
+}
+
+#: the statuses each kind of path can answer, besides its success
+METERED = (400, 401, 402, 403, 404, 409, 413, 429, 502, 503)
+SIGNED_JOB = (400, 404, 413)
+ADMIN_WRITE = (400, 401, 404, 409, 413)
+
+
+def _ref(name: str) -> Schema:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _nullable(schema: Schema) -> Schema:
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
+def _obj(properties: dict[str, Schema], required: list[str] | None = None) -> Schema:
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": list(properties) if required is None else required,
+    }
+
+
+STR: Schema = {"type": "string"}
+INT: Schema = {"type": "integer"}
+USD: Schema = {
+    "type": "string",
+    "pattern": r"^-?\d+(\.\d{9})?$",
+    "description": "US dollars as an exact decimal string, e.g. `4.999995950`.",
+}
+TIME: Schema = {"type": "string", "format": "date-time"}
+#: how an amount is written in a request (the validators also take numbers and exponents)
+USD_IN = r"^\d{1,10}(\.\d{1,9})?$"
+
+USAGE: Schema = _obj(
+    {
+        "prompt_tokens": INT,
+        "completion_tokens": INT,
+        "total_tokens": INT,
+        "prompt_tokens_details": {"type": "object"},
+        "completion_tokens_details": {"type": "object"},
+    },
+    ["prompt_tokens", "completion_tokens", "total_tokens"],
+)
+
+RESPONSE_SCHEMAS: dict[str, Schema] = {
+    "Error": {
+        **_obj(
+            {
+                "error": _obj(
+                    {
+                        "message": STR,
+                        "type": STR,
+                        "param": _nullable(STR),
+                        "code": _nullable(STR),
+                    }
+                )
+            }
+        ),
+        "description": "Every error outside the seed's image job API, as OpenAI words them.",
+    },
+    "SeedJobSubmitted": _obj(
+        {"status": {"const": "success"}, "jobid": INT, "signature": STR},
+    ),
+    "SeedJobSubmitError": _obj(
+        {
+            "status": {"const": "error"},
+            "jobid": {"type": "null"},
+            "signature": {"type": "null"},
+            "message": STR,
+        }
+    ),
+    "SeedJobStatus": {
+        **_obj(
+            {
+                "status": {"enum": ["pending", "processing", "success", "error", "cancelled"]},
+                "image_url": _nullable({"type": "string", "format": "uri"}),
+                "message": STR,
+                "queue_position": INT,
+                "progress": {"type": "number", "minimum": 0, "maximum": 1},
+                "seed": _nullable(INT),
+            },
+            ["status", "image_url", "message"],
+        ),
+        "description": "A job's state: `image_url` is set once `status` is `success`. Errors of "
+        "the poll and cancel calls have this shape too, with `status` `error`.",
+    },
+    "ChatCompletion": _obj(
+        {
+            "id": STR,
+            "object": {"const": "chat.completion"},
+            "created": INT,
+            "model": STR,
+            "choices": {
+                "type": "array",
+                "items": _obj(
+                    {
+                        "index": INT,
+                        "message": _obj(
+                            {"role": {"const": "assistant"}, "content": _nullable(STR)},
+                            ["role", "content"],
+                        ),
+                        "finish_reason": STR,
+                    }
+                ),
+            },
+            "usage": _ref("Usage"),
+            "system_fingerprint": _nullable(STR),
+        },
+        ["id", "object", "created", "model", "choices", "usage"],
+    ),
+    "ChatCompletionChunk": {
+        **_obj(
+            {
+                "id": STR,
+                "object": {"const": "chat.completion.chunk"},
+                "created": INT,
+                "model": STR,
+                "choices": {
+                    "type": "array",
+                    "items": _obj(
+                        {
+                            "index": INT,
+                            "delta": _obj(
+                                {"role": {"const": "assistant"}, "content": STR}, required=[]
+                            ),
+                            "finish_reason": _nullable(STR),
+                        }
+                    ),
+                },
+                "usage": _nullable(_ref("Usage")),
+            },
+            ["id", "object", "created", "model", "choices"],
+        ),
+        "description": "The `data:` of one Server-Sent Event. A stream is these chunks, then a "
+        "usage chunk (`choices: []`), then `data: [DONE]`. A failure after the stream started "
+        "arrives as a `data:` event with an `Error` object.",
+    },
+    "ChatEvent": {
+        **_obj(
+            {
+                "event": STR,
+                "id": STR,
+                "data": {
+                    "anyOf": [
+                        {"const": "[DONE]"},
+                        {
+                            "type": "string",
+                            "contentMediaType": JSON_TYPE,
+                            "contentSchema": {
+                                "anyOf": [_ref("ChatCompletionChunk"), _ref("Error")]
+                            },
+                        },
+                    ]
+                },
+            },
+            ["data"],
+        ),
+        "description": "One Server-Sent Event of a chat stream (OpenAPI 3.1 describes each "
+        "event with the media type's schema): its `data` is a `ChatCompletionChunk`, an "
+        "`Error` when the answer broke off after the stream had started, or the final `[DONE]`.",
+    },
+    "Usage": USAGE,
+    "ModelList": _obj(
+        {
+            "object": {"const": "list"},
+            "data": {
+                "type": "array",
+                "items": _obj(
+                    {"id": STR, "object": {"const": "model"}, "created": INT, "owned_by": STR}
+                ),
+            },
+        }
+    ),
+    "ImagesResponse": _obj(
+        {
+            "created": INT,
+            "data": {
+                "type": "array",
+                "items": _obj(
+                    {
+                        "url": {"type": "string", "format": "uri"},
+                        "b64_json": STR,
+                        "revised_prompt": {"type": "null"},
+                    },
+                    [],
+                ),
+            },
+        }
+    ),
+    "Balance": _obj(
+        {
+            "object": {"const": "balance"},
+            "currency": {"const": "USD"},
+            "balance": USD,
+            "held": USD,
+            "available": USD,
+        }
+    ),
+    "UsageList": _obj(
+        {
+            "object": {"const": "list"},
+            "data": {
+                "type": "array",
+                "items": _obj(
+                    {
+                        "id": STR,
+                        "object": {"const": "usage"},
+                        "kind": {"enum": ["chat", "image", "speech"]},
+                        "model": STR,
+                        "served_by": _nullable(STR),
+                        "status": STR,
+                        "prompt_tokens": _nullable(INT),
+                        "completion_tokens": _nullable(INT),
+                        "units": _nullable(INT),
+                        "estimated": {"type": "boolean"},
+                        "cost": USD,
+                        "created_at": TIME,
+                    }
+                ),
+            },
+        }
+    ),
+    "Health": _obj({"status": {"enum": ["ok", "error"]}, "database": STR}),
+    "Account": _obj(
+        {
+            "object": {"const": "account"},
+            "name": STR,
+            "balance": USD,
+            "held": USD,
+            "available": USD,
+            "created_at": TIME,
+        }
+    ),
+    "AccountDetail": {
+        "allOf": [
+            _ref("Account"),
+            _obj(
+                {
+                    "open_holds": INT,
+                    "recent_entries": {
+                        "type": "array",
+                        "items": _obj(
+                            {
+                                "kind": STR,
+                                "amount": USD,
+                                "held": USD,
+                                "request": _nullable(STR),
+                                "note": _nullable(STR),
+                                "created_at": TIME,
+                            }
+                        ),
+                    },
+                }
+            ),
+        ]
+    },
+    "AccountList": _obj(
+        {"object": {"const": "list"}, "data": {"type": "array", "items": _ref("Account")}}
+    ),
+    "AccountCreated": _obj(
+        {"account": _ref("Account"), "api_key": {**STR, "description": "shown once"}}
+    ),
+    "ApiKey": _obj(
+        {
+            "object": {"const": "api_key"},
+            "account": STR,
+            "prefix": STR,
+            "name": _nullable(STR),
+            "allowed_models": _nullable({"type": "array", "items": STR}),
+            "created_at": TIME,
+            "expires_at": _nullable(TIME),
+            "revoked": {"type": "boolean"},
+        }
+    ),
+    "ApiKeyCreated": {
+        "allOf": [_ref("ApiKey"), _obj({"api_key": {**STR, "description": "shown once"}})]
+    },
+    "ApiKeyList": _obj(
+        {"object": {"const": "list"}, "data": {"type": "array", "items": _ref("ApiKey")}}
+    ),
+    "ApiKeyRevoked": _obj(
+        {"object": {"const": "api_key"}, "prefix": STR, "revoked": {"const": True}}
+    ),
+}
+
+#: what field validators check in code, stated from the same constants
+VALIDATOR_FACTS: dict[tuple[str, str], Schema] = {
+    ("JobRequest", "model"): {"type": "string", "enum": list(MODEL_NAMES)},
+    ("JobRequest", "scheduler"): _nullable({"type": "string", "enum": list(SCHEDULER_NAMES)}),
+    ("OpenAIImageRequest", "model"): {
+        "type": "string",
+        "enum": list(MODEL_NAMES),
+        "default": "realvision",
+    },
+    ("OpenAIImageRequest", "size"): {
+        "type": "string",
+        "pattern": r"^\d{3,4}x\d{3,4}$",
+        "default": "1024x1024",
+        "description": "WIDTHxHEIGHT, each 256 to 1344.",
+    },
+    ("JobRef", "jobid"): {
+        "anyOf": [
+            {"type": "integer", "minimum": 0, "maximum": 2**63 - 1},
+            {"type": "string", "pattern": r"^\s*\d{1,20}\s*$"},
+        ],
+        "description": "The job id from the submit answer, as a number or a string of digits.",
+    },
+    ("Usd", "amount"): {
+        "type": "string",
+        "pattern": USD_IN,
+        "description": "A positive amount of US dollars as a decimal string (at most 9 "
+        "decimals), e.g. `10` or `0.5`.",
+    },
+    ("NewAccount", "credit"): {
+        "type": "string",
+        "pattern": USD_IN,
+        "default": "0",
+        "description": "The first top-up in US dollars as a decimal string (at most 9 "
+        "decimals); `0` for none.",
+    },
+    ("ChatRequest", "stop"): _nullable(
+        {"anyOf": [STR, {"type": "array", "items": STR, "maxItems": 4}]}
+    ),
+}
+
+
+def request_schemas() -> dict[str, Schema]:
+    """The request models' JSON Schemas (draft 2020-12, as OpenAPI 3.1 uses), by class name."""
+    _, top = models_json_schema(
+        [(model, "validation") for model in REQUEST_MODELS],
+        ref_template="#/components/schemas/{model}",
+    )
+    defs: dict[str, Schema] = top["$defs"]
+    for (model, field), schema in VALIDATOR_FACTS.items():
+        prop = defs[model]["properties"][field]
+        title = prop.get("title")
+        prop.clear()
+        prop.update(schema)
+        if title:
+            prop["title"] = title
+    return defs
+
+
+# -- operations ---------------------------------------------------------------------------------
+
+
+def _json(schema: Schema, description: str) -> Schema:
+    return {"description": description, "content": {JSON_TYPE: {"schema": schema}}}
+
+
+def _errors(codes: tuple[int, ...], schema: Schema | None = None) -> dict[str, Schema]:
+    body = schema or _ref("Error")
+    out: dict[str, Schema] = {}
+    for code in codes:
+        response = _json(body, STATUS_TEXT[code])
+        if code == 429:
+            response["headers"] = {"Retry-After": {"description": "seconds to wait", "schema": INT}}
+        out[str(code)] = response
+    return out
+
+
+def _body(name: str) -> Schema:
+    return {"required": True, "content": {JSON_TYPE: {"schema": _ref(name)}}}
+
+
+IDEMPOTENCY: Schema = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "description": "Retrying with the same key and body answers as before and bills once.",
+    "schema": {"type": "string", "minLength": 1, "maxLength": 200},
+}
+BEARER: list[Schema] = [{"apiKey": []}]
+ADMIN: list[Schema] = [{"adminKey": []}]
+NO_AUTH: list[Schema] = []
+
+
+def _op(
+    op_id: str,
+    summary: str,
+    tag: str,
+    responses: dict[str, Schema],
+    *,
+    security: list[Schema] = BEARER,
+    body: str | None = None,
+    parameters: list[Schema] | None = None,
+    description: str | None = None,
+) -> Schema:
+    op: Schema = {
+        "operationId": op_id,
+        "summary": summary,
+        "tags": [tag],
+        "security": security,
+        "responses": responses,
+    }
+    if description:
+        op["description"] = description
+    if body:
+        op["requestBody"] = _body(body)
+    if parameters:
+        op["parameters"] = parameters
+    return op
+
+
+SLASH_NOTE = "The same path without the trailing slash answers the same."
+
+
+def _chat_ok(default_stream: bool) -> Schema:
+    how = "unless `stream` is false" if default_stream else "when `stream` is true"
+    return {
+        "description": f"Server-Sent Events {how}, else one `chat.completion` object.",
+        "content": {
+            SSE_TYPE: {"schema": _ref("ChatEvent")},
+            JSON_TYPE: {"schema": _ref("ChatCompletion")},
+        },
+    }
+
+
+def _path_param(name: str, description: str) -> Schema:
+    return {
+        "name": name,
+        "in": "path",
+        "required": True,
+        "description": description,
+        "schema": {"type": "string", "minLength": 1},
+    }
+
+
+def paths() -> dict[str, Schema]:
+    seed_error = _ref("SeedJobSubmitError")
+    job_status = _ref("SeedJobStatus")
+    audio = {
+        "description": "The audio, streamed as it is made; `response_format` picks the type.",
+        "content": {
+            media: {"schema": {"type": "string", "format": "binary"}}
+            for media in dict.fromkeys(MEDIA_TYPES.values())
+        },
+    }
+    name = _path_param("name", "the account's name")
+    return {
+        "/api/chat-completions/": {
+            "post": _op(
+                "seedChatCompletions",
+                "Chat (the seed's endpoint): streams by default",
+                "chat",
+                {"200": _chat_ok(default_stream=True), **_errors(METERED)},
+                body="ChatRequest",
+                parameters=[IDEMPOTENCY],
+                description="Every stream ends with a usage chunk and `data: [DONE]`. "
+                + SLASH_NOTE,
+            )
+        },
+        "/v1/chat/completions": {
+            "post": _op(
+                "createChatCompletion",
+                "Chat (OpenAI's endpoint): one JSON answer unless `stream` is true",
+                "chat",
+                {"200": _chat_ok(default_stream=False), **_errors(METERED)},
+                body="ChatRequest",
+                parameters=[IDEMPOTENCY],
+                description="The usage chunk is streamed only with `stream_options.include_usage`.",
+            )
+        },
+        "/v1/models": {
+            "get": _op(
+                "listModels",
+                "The public model names this server routes",
+                "chat",
+                {"200": _json(_ref("ModelList"), "the models"), **_errors((401,))},
+            )
+        },
+        "/api/texttoimage/": {
+            "post": _op(
+                "seedSubmitImageJob",
+                "Submit a text-to-image job (the seed's job API)",
+                "images",
+                {
+                    "200": _json(_ref("SeedJobSubmitted"), "the job id and its signature"),
+                    **_errors(METERED, seed_error),
+                },
+                body="JobRequest",
+                parameters=[IDEMPOTENCY],
+                description="Errors answer `{status: error, jobid: null, signature: null, "
+                "message}` with the status code. " + SLASH_NOTE,
+            )
+        },
+        "/api/texttoimage/jobs/": {
+            "post": _op(
+                "seedPollImageJob",
+                "A job's state and, once done, its image URL (no key: the signature is "
+                "the credential)",
+                "images",
+                {"200": _json(job_status, "the job's state"), **_errors(SIGNED_JOB, job_status)},
+                security=NO_AUTH,
+                body="JobRef",
+                description=SLASH_NOTE,
+            )
+        },
+        "/api/texttoimage/jobs/cancel/": {
+            "post": _op(
+                "seedCancelImageJob",
+                "Cancel a queued or running job; nothing is charged",
+                "images",
+                {
+                    "200": _json(job_status, "cancelled"),
+                    **_errors((*SIGNED_JOB, 409), job_status),
+                },
+                security=NO_AUTH,
+                body="JobRef",
+                description="409 with the job's state when it had already ended. " + SLASH_NOTE,
+            )
+        },
+        "/v1/images/generations": {
+            "post": _op(
+                "createImage",
+                "Generate images (OpenAI's API, on the same jobs); waits for them",
+                "images",
+                {"200": _json(_ref("ImagesResponse"), "the images"), **_errors(METERED)},
+                body="OpenAIImageRequest",
+                parameters=[IDEMPOTENCY],
+            )
+        },
+        "/files/images/{name}": {
+            "get": _op(
+                "getImageFile",
+                "A generated image, by the signed URL a job answered",
+                "images",
+                {
+                    "200": {
+                        "description": "the image",
+                        "content": {
+                            media: {"schema": {"type": "string", "format": "binary"}}
+                            for media in CONTENT_TYPES.values()
+                        },
+                    },
+                    **_errors((403, 404)),
+                },
+                security=NO_AUTH,
+                parameters=[
+                    _path_param("name", "the file name in the URL"),
+                    {"name": "exp", "in": "query", "required": True, "schema": STR},
+                    {"name": "sig", "in": "query", "required": True, "schema": STR},
+                ],
+            )
+        },
+        "/v1/audio/speech": {
+            "post": _op(
+                "createSpeech",
+                "Text to speech (OpenAI's API)",
+                "speech",
+                {"200": audio, **_errors(METERED)},
+                body="OpenAISpeechRequest",
+                parameters=[IDEMPOTENCY],
+            )
+        },
+        "/api/texttospeech/": {
+            "post": _op(
+                "seedSpeech",
+                "Text to speech in the seed's naming style (camelCase)",
+                "speech",
+                {"200": audio, **_errors(METERED)},
+                body="SeedSpeechRequest",
+                parameters=[IDEMPOTENCY],
+                description=SLASH_NOTE,
+            )
+        },
+        "/api/balance/": {
+            "get": _op(
+                "getBalance",
+                "The account's balance, what is held by requests in flight, and what is left",
+                "account",
+                {"200": _json(_ref("Balance"), "the balance"), **_errors((401,))},
+                description=SLASH_NOTE,
+            )
+        },
+        "/api/usage/": {
+            "get": _op(
+                "listUsage",
+                "Recent charged requests, newest first",
+                "account",
+                {"200": _json(_ref("UsageList"), "the requests"), **_errors((401,))},
+                parameters=[
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "required": False,
+                        "description": "how many (clamped to 1-500; a non-number means 50)",
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 50},
+                    }
+                ],
+                description=SLASH_NOTE,
+            )
+        },
+        "/healthz": {
+            "get": _op(
+                "health",
+                "Whether the database answers",
+                "operations",
+                {
+                    "200": _json(_ref("Health"), "healthy"),
+                    "503": _json(_ref("Health"), "the database is unreachable"),
+                },
+                security=NO_AUTH,
+            )
+        },
+        "/metrics": {
+            "get": _op(
+                "metrics",
+                "Prometheus metrics",
+                "operations",
+                {
+                    "200": {
+                        "description": "Prometheus text format",
+                        "content": {"text/plain": {"schema": STR}},
+                    }
+                },
+                security=NO_AUTH,
+            )
+        },
+        "/openapi.json": {
+            "get": _op(
+                "openapi",
+                "This document",
+                "operations",
+                {"200": _json({"type": "object"}, "OpenAPI 3.1")},
+                security=NO_AUTH,
+            )
+        },
+        "/admin/accounts": {
+            "get": _op(
+                "adminListAccounts",
+                "List accounts",
+                "admin",
+                {"200": _json(_ref("AccountList"), "the accounts"), **_errors((401,))},
+                security=ADMIN,
+            ),
+            "post": _op(
+                "adminCreateAccount",
+                "Create an account and its first key",
+                "admin",
+                {
+                    "201": _json(_ref("AccountCreated"), "created; the key is shown once"),
+                    **_errors(ADMIN_WRITE),
+                },
+                security=ADMIN,
+                body="NewAccount",
+            ),
+        },
+        "/admin/accounts/{name}": {
+            "get": _op(
+                "adminShowAccount",
+                "An account: balance, held, open holds, recent ledger entries",
+                "admin",
+                {"200": _json(_ref("AccountDetail"), "the account"), **_errors((401, 404))},
+                security=ADMIN,
+                parameters=[name],
+            )
+        },
+        "/admin/accounts/{name}/credit": {
+            "post": _op(
+                "adminAddCredit",
+                "Top up an account",
+                "admin",
+                {"200": _json(_ref("Account"), "the account after"), **_errors(ADMIN_WRITE)},
+                security=ADMIN,
+                body="Usd",
+                parameters=[name],
+            )
+        },
+        "/admin/accounts/{name}/keys": {
+            "get": _op(
+                "adminListKeys",
+                "The account's keys (prefixes only)",
+                "admin",
+                {"200": _json(_ref("ApiKeyList"), "the keys"), **_errors((401, 404))},
+                security=ADMIN,
+                parameters=[name],
+            ),
+            "post": _op(
+                "adminCreateKey",
+                "A new key for the account, shown once",
+                "admin",
+                {"201": _json(_ref("ApiKeyCreated"), "created"), **_errors(ADMIN_WRITE)},
+                security=ADMIN,
+                body="NewKey",
+                parameters=[name],
+            ),
+        },
+        "/admin/keys/{prefix}": {
+            "delete": _op(
+                "adminRevokeKey",
+                "Revoke the one live key starting with `prefix` (at least 8 characters)",
+                "admin",
+                {"200": _json(_ref("ApiKeyRevoked"), "revoked"), **_errors((400, 401, 404, 409))},
+                security=ADMIN,
+                parameters=[_path_param("prefix", "a key's prefix, or the whole key")],
+            )
+        },
+    }
+
+
+def _version() -> str:
+    try:
+        return version("minitoolai")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "0.0.0"
+
+
+def build_document() -> Schema:
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "MiniToolAI",
+            "version": _version(),
+            "description": "Chat completions, text-to-image jobs and speech behind API keys and "
+            'a prepaid credit ledger, in two wire formats: the original MiniToolAI ("seed") '
+            "paths under `/api/` and OpenAI's under `/v1/`. Paths under `/api/` answer with "
+            'and without the trailing slash. Errors are `{"error": {"message", "type", '
+            '"param", "code"}}`, except the seed\'s image job API, which keeps its own '
+            '`{"status": "error", ...}` shape.',
+        },
+        "tags": [
+            {"name": name}
+            for name in ("chat", "images", "speech", "account", "admin", "operations")
+        ],
+        "paths": paths(),
+        "components": {
+            "schemas": {**request_schemas(), **RESPONSE_SCHEMAS},
+            "securitySchemes": {
+                "apiKey": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "An account's API key (`mtai-...`).",
+                },
+                "adminKey": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "The operator's admin key (`MINITOOLAI_ADMIN_KEY`).",
+                },
+            },
+        },
+    }
+
+
+@functools.cache
+def document_bytes() -> bytes:
+    return orjson.dumps(build_document())
+
+
+async def openapi_json(_request: Request) -> Response:
+    return Response(document_bytes(), media_type=JSON_TYPE)

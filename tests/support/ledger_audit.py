@@ -1,0 +1,148 @@
+"""Read a gateway's ledger straight from its database and say what is wrong with it.
+
+Used after crashes, where the server that wrote the ledger may be dead: the database is the
+only witness. Works on SQLite and PostgreSQL (plain SQL through SQLAlchemy).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+#: the ledger entries each state of a charge may have (exactly one of these multisets). The
+#: sweeper marks a hold whose deadline passed ``expired`` (a release entry); if its request
+#: still finishes later, a settle entry charges it then (``settled`` after a release).
+ALLOWED_ENTRIES: dict[str, list[Counter[str]]] = {
+    "held": [Counter(hold=1)],
+    "settled": [Counter(hold=1, settle=1), Counter(hold=1, release=1, settle=1)],
+    "released": [Counter(hold=1, release=1)],
+    "expired": [Counter(hold=1, release=1)],
+    "refunded": [
+        Counter(hold=1, settle=1, refund=1),
+        Counter(hold=1, release=1, settle=1, refund=1),
+    ],
+}
+#: the states a charge may end in: paid, or given back whole
+FINAL = ("settled", "released", "expired", "refunded")
+
+
+@dataclass
+class Charge:
+    id: str
+    kind: str
+    model: str
+    status: str
+    held_amount: int
+    cost: int | None
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    entries: Counter[str] = field(default_factory=Counter)
+    amount_sum: int = 0  # this charge's entries' change to the balance
+    held_sum: int = 0  # and to the held amount
+
+    @property
+    def doubled(self) -> bool:
+        """A step that happened twice: charged twice, freed twice, refunded twice."""
+        return any(self.entries[k] > 1 for k in ("hold", "settle", "release", "refund"))
+
+
+@dataclass
+class Audit:
+    balance: int
+    held: int
+    entries_amount: int
+    entries_held: int
+    charges: list[Charge]
+    topups: int
+
+    def problems(self) -> list[str]:
+        """Every broken invariant, in words; empty when the ledger is sound."""
+        out = []
+        if self.balance != self.entries_amount:
+            out.append(f"balance {self.balance} != sum of entries {self.entries_amount}")
+        if self.held != self.entries_held:
+            out.append(f"held {self.held} != sum of held entries {self.entries_held}")
+        for c in self.charges:
+            if c.doubled:
+                out.append(f"{c.id}: a step twice, a double charge ({dict(c.entries)})")
+            allowed = ALLOWED_ENTRIES.get(c.status)
+            if allowed is None:
+                out.append(f"{c.id}: unknown status {c.status!r}")
+            elif c.entries not in allowed:
+                out.append(f"{c.id}: status {c.status} but entries {dict(c.entries)}")
+            if c.status != "held" and c.held_sum != 0:
+                out.append(f"{c.id}: {c.status} but still holds {c.held_sum}")
+            net = {"settled": -(c.cost or 0)}.get(c.status, 0)
+            if c.amount_sum != net:
+                out.append(f"{c.id}: {c.status} with cost {c.cost} but moved {c.amount_sum}")
+        return out
+
+    def by_status(self) -> Counter[str]:
+        return Counter(c.status for c in self.charges)
+
+
+async def _audit(database_url: str, account: str) -> Audit:
+    engine = create_async_engine(database_url)
+    try:
+        async with engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    text("SELECT id, balance, held FROM accounts WHERE name = :n"), {"n": account}
+                )
+            ).one()
+            account_id, balance, held = int(row[0]), int(row[1]), int(row[2])
+            sums = (
+                await conn.execute(
+                    text(
+                        "SELECT COALESCE(SUM(amount), 0), COALESCE(SUM(held), 0),"
+                        " COALESCE(SUM(CASE WHEN kind = 'topup' THEN amount ELSE 0 END), 0)"
+                        " FROM ledger_entries WHERE account_id = :a"
+                    ),
+                    {"a": account_id},
+                )
+            ).one()
+            charges: dict[str, Charge] = {}
+            for r in await conn.execute(
+                text(
+                    "SELECT id, kind, model, status, held_amount, cost, prompt_tokens,"
+                    " completion_tokens FROM charges WHERE account_id = :a"
+                ),
+                {"a": account_id},
+            ):
+                charges[r[0]] = Charge(*r)
+            for charge_id, kind, amount, held_change in await conn.execute(
+                text(
+                    "SELECT charge_id, kind, amount, held FROM ledger_entries"
+                    " WHERE account_id = :a AND charge_id IS NOT NULL"
+                ),
+                {"a": account_id},
+            ):
+                c = charges[charge_id]
+                c.entries[kind] += 1
+                c.amount_sum += int(amount)
+                c.held_sum += int(held_change)
+    finally:
+        await engine.dispose()
+    return Audit(balance, held, int(sums[0]), int(sums[1]), list(charges.values()), int(sums[2]))
+
+
+def audit(database_url: str, account: str) -> Audit:
+    """The account's ledger as its database has it (call from synchronous tests)."""
+    return asyncio.run(_audit(database_url, account))
+
+
+def rows(database_url: str, sql: str, **params: Any) -> list[dict[str, Any]]:
+    async def read() -> list[dict[str, Any]]:
+        engine = create_async_engine(database_url)
+        try:
+            async with engine.connect() as conn:
+                return [dict(r._mapping) for r in await conn.execute(text(sql), params)]
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(read())

@@ -1,0 +1,154 @@
+"""`minitoolai serve` and `minitoolai worker` as real OS processes, for crash tests.
+
+The processes write their output to a log file (never an unread pipe, which fills up and
+blocks the server); ``log_tail()`` shows the end of it in assertion messages.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from decimal import Decimal
+from pathlib import Path
+from typing import IO, Any
+
+import requests
+
+from tests.support.servers import free_port
+
+CLI = [sys.executable, "-m", "minitoolai"]
+ADMIN_KEY = "mtai-admin-crash-test-key"
+
+
+def minitoolai_env(data_dir: Path, database_url: str, **settings: object) -> dict[str, str]:
+    """This environment minus any MINITOOLAI_*/OPENAI_* of the caller, plus ``settings``."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("MINITOOLAI_") and k not in ("OPENAI_API_KEY", "OPENAI_BASE_URL")
+    }
+    env.update(
+        HF_HUB_OFFLINE="1",
+        MINITOOLAI_DATA_DIR=str(data_dir),
+        MINITOOLAI_DATABASE_URL=database_url,
+        MINITOOLAI_ADMIN_KEY=ADMIN_KEY,
+        MINITOOLAI_IMAGE_WORKERS="0",
+        MINITOOLAI_IMAGE_ENGINE="test-pattern",
+        MINITOOLAI_LOCAL_DEFAULT="false",
+        MINITOOLAI_LOCAL_SPEECH="false",
+    )
+    for name, value in settings.items():
+        env[f"MINITOOLAI_{name.upper()}"] = str(value)
+    return env
+
+
+class Process:
+    """One ``minitoolai <args>`` process; ``kill9`` is the crash, ``stop`` the polite end."""
+
+    def __init__(self, args: list[str], env: dict[str, str], log_path: Path) -> None:
+        self.args = args
+        self.env = env
+        self.log_path = log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def start(self) -> None:
+        assert self.proc is None or self.proc.poll() is not None, "already running"
+        self._log = self.log_path.open("ab")
+        self._log.write(f"\n=== start {' '.join(self.args)} ===\n".encode())
+        self._log.flush()
+        self.proc = subprocess.Popen(
+            [*CLI, *self.args], env=self.env, stdout=self._log, stderr=subprocess.STDOUT
+        )
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill9(self) -> None:
+        assert self.proc is not None and self.proc.poll() is None, "not running"
+        os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(10)
+        self._close_log()
+
+    def stop(self, timeout: float = 20) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        self._close_log()
+
+    def _close_log(self) -> None:
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def log_tail(self, chars: int = 4000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-chars:]
+        except FileNotFoundError:
+            return ""
+
+
+class Server(Process):
+    """``minitoolai serve`` on a fresh free port each start."""
+
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        super().__init__([], env, log_path)
+        self.port = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 60) -> None:
+        self.port = free_port()
+        self.args = ["serve", "--port", str(self.port)]
+        super().start()
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if requests.get(self.url + "/healthz", timeout=1).status_code == 200:
+                    return
+            except requests.RequestException:
+                pass
+            if not self.alive():
+                raise AssertionError(f"serve exited during start:\n{self.log_tail()}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"serve did not become healthy:\n{self.log_tail()}")
+            time.sleep(0.1)
+
+    def admin(self, method: str, path: str, **kw: Any) -> requests.Response:
+        return requests.request(
+            method,
+            self.url + path,
+            headers={"Authorization": f"Bearer {ADMIN_KEY}"},
+            timeout=10,
+            **kw,
+        )
+
+    def create_account(self, name: str, credit: str) -> str:
+        """Returns the new account's API key."""
+        created = self.admin("POST", "/admin/accounts", json={"name": name, "credit": credit})
+        assert created.status_code == 201, created.text
+        key: str = created.json()["api_key"]
+        return key
+
+    def balances(self, name: str) -> tuple[int, int]:
+        """(balance, held) in nano-dollars, as the server reports them."""
+        data = self.admin("GET", f"/admin/accounts/{name}").json()
+        return _nano(data["balance"]), _nano(data["held"])
+
+
+def _nano(usd: str) -> int:
+    return int(Decimal(usd) * 1_000_000_000)
