@@ -20,7 +20,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from minitoolai.chat.pipeline import ChatRun, ChatService
+from minitoolai.accounts.auth import Principal
+from minitoolai.chat.pipeline import ChatRun, ChatService, Prepared
 from minitoolai.chat.schemas import ChatRequest
 from minitoolai.chat.wire import DONE, ChunkWriter, replay_events
 from minitoolai.engines.errors import EngineError
@@ -36,6 +37,7 @@ from minitoolai.http.responses import (
 )
 from minitoolai.http.routes.account import services, slashed
 from minitoolai.http.sse import EventStream
+from minitoolai.ledger.idempotency import IdempotencyKey
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,18 +112,24 @@ async def _handle(request: Request, flavour: Flavour) -> Response | EventStream:
         chat_request.stream_options and chat_request.stream_options.include_usage
     )
     prepared = await chat.prepare(principal, chat_request)
-    started = await unless_disconnected(
-        request, chat.start(principal, prepared, key, whole=not stream)
-    )
+    keep = key is not None
+    if not stream:  # one watch for the client over the whole answer
+        return JSON(await unless_disconnected(request, _answer(chat, principal, prepared, key)))
+    started = await unless_disconnected(request, chat.start(principal, prepared, key))
     if not isinstance(started, ChatRun):  # an idempotent retry: answer as before, bill nothing
-        stored = started.stored_answer()
-        if stream:
-            events = replay_events(stored, include_usage, flavour.role_in_first_delta)
-            return EventStream(_replay(events))
-        return JSON(stored)
-    if stream:
-        return EventStream(_events(started, flavour, include_usage, keep=key is not None))
-    return JSON(await unless_disconnected(request, _collect(started, keep=key is not None)))
+        events = replay_events(started.stored_answer(), include_usage, flavour.role_in_first_delta)
+        return EventStream(_replay(events))
+    return EventStream(_events(started, flavour, include_usage, keep=keep))
+
+
+async def _answer(
+    chat: ChatService, principal: Principal, prepared: Prepared, key: IdempotencyKey | None
+) -> dict[str, Any]:
+    """The whole completion for a client that wants one JSON body (or the stored one)."""
+    started = await chat.start(principal, prepared, key, whole=True)
+    if not isinstance(started, ChatRun):  # an idempotent retry: answer as before, bill nothing
+        return started.stored_answer()
+    return await _collect(started, keep=key is not None)
 
 
 async def seed_chat(request: Request) -> Any:
