@@ -10,13 +10,14 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import asyncpg
 import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from minitoolai.infra.db import Database
 from minitoolai.infra.migrate import upgrade
@@ -84,6 +85,29 @@ def db(request: pytest.FixtureRequest) -> Database:
     name = "sqlite_db" if request.param == "sqlite" else "postgres_db"
     database: Database = request.getfixturevalue(name)
     return database
+
+
+async def _on_server(sql: str) -> None:
+    engine = create_async_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    try:
+        async with engine.connect() as conn:
+            await conn.execute(text(sql))
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture
+def fresh_postgres() -> Iterator[str]:
+    """A PostgreSQL database of its own, dropped after the test: processes the test starts
+    (workers, servers) then see only this test's rows."""
+    if POSTGRES_URL == "off":
+        pytest.skip("PostgreSQL disabled with MINITOOLAI_TEST_POSTGRES_URL=off")
+    name = "t_" + uuid.uuid4().hex[:12]
+    asyncio.run(_on_server(f"CREATE DATABASE {name}"))
+    try:
+        yield make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
+    finally:
+        asyncio.run(_on_server(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
 
 
 def unique(name: str = "acct") -> str:

@@ -58,7 +58,7 @@ def healthz_while(
 
     The poller is a process of its own so that nothing in this one (the fake upstream
     parsing 30 MB, say) can slow its measurement down."""
-    stop = served.log.with_name(f"stop-{uuid.uuid4().hex}")
+    stop = served.log_path.with_name(f"stop-{uuid.uuid4().hex}")
     poller = subprocess.Popen(
         [sys.executable, "-c", POLLER, served.url + "/healthz", str(stop)],
         stdout=subprocess.PIPE,
@@ -104,7 +104,7 @@ def test_a_huge_prompt_from_an_empty_account_is_refused_at_once(served: Served) 
     body = big_prompt()
     response, worst = healthz_while(served, lambda: post(served, key, body))
     assert response.status_code == 402, response.text[:300]
-    assert served.balance(name) == (0, 0)
+    assert served.balances(name) == (0, 0)
     assert worst < 0.1, f"/healthz took {worst * 1e3:.0f} ms"
 
 
@@ -117,7 +117,7 @@ def test_a_huge_prompt_that_can_be_paid_is_served_without_stalling_the_loop(
     assert response.status_code == 200, response.text[:300]
     usage = response.json()["usage"]
     assert usage["prompt_tokens"] > 5_000_000
-    assert served.balance(name)[1] == 0
+    assert served.balances(name)[1] == 0
     assert worst < 0.1, f"/healthz took {worst * 1e3:.0f} ms"
 
 
@@ -153,7 +153,7 @@ def test_the_most_images_allowed_are_served_without_stalling_the_loop(served: Se
     body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": [part] * 10}]}
     response, worst = healthz_while(served, lambda: post(served, key, orjson.dumps(body)))
     assert response.status_code == 200, response.text[:300]
-    assert served.balance(name)[1] == 0
+    assert served.balances(name)[1] == 0
     assert worst < 0.1, f"/healthz took {worst * 1e3:.0f} ms"
 
 
@@ -180,4 +180,4 @@ def test_fields_forwarded_upstream_are_in_the_hold(served: Served) -> None:
     body = orjson.dumps({"model": "gpt-4o-mini", "messages": messages})
     response = post(served, key, body)
     assert response.status_code == 402, response.text[:300]
-    assert upstream.calls == before and served.balance(name) == (10_000_000, 0)
+    assert upstream.calls == before and served.balances(name) == (10_000_000, 0)

@@ -49,10 +49,8 @@ def _worker(tmp_path: Path, url: str, data_dir: Path, step_s: float) -> Process:
 
 
 @pytest.mark.slow
-def test_workers_killed_repeatedly_each_job_ends_once(
-    tmp_path: Path, postgres_database: str
-) -> None:
-    url, data_dir = postgres_database, tmp_path / "data"
+def test_workers_killed_repeatedly_each_job_ends_once(tmp_path: Path, fresh_postgres: str) -> None:
+    url, data_dir = fresh_postgres, tmp_path / "data"
     with running_gateway(tmp_path, url, {}, [], data_dir=data_dir) as gw:
         body = {"model": "realvision", "prompt": "p", "width": 256, "height": 256, "steps": 6}
         submitted = []
