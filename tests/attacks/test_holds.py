@@ -4,6 +4,7 @@ the live hold and the later settle was a no-op)."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from pathlib import Path
 
@@ -15,9 +16,10 @@ from sqlalchemy import func, select, text, update
 from minitoolai.accounts.service import AccountService
 from minitoolai.chat.tokens import count_messages
 from minitoolai.clock import utcnow
-from minitoolai.errors import InvalidRequest, NotFound
+from minitoolai.errors import Conflict, InsufficientCredit, InvalidRequest, NotFound
 from minitoolai.infra.db import Database
 from minitoolai.infra.tables import charges, ledger_entries
+from minitoolai.ledger.idempotency import IdempotencyKey
 from minitoolai.ledger.service import MAX_BALANCE, Ledger, UsageRecord
 from tests.chat.conftest import database_url
 from tests.conftest import BACKENDS, unique
@@ -187,4 +189,69 @@ async def test_an_account_with_too_much_initial_credit_is_not_created(db: Databa
         await service.create(name, MAX_BALANCE + 1)
     with pytest.raises(NotFound):
         await service.get(name)
+    await ledger.close()
+
+
+async def test_racing_retries_of_one_key_hold_once(db: Database) -> None:
+    """40 concurrent requests with one key: one hold; the rest are told it is in progress."""
+    ledger = Ledger(db)
+    acct = await account_with(db, ledger, 1_000_000)
+    key = IdempotencyKey.for_body("/v1/chat/completions", unique("k"), {"q": 1})
+
+    async def attempt() -> str:
+        try:
+            hold = await ledger.hold(acct, 1_000, kind="chat", model="m", idempotency=key)
+        except Conflict:
+            return "in progress"
+        return "replay" if hold.is_replay else "held"
+
+    outcomes = await asyncio.gather(*(attempt() for _ in range(40)))
+    assert outcomes.count("held") == 1 and outcomes.count("in progress") == 39
+    assert await ledger.balances(acct) == (1_000_000, 1_000)
+    await ledger.close()
+
+
+async def test_racing_retries_of_a_failed_request_take_its_key_over_once(db: Database) -> None:
+    ledger = Ledger(db)
+    acct = await account_with(db, ledger, 1_000_000)
+    key = IdempotencyKey.for_body("/v1/chat/completions", unique("k"), {"q": 1})
+    failed = await ledger.hold(acct, 1_000, kind="chat", model="m", idempotency=key)
+    await ledger.release(failed.charge_id)  # a 502: nothing charged, the key is free again
+
+    async def attempt() -> str:
+        try:
+            hold = await ledger.hold(acct, 1_000, kind="chat", model="m", idempotency=key)
+        except Conflict:
+            return "in progress"
+        return "replay" if hold.is_replay else "held"
+
+    outcomes = await asyncio.gather(*(attempt() for _ in range(40)))
+    assert outcomes.count("held") == 1, outcomes
+    assert await ledger.balances(acct) == (1_000_000, 1_000)
+    assert await ledger.entry_sums(acct) == (1_000_000, 1_000)
+    await ledger.close()
+
+
+async def test_late_settles_racing_new_holds_never_overdraw(db: Database) -> None:
+    """Expired holds settling late while new requests hold the freed money: the balance
+    never goes below what is held, and every nano-dollar is in the entries."""
+    ledger = Ledger(db, hold_timeout_s=60)
+    acct = await account_with(db, ledger, 100_000)
+    old = [await ledger.hold(acct, 5_000, kind="chat", model="m") for _ in range(20)]
+    await ledger.sweep_expired(utcnow() + timedelta(seconds=61))
+
+    async def new_request() -> None:
+        try:
+            hold = await ledger.hold(acct, 5_000, kind="chat", model="m")
+        except InsufficientCredit:
+            return
+        await ledger.settle(hold.charge_id, 5_000)
+
+    await asyncio.gather(
+        *(ledger.settle(h.charge_id, 5_000) for h in old), *(new_request() for _ in range(20))
+    )
+    balance, held = await ledger.balances(acct)
+    assert held == 0 and balance >= 0
+    assert (balance, held) == await ledger.entry_sums(acct)
+    assert balance == 0  # 40 requests of 5,000 wanted 200,000: the 100,000 was all spent
     await ledger.close()
