@@ -192,20 +192,22 @@ async def test_an_account_with_too_much_initial_credit_is_not_created(db: Databa
     await ledger.close()
 
 
+async def _attempt(ledger: Ledger, acct: int, key: IdempotencyKey) -> str:
+    """One request with ``key``: how the ledger answered it."""
+    try:
+        hold = await ledger.hold(acct, 1_000, kind="chat", model="m", idempotency=key)
+    except Conflict:
+        return "in progress"
+    return "replay" if hold.is_replay else "held"
+
+
 async def test_racing_retries_of_one_key_hold_once(db: Database) -> None:
     """40 concurrent requests with one key: one hold; the rest are told it is in progress."""
     ledger = Ledger(db)
     acct = await account_with(db, ledger, 1_000_000)
     key = IdempotencyKey.for_body("/v1/chat/completions", unique("k"), {"q": 1})
 
-    async def attempt() -> str:
-        try:
-            hold = await ledger.hold(acct, 1_000, kind="chat", model="m", idempotency=key)
-        except Conflict:
-            return "in progress"
-        return "replay" if hold.is_replay else "held"
-
-    outcomes = await asyncio.gather(*(attempt() for _ in range(40)))
+    outcomes = await asyncio.gather(*(_attempt(ledger, acct, key) for _ in range(40)))
     assert outcomes.count("held") == 1 and outcomes.count("in progress") == 39
     assert await ledger.balances(acct) == (1_000_000, 1_000)
     await ledger.close()
@@ -218,14 +220,7 @@ async def test_racing_retries_of_a_failed_request_take_its_key_over_once(db: Dat
     failed = await ledger.hold(acct, 1_000, kind="chat", model="m", idempotency=key)
     await ledger.release(failed.charge_id)  # a 502: nothing charged, the key is free again
 
-    async def attempt() -> str:
-        try:
-            hold = await ledger.hold(acct, 1_000, kind="chat", model="m", idempotency=key)
-        except Conflict:
-            return "in progress"
-        return "replay" if hold.is_replay else "held"
-
-    outcomes = await asyncio.gather(*(attempt() for _ in range(40)))
+    outcomes = await asyncio.gather(*(_attempt(ledger, acct, key) for _ in range(40)))
     assert outcomes.count("held") == 1, outcomes
     assert await ledger.balances(acct) == (1_000_000, 1_000)
     assert await ledger.entry_sums(acct) == (1_000_000, 1_000)
