@@ -84,7 +84,7 @@ async def measure(calls: int, postgres_url: str | None) -> list[tuple[str, float
         return ChatRequest.model_validate(body)
 
     request = ChatRequest.model_validate(body)
-    messages = request.message_dicts()
+    messages = request.messages
 
     async def count() -> object:
         return count_messages(messages, request.model)

@@ -41,8 +41,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import requests
 
-CHAT_MODELS = ("gpt-4o-mini", "gpt-4o", "gpt-4.1", "gpt-4.1-mini", "gpt-4.1-nano")
-SPEECH_MODELS = ("tts-1", "tts-1-hd")
+from minitoolai.catalog import CHAT_MODELS, SPEECH_MODELS
+
 #: answers from upstreams (documented); anything else >= 500 is a bug
 UPSTREAM_STATUSES = (502, 503)
 KEEP = 5  # failing requests kept per operation and kind, for the report

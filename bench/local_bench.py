@@ -73,6 +73,7 @@ def _summary(
 
 
 async def _bare(max_tokens: int) -> None:
+    from minitoolai.chat.schemas import Message
     from minitoolai.engines.base import ChatParams
     from minitoolai.engines.llamacpp import (
         LlamaCppEngine,
@@ -84,7 +85,8 @@ async def _bare(max_tokens: int) -> None:
     engine = await LlamaCppEngine.open(config)
 
     async def handle(_command: str) -> dict[str, Any]:
-        params = ChatParams(messages=_messages(), max_tokens=max_tokens, temperature=0.0)
+        messages = [Message.model_validate(m) for m in _messages()]
+        params = ChatParams(messages=messages, max_tokens=max_tokens, temperature=0.0)
         stamps: list[float] = []
         text: list[str] = []
         tokens = 0

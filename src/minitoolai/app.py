@@ -23,6 +23,7 @@ from starlette.routing import Route
 from minitoolai.bootstrap import Services, build_services
 from minitoolai.chat.tokens import encoding
 from minitoolai.errors import APIError
+from minitoolai.http import deps
 from minitoolai.http.openapi import openapi_json
 from minitoolai.http.responses import JSON, on_api_error, on_http_error, on_unexpected
 from minitoolai.http.routes import account, admin, chat, images, speech
@@ -34,7 +35,7 @@ log = logging.getLogger("minitoolai")
 
 
 async def healthz(request: Request) -> Response:
-    svc: Services = request.app.state.services
+    svc = deps.services(request)
     try:
         await asyncio.wait_for(svc.db.ping(), timeout=2.0)
     except Exception as exc:  # any failure to reach the database is "unhealthy"
@@ -53,7 +54,7 @@ async def _sweep_forever(svc: Services) -> None:
         await asyncio.sleep(svc.settings.sweep_interval_s)
         try:
             await svc.ledger.sweep_expired()
-            await svc.images.storage.purge_older_than(svc.settings.image_retention_s)
+            await svc.images.purge_older_than(svc.settings.image_retention_s)
         except Exception:  # the sweeper must outlive a database hiccup
             log.exception("sweeper failed; will retry")
 

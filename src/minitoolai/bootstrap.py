@@ -40,7 +40,6 @@ class Services:
     ledger: Ledger
     accounts: AccountService
     auth: Authenticator
-    prices: PriceTable
     http: aiohttp.ClientSession
     chat: ChatService
     speech: SpeechService
@@ -108,7 +107,9 @@ async def build_services(
         ),
         max_image_parts=settings.image_max_parts,
     )
-    resolve_checkpoints(config.image_models)  # a typo in [image_models] stops the start
+    # a typo in [image_models] already stopped load_file; this catches what only the engine
+    # can judge (a checkpoint's form, a .ckpt file)
+    resolve_checkpoints(config.image_models)
     wakeup = await start_wakeup(settings, db)
     return Services(
         settings=settings,
@@ -117,7 +118,6 @@ async def build_services(
         ledger=ledger,
         accounts=AccountService(db, ledger),
         auth=Authenticator(db, ttl=settings.key_cache_ttl_s),
-        prices=prices,
         http=http,
         chat=chat,
         speech=SpeechService(ledger, prices, routing.speech),

@@ -10,7 +10,7 @@ import asyncio
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import orjson
 import typer
@@ -18,9 +18,13 @@ from rich.console import Console
 from rich.table import Table
 
 from minitoolai.bootstrap import Services, build_services
+from minitoolai.catalog import IMAGE_DEFAULT_CFG_SCALE, IMAGE_DEFAULT_SCHEDULER, IMAGE_DEFAULT_STEPS
 from minitoolai.errors import APIError
 from minitoolai.money import nano_to_usd, usd_to_nano
 from minitoolai.settings import Settings
+
+if TYPE_CHECKING:
+    from minitoolai.engines.diffusion import CheckpointConfig
 
 T = TypeVar("T")
 
@@ -315,19 +319,37 @@ def keys_revoke(
     console.print(f"revoked {key_prefix[:12]}")
 
 
+def _image_checkpoints() -> dict[str, CheckpointConfig]:
+    """What serves each image name, from the config file; a bad file is a one-line error."""
+    from minitoolai.engines.diffusion import resolve_checkpoints
+
+    try:
+        return resolve_checkpoints(Settings().load_file().image_models)
+    except ValueError as exc:
+        console.print(f"[red]error:[/red] {exc}", highlight=False)
+        raise typer.Exit(2) from None
+
+
 @models_app.command("list")
 def models_list(as_json: JsonOpt = False) -> None:
-    """Every public image model name, its checkpoint, and whether its weights are here."""
-    from minitoolai.engines.diffusion import resolve_checkpoints, weights_present
+    """Every public image model name, what serves it, and whether its weights are here."""
+    from minitoolai.engines.diffusion import weights_present
 
-    settings = Settings()
-    checkpoints = resolve_checkpoints(settings.load_file().image_models)
+    checkpoints = _image_checkpoints()
+    # What a request that names no sampler, steps or CFG scale gets: the same for every model.
+    defaults = {
+        "scheduler": IMAGE_DEFAULT_SCHEDULER,
+        "steps": IMAGE_DEFAULT_STEPS,
+        "cfg_scale": IMAGE_DEFAULT_CFG_SCALE,
+    }
     rows = [
         {
             "model": name,
             "checkpoint": cfg.checkpoint,
             "architecture": cfg.architecture,
-            "scheduler": cfg.scheduler,
+            "timestep_spacing": cfg.timestep_spacing,
+            **defaults,
+            "enabled": cfg.enabled,
             "stand_in": cfg.stand_in,
             "weights_present": weights_present(cfg),
         }
@@ -336,7 +358,17 @@ def models_list(as_json: JsonOpt = False) -> None:
     if as_json:
         _print_json(rows)
         return
-    table = Table("model", "checkpoint", "arch", "default sampler", "weights")
+    table = Table(
+        "model",
+        "checkpoint",
+        "arch",
+        "spacing",
+        "weights",
+        caption=(
+            f"A request without scheduler, steps or cfgScale gets {IMAGE_DEFAULT_SCHEDULER}, "
+            f"{IMAGE_DEFAULT_STEPS} steps, cfg {IMAGE_DEFAULT_CFG_SCALE:g}, whatever the model."
+        ),
+    )
     for r in rows:
         mark = "[green]present[/green]" if r["weights_present"] else "[red]missing[/red]"
         note = " (stand-in)" if r["stand_in"] else ""
@@ -344,8 +376,8 @@ def models_list(as_json: JsonOpt = False) -> None:
             str(r["model"]),
             f"{r['checkpoint']}{note}",
             str(r["architecture"]),
-            str(r["scheduler"]),
-            mark,
+            str(r["timestep_spacing"]),
+            mark if r["enabled"] else "disabled",
         )
     console.print(table)
 
@@ -353,9 +385,9 @@ def models_list(as_json: JsonOpt = False) -> None:
 @models_app.command("pull")
 def models_pull(name: Annotated[str, typer.Argument(help="A public image model name.")]) -> None:
     """Download a model's weights into the Hugging Face cache (needs a network)."""
-    from minitoolai.engines.diffusion import WeightsUnavailable, pull, resolve_checkpoints
+    from minitoolai.engines.diffusion import WeightsUnavailable, pull
 
-    checkpoints = resolve_checkpoints(Settings().load_file().image_models)
+    checkpoints = _image_checkpoints()
     if name not in checkpoints:
         console.print(f"[red]error:[/red] no image model {name!r}; see `minitoolai models list`")
         raise typer.Exit(2)

@@ -8,15 +8,29 @@ fast with a message instead of surfacing as a 500 at the first request.
 
 from __future__ import annotations
 
+import logging
 import os
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from minitoolai.catalog import (
+    IMAGE_CFG_SCALE_RANGE,
+    IMAGE_DEFAULT_CFG_SCALE,
+    IMAGE_DEFAULT_SCHEDULER,
+    IMAGE_DEFAULT_STEPS,
+    IMAGE_MODELS,
+    IMAGE_SCHEDULERS,
+    IMAGE_STEPS_RANGE,
+    ImageArchitecture,
+    TimestepSpacing,
+)
 from minitoolai.money import usd_to_nano
+
+log = logging.getLogger("minitoolai.settings")
 
 
 class _Strict(BaseModel):
@@ -75,17 +89,106 @@ class DeploymentConfig(_Strict):
 
 
 class LocalModelConfig(_Strict):
-    """An in-process GGUF model: a local path, or a Hugging Face repo + file."""
+    """An in-process GGUF model, as a ``[local_models.<name>]`` table describes it.
 
+    Exactly one source is used: ``path`` (a local ``.gguf`` file) wins; otherwise ``hf_repo`` +
+    ``hf_file`` (a file name or glob) name a Hugging Face download, looked up in the local
+    Hugging Face cache first so that a pre-seeded machine needs no network.
+
+    ``queue_size`` is how many requests may *wait* while one generates; one more than that is
+    refused with ``EngineBusy`` (429) instead of queueing without bound, because a CPU model
+    serves one request at a time and a long queue only turns into client timeouts.
+    """
+
+    #: the public name, as clients write it in ``model``: the table's key in the file
+    name: str
     path: str | None = None
     hf_repo: str | None = None
     hf_file: str | None = None
-    n_ctx: int = 4096
+    n_ctx: int = Field(default=4096, ge=16)
+    #: ``None``: half the logical CPUs (about the physical cores, llama.cpp's own choice)
     n_threads: int | None = None
-    queue_size: int = 4
+    queue_size: int = Field(default=4, ge=0)
+    #: Jinja chat template overriding the one in the GGUF metadata (for files that lack one)
     chat_template: str | None = None
+    #: llama.cpp's prompt batch size
     n_batch: int = 512
+    #: Reuse the KV cache for a prompt prefix shared with the previous request (a continuing
+    #: conversation then skips re-reading its history). Off by default: evaluating a prompt in
+    #: different pieces changes the floating-point results slightly, so the same request
+    #: (``temperature=0`` or a ``seed``) could get a different answer depending on what ran
+    #: before it; with it off, answers are reproducible.
     reuse_prefix: bool = False
+
+    @model_validator(mode="after")
+    def _one_source(self) -> LocalModelConfig:
+        if self.path is None and self.hf_repo is None:
+            raise ValueError(f"model {self.name!r}: set either path or hf_repo (+ hf_file)")
+        if self.path is None and not self.hf_file:
+            raise ValueError(f"model {self.name!r}: hf_repo needs hf_file (a file name or glob)")
+        return self
+
+    def threads(self) -> int:
+        """The thread count llama.cpp gets."""
+        if self.n_threads is not None:
+            return max(1, self.n_threads)
+        return max(1, (os.cpu_count() or 2) // 2)
+
+
+#: ``[image_models.*]`` keys that older files set and that no longer change anything
+UNAPPLIED_IMAGE_KEYS: Final = ("scheduler", "steps", "cfg_scale")
+
+
+class ImageModelConfig(_Strict):
+    """An ``[image_models.<name>]`` table: the operator's changes to what serves one image name.
+
+    Every key is optional; a key left out keeps the shipped default (``minitoolai models list``
+    shows the result). The engine validates the merged whole (e.g. the ``checkpoint`` form).
+    """
+
+    #: a Hugging Face repo id, a ``.safetensors`` file in one, a local folder or a local file
+    checkpoint: str | None = None
+    #: needed for a single ``.safetensors`` file
+    architecture: ImageArchitecture | None = None
+    #: a Hub revision (branch, tag or commit) for the hub forms
+    revision: str | None = None
+    #: diffusers weight variant, e.g. "fp16" for ``*.fp16.safetensors`` files
+    variant: str | None = None
+    #: a VAE (repo id or local diffusers folder) used in place of the checkpoint's own, always
+    vae: str | None = None
+    #: a VAE used in place of the checkpoint's own only in half precision (CUDA)
+    fp16_vae: str | None = None
+    #: component configs + tokenizers for a single-file checkpoint (repo id or local folder)
+    config_repo: str | None = None
+    #: spacing for the non-Karras samplers; "trailing" for Lightning checkpoints
+    timestep_spacing: TimestepSpacing | None = None
+    #: prepended to every prompt (e.g. Pony's score tags)
+    prompt_prefix: str | None = None
+    enabled: bool | None = None
+    #: marks weights that only stand in for the name
+    stand_in: bool | None = None
+    licence: str | None = None
+    # Accepted (and checked) so that older files still load, but never applied: a request
+    # without these fields gets the seed's defaults whatever the model (see the catalog).
+    scheduler: str | None = None
+    steps: int | None = Field(default=None, ge=IMAGE_STEPS_RANGE[0], le=IMAGE_STEPS_RANGE[1])
+    cfg_scale: float | None = Field(
+        default=None, ge=IMAGE_CFG_SCALE_RANGE[0], le=IMAGE_CFG_SCALE_RANGE[1]
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_name(cls, value: Any) -> Any:
+        if isinstance(value, dict) and "name" in value:
+            raise ValueError("'name' cannot be changed: it is the table's key")
+        return value
+
+    @field_validator("scheduler")
+    @classmethod
+    def _known_scheduler(cls, value: str | None) -> str | None:
+        if value is not None and value not in IMAGE_SCHEDULERS:
+            raise ValueError(f"unknown scheduler {value!r}; one of: {', '.join(IMAGE_SCHEDULERS)}")
+        return value
 
 
 class FileConfig(_Strict):
@@ -93,8 +196,45 @@ class FileConfig(_Strict):
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)
     deployments: list[DeploymentConfig] = Field(default_factory=list)
     local_models: dict[str, LocalModelConfig] = Field(default_factory=dict)
-    image_models: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    image_models: dict[str, ImageModelConfig] = Field(default_factory=dict)
     voices: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("local_models", mode="before")
+    @classmethod
+    def _named_by_key(cls, value: Any) -> Any:
+        """A local model's name is its table's key: ``[local_models.qwen]`` serves ``qwen``."""
+        if not isinstance(value, dict):
+            return value
+        named: dict[str, Any] = {}
+        for key, table in value.items():
+            if isinstance(table, dict):
+                if "name" in table:
+                    raise ValueError(f"[local_models.{key}]: 'name' is the table's key; drop it")
+                table = {**table, "name": key}
+            named[key] = table
+        return named
+
+    @field_validator("image_models")
+    @classmethod
+    def _known_image_models(cls, value: dict[str, ImageModelConfig]) -> dict[str, ImageModelConfig]:
+        unknown = sorted(set(value) - set(IMAGE_MODELS))
+        if unknown:
+            raise ValueError(
+                f"[image_models] names no such model: {', '.join(unknown)}; "
+                f"the models are: {', '.join(IMAGE_MODELS)}"
+            )
+        for name, table in value.items():
+            if unapplied := [key for key in UNAPPLIED_IMAGE_KEYS if key in table.model_fields_set]:
+                log.warning(
+                    "[image_models.%s] %s: not applied; a request without them gets the seed's "
+                    "defaults (%s, %d steps, cfg %g) whatever the model",
+                    name,
+                    ", ".join(unapplied),
+                    IMAGE_DEFAULT_SCHEDULER,
+                    IMAGE_DEFAULT_STEPS,
+                    IMAGE_DEFAULT_CFG_SCALE,
+                )
+        return value
 
 
 class Settings(BaseSettings):

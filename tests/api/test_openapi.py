@@ -19,7 +19,7 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from minitoolai.app import create_app
-from minitoolai.engines.diffusion.names import MODEL_NAMES, SCHEDULER_NAMES
+from minitoolai.catalog import IMAGE_MODELS, IMAGE_SCHEDULERS
 from minitoolai.http.openapi import (
     REQUEST_MODELS,
     VALIDATOR_FACTS,
@@ -162,12 +162,12 @@ def test_what_the_document_adds_agrees_with_the_validators(document: dict[str, A
         name: schema.get("properties", {})
         for name, schema in document["components"]["schemas"].items()
     }
-    assert props["JobRequest"]["model"]["enum"] == list(MODEL_NAMES)
-    for name in MODEL_NAMES:
+    assert props["JobRequest"]["model"]["enum"] == list(IMAGE_MODELS)
+    for name in IMAGE_MODELS:
         assert _accepts(JobRequest, {"model": name, "prompt": "p"})
         assert _accepts(OpenAIImageRequest, {"model": name, "prompt": "p"})
     assert not _accepts(JobRequest, {"model": "realvision2", "prompt": "p"})
-    for name in SCHEDULER_NAMES:
+    for name in IMAGE_SCHEDULERS:
         assert _accepts(JobRequest, {"model": "amigo", "prompt": "p", "scheduler": name})
     assert not _accepts(JobRequest, {"model": "amigo", "prompt": "p", "scheduler": "DDIM"})
     size = jsonschema_rs.validator_for(props["OpenAIImageRequest"]["size"])

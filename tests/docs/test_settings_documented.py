@@ -17,3 +17,11 @@ def test_every_setting_is_documented() -> None:
         if f"`{variable}`" not in text:
             missing.append(variable)
     assert not missing, f"undocumented settings: {missing}"
+
+
+def test_every_image_model_key_is_documented() -> None:
+    from minitoolai.settings import ImageModelConfig
+
+    text = (DOC.parent / "images.md").read_text(encoding="utf-8")
+    missing = [key for key in ImageModelConfig.model_fields if f"`{key}`" not in text]
+    assert not missing, f"undocumented [image_models.*] keys: {missing}"

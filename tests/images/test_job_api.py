@@ -141,13 +141,13 @@ def test_invalid_jobs_answer_the_seed_error_and_cost_nothing(
 
 
 def test_all_fifteen_models_and_eighteen_schedulers_are_accepted(image_gateway: Gateway) -> None:
-    from minitoolai.engines.diffusion.names import MODEL_NAMES, SCHEDULER_NAMES
+    from minitoolai.catalog import IMAGE_MODELS, IMAGE_SCHEDULERS
 
     gw = image_gateway
-    assert len(MODEL_NAMES) == 15 and len(SCHEDULER_NAMES) == 18
-    for i, scheduler in enumerate(SCHEDULER_NAMES):
+    assert len(IMAGE_MODELS) == 15 and len(IMAGE_SCHEDULERS) == 18
+    for i, scheduler in enumerate(IMAGE_SCHEDULERS):
         body = {
-            "model": MODEL_NAMES[i % 15],
+            "model": IMAGE_MODELS[i % 15],
             "prompt": "x",
             "scheduler": scheduler,
             "width": 256,

@@ -170,3 +170,41 @@ def test_huge_or_odd_exp_on_an_image_link_is_403(image_gateway: Gateway) -> None
         bad = requests.get(base, params={"exp": exp, "sig": sig}, timeout=10)
         assert bad.status_code == 403, (exp[:20], bad.status_code, bad.text)
         assert bad.json()["error"]["type"] == "invalid_request_error"
+
+
+def test_image_link_errors_keep_their_exact_bodies(image_gateway: Gateway, tmp_path: Path) -> None:
+    """A wrong link is a 403 and a vanished file a 404, both in the API's error shape."""
+    gw = image_gateway
+    jobid, signature = _submit(gw)
+    deadline = time.monotonic() + 30
+    while (body := _poll(gw, {"jobid": jobid, "signature": signature}).json())["status"] != (
+        "success"
+    ):
+        assert time.monotonic() < deadline and body["status"] in ("pending", "processing")
+        time.sleep(0.05)
+    url = body["image_url"]
+    image = requests.get(url, timeout=10)
+    assert image.status_code == 200 and image.headers["content-type"] == "image/png"
+    assert image.headers["cache-control"] == "private, max-age=3600"
+    forged = requests.get(url.rsplit("sig=", 1)[0] + "sig=forged", timeout=10)
+    assert forged.status_code == 403
+    assert forged.content == (
+        b'{"error":{"message":"this image link is invalid or has expired",'
+        b'"type":"invalid_request_error","param":null,"code":null}}'
+    )
+    name = url.split("/files/images/", 1)[1].split("?", 1)[0]
+    (tmp_path / "data" / "images" / name).unlink()
+    gone = requests.get(url, timeout=10)
+    assert gone.status_code == 404
+    assert gone.content == (
+        b'{"error":{"message":"no such image","type":"not_found_error","param":null,"code":null}}'
+    )
+    for method, path, status, kind, message in (
+        ("GET", "/nope", 404, "not_found_error", "Not Found"),
+        ("GET", "/api/texttoimage/", 405, "invalid_request_error", "Method Not Allowed"),
+    ):
+        refused = requests.request(method, gw.url + path, timeout=10)
+        assert refused.status_code == status
+        assert refused.json() == {
+            "error": {"message": message, "type": kind, "param": None, "code": None}
+        }

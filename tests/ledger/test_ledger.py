@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 
 from minitoolai.accounts.service import AccountService
-from minitoolai.errors import Conflict, InsufficientCredit, InvalidRequest
+from minitoolai.errors import Conflict, InsufficientCredit, InvalidRequest, NotFound
 from minitoolai.infra.db import Database
 from minitoolai.ledger.idempotency import IdempotencyKey
 from minitoolai.ledger.service import Ledger, UsageRecord
@@ -92,15 +92,44 @@ async def test_refund_once(db: Database) -> None:
     await _assert_conserved(ledger, acct)
 
 
-async def test_adjustment_cannot_go_below_held(db: Database) -> None:
+async def test_a_top_up_is_a_positive_amount_to_an_existing_account(db: Database) -> None:
     ledger, acct = await _account(db, "0.000001")
     await ledger.hold(acct, 600, kind="chat", model="m")
-    with pytest.raises(InsufficientCredit):
-        await ledger.adjust(acct, -401)
-    assert await ledger.adjust(acct, -400, "goodwill reversal") == 600
-    with pytest.raises(InvalidRequest):
-        await ledger.top_up(acct, 0)
+    for amount in (0, -400):
+        with pytest.raises(InvalidRequest):
+            await ledger.top_up(acct, amount)
+    with pytest.raises(NotFound):
+        await ledger.top_up(2**31 - 1, 400)
+    assert await ledger.top_up(acct, 400, "goodwill") == 1400
+    assert await ledger.balances(acct) == (1400, 600)
     await _assert_conserved(ledger, acct)
+
+
+async def test_the_account_reports_read_the_ledger(db: Database) -> None:
+    """What ``accounts show`` and ``/api/usage/`` list: entries, open holds, finished charges."""
+    ledger, acct = await _account(db)
+    open_hold = await ledger.hold(acct, 500, kind="chat", model="gpt-4o-mini")
+    done = await ledger.hold(acct, 1000, kind="speech", model="tts-1")
+    await ledger.settle(done.charge_id, 300, UsageRecord(units=12, served_by="up"))
+    assert await ledger.open_holds(acct) == 1
+    kinds = [(e.kind, e.amount, e.held, e.charge_id) for e in await ledger.recent_entries(acct)]
+    assert kinds == [
+        ("settle", -300, -1000, done.charge_id),
+        ("hold", 0, 1000, done.charge_id),
+        ("hold", 0, 500, open_hold.charge_id),
+        ("topup", 1_000_000_000, 0, None),
+    ]
+    assert len(await ledger.recent_entries(acct, limit=2)) == 2
+    [row] = await ledger.usage(acct)  # the open hold is not usage yet
+    assert (row.id, row.kind, row.model, row.status, row.cost) == (
+        done.charge_id,
+        "speech",
+        "tts-1",
+        "settled",
+        300,
+    )
+    assert (row.units, row.served_by, row.estimated, row.prompt_tokens) == (12, "up", False, None)
+    assert row.created_at.tzinfo is not None
 
 
 async def test_sweeper_releases_only_expired_holds(db: Database) -> None:

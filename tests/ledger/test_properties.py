@@ -1,4 +1,5 @@
-"""Property: any sequence of top-ups, holds, settles, releases and refunds conserves money."""
+"""Property: any sequence of top-ups, holds, settles, releases and refunds conserves money, on
+SQLite and PostgreSQL (the shared test database: each example has an account of its own)."""
 
 from __future__ import annotations
 
@@ -23,13 +24,14 @@ op = st.one_of(
 
 
 @settings(
-    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    # 100 sequences of up to 30 steps: about 3 s on SQLite and 10 s on PostgreSQL on 2 busy cores
+    max_examples=100,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(ops=st.lists(op, max_size=30))
-def test_random_sequences_conserve_money(
-    sqlite_db: Database, ops: list[tuple[object, ...]]
-) -> None:
-    asyncio.run(_check(sqlite_db.url, ops))
+def test_random_sequences_conserve_money(db: Database, ops: list[tuple[object, ...]]) -> None:
+    asyncio.run(_check(db.url, ops))
 
 
 async def _check(url: str, ops: list[tuple[object, ...]]) -> None:

@@ -182,6 +182,7 @@ def test_seed_style_speech_mp3_and_errors(local_gateway: Gateway) -> None:
         json={"model": "tts-1", "input": "hi", "voice": "nobody"},
     )
     assert unknown.status_code == 400 and "voice" in unknown.json()["error"]["message"]
+    assert unknown.json()["error"]["param"] == "voice"
     assert gw.balance_nano() == before
 
 

@@ -120,3 +120,18 @@ def test_control_character_is_a_400_before_any_money_moves(tmp_path: Path) -> No
             timeout=30,
         )
         assert ok.status_code == 200 and up.calls == 1
+
+
+@pytest.mark.parametrize("path", ["/v1/audio/speech", "/api/texttospeech/"])
+def test_unknown_voice_is_a_400_naming_voice_and_costs_nothing(path: str, tmp_path: Path) -> None:
+    """The local engine refuses the voice; the 400 names the field the engine named."""
+    with running_gateway(
+        tmp_path, database_url("sqlite", tmp_path), {}, [], local_speech=True
+    ) as gw:
+        before = gw.balance_nano()
+        body = {"model": "tts-1", "input": "Hello.", "voice": "darth"}
+        response = requests.post(gw.url + path, headers=gw.headers(), json=body, timeout=30)
+        assert response.status_code == 400, response.text
+        error = response.json()["error"]
+        assert error["param"] == "voice" and "unknown voice 'darth'" in error["message"]
+        assert gw.balance_nano() == before and gw.held_nano() == 0

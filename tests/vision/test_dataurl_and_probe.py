@@ -9,7 +9,7 @@ import os
 import pytest
 
 from minitoolai.errors import InvalidRequest, PayloadTooLarge
-from minitoolai.vision import FetchPolicy, load_image, parse_image_part, probe_image
+from minitoolai.vision import FetchPolicy, load_image, probe_image
 from minitoolai.vision.headers import header_size, sniff_format
 
 from .helpers import make_animated_gif, make_image, png_header_only
@@ -136,33 +136,3 @@ def test_broken_headers_are_400(data: bytes) -> None:
 def test_image_repr_does_not_dump_bytes() -> None:
     image = probe_image(make_image("PNG", (2, 2)), max_pixels=100)
     assert "data=" not in repr(image) and "png" in repr(image)
-
-
-# --------------------------------------------------------------------------- message parts
-
-
-def test_parse_image_part_shapes() -> None:
-    part = parse_image_part({"type": "image_url", "image_url": {"url": "http://x/a.png"}})
-    assert (part.url, part.detail) == ("http://x/a.png", "auto")
-    part = parse_image_part({"type": "image_url", "image_url": {"url": "u", "detail": "low"}})
-    assert part.detail == "low"
-    assert parse_image_part({"type": "image_url", "image_url": "http://x/b.gif"}).detail == "auto"
-
-
-@pytest.mark.parametrize(
-    "part",
-    [
-        {"type": "image_url"},
-        {"type": "image_url", "image_url": {}},
-        {"type": "image_url", "image_url": {"url": 5}},
-        {"type": "image_url", "image_url": {"url": "u", "detail": "ultra"}},
-        {"type": "image_url", "image_url": ["u"]},
-    ],
-)
-def test_parse_image_part_rejects(part: dict[str, object]) -> None:
-    with pytest.raises(InvalidRequest) as info:
-        parse_image_part(part)
-    assert info.value.param == "messages"
-    image_url = part.get("image_url")
-    bad_detail = isinstance(image_url, dict) and "detail" in image_url
-    assert info.value.code == ("invalid_image_detail" if bad_detail else "invalid_image_url")

@@ -1,4 +1,9 @@
-"""Accounts and their API keys: what the operator CLI and the admin API do."""
+"""Accounts and their API keys: what the operator CLI and the admin API do.
+
+The account and key rows are written here. Money is the ledger's: only it changes an account's
+balance (this module reads it with the row, for display), and charges and entries are read
+through it.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +11,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import desc, func, insert, select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from minitoolai.accounts.keys import VISIBLE, generate_key, hash_key, visible_prefix
 from minitoolai.clock import as_utc, utcnow
 from minitoolai.errors import Conflict, InvalidRequest, NotFound
 from minitoolai.infra.db import Database
-from minitoolai.infra.tables import accounts, api_keys, charges, ledger_entries
+from minitoolai.infra.tables import accounts, api_keys
 from minitoolai.ledger.service import Ledger, check_amount
 from minitoolai.money import nano_to_usd
 
@@ -113,62 +118,28 @@ class AccountService:
             raise NotFound(f"no account named {name!r}")
         return Account(row.id, row.name, int(row.balance), int(row.held), row.created_at)
 
-    async def get_by_id(self, account_id: int) -> Account:
-        async with self.db.read() as conn:
-            row = (await conn.execute(select(accounts).where(accounts.c.id == account_id))).first()
-        if row is None:
-            raise NotFound("no such account")
-        return Account(row.id, row.name, int(row.balance), int(row.held), row.created_at)
-
     async def all(self) -> list[Account]:
         async with self.db.read() as conn:
             rows = (await conn.execute(select(accounts).order_by(accounts.c.name))).all()
         return [Account(r.id, r.name, int(r.balance), int(r.held), r.created_at) for r in rows]
 
     async def recent_entries(self, account_id: int, limit: int = 20) -> list[dict[str, Any]]:
-        async with self.db.read() as conn:
-            rows = (
-                await conn.execute(
-                    select(ledger_entries)
-                    .where(ledger_entries.c.account_id == account_id)
-                    .order_by(desc(ledger_entries.c.id))
-                    .limit(limit)
-                )
-            ).all()
         return [
             {
-                "kind": r.kind,
-                "amount": nano_to_usd(r.amount),
-                "held": nano_to_usd(r.held),
-                "request": r.charge_id,
-                "note": r.note,
-                "created_at": as_utc(r.created_at).isoformat(),
+                "kind": e.kind,
+                "amount": nano_to_usd(e.amount),
+                "held": nano_to_usd(e.held),
+                "request": e.charge_id,
+                "note": e.note,
+                "created_at": as_utc(e.created_at).isoformat(),
             }
-            for r in rows
+            for e in await self.ledger.recent_entries(account_id, limit)
         ]
 
     async def open_holds(self, account_id: int) -> int:
-        async with self.db.read() as conn:
-            return int(
-                (
-                    await conn.execute(
-                        select(func.count()).where(
-                            charges.c.account_id == account_id, charges.c.status == "held"
-                        )
-                    )
-                ).scalar_one()
-            )
+        return await self.ledger.open_holds(account_id)
 
     async def usage(self, account_id: int, limit: int = 50) -> list[dict[str, Any]]:
-        async with self.db.read() as conn:
-            rows = (
-                await conn.execute(
-                    select(charges)
-                    .where(charges.c.account_id == account_id, charges.c.status != "held")
-                    .order_by(desc(charges.c.created_at))
-                    .limit(limit)
-                )
-            ).all()
         return [
             {
                 "id": r.id,
@@ -180,11 +151,11 @@ class AccountService:
                 "prompt_tokens": r.prompt_tokens,
                 "completion_tokens": r.completion_tokens,
                 "units": r.units,
-                "estimated": bool(r.usage_estimated),
-                "cost": nano_to_usd(int(r.cost or 0)),
+                "estimated": r.estimated,
+                "cost": nano_to_usd(r.cost),
                 "created_at": as_utc(r.created_at).isoformat(),
             }
-            for r in rows
+            for r in await self.ledger.usage(account_id, limit)
         ]
 
     # -- keys --------------------------------------------------------------------------------

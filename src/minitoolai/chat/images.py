@@ -8,16 +8,9 @@ reach into the operator's network, and the image tokens enter the hold before an
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
-from minitoolai.vision import (
-    FetchPolicy,
-    ImageInput,
-    Resolver,
-    image_tokens,
-    load_image,
-    parse_image_part,
-)
+from minitoolai.chat.schemas import ImageURL, Message
+from minitoolai.vision import FetchPolicy, ImageInput, Resolver, image_tokens, load_image
 
 
 class ImageResolver:
@@ -35,21 +28,14 @@ class ImageResolver:
         async with self._slots:
             return await load_image(url, self.policy, resolver=self.resolver)
 
-    async def __call__(
-        self, model: str, messages: list[dict[str, Any]]
-    ) -> tuple[list[dict[str, Any]], int]:
-        """Messages with every image part inlined, and the image tokens they cost."""
-        parts = [
-            part
-            for message in messages
-            if isinstance(message.get("content"), list)
-            for part in message["content"]
-            if isinstance(part, dict) and part.get("type") == "image_url"
-        ]
-        refs = [parse_image_part(p) for p in parts]
-        images = await asyncio.gather(*(self._load(ref.url) for ref in refs))
+    async def __call__(self, model: str, messages: list[Message]) -> int:
+        """Inline every image part of ``messages`` (in place, as a ``data:`` URL with its
+        ``detail``) and return the image tokens they cost."""
+        parts = [part for message in messages for part in message.images()]
+        images = await asyncio.gather(*(self._load(part.image_url.url) for part in parts))
         tokens = 0
-        for part, ref, image in zip(parts, refs, images, strict=True):
-            part["image_url"] = {"url": image.data_url(), "detail": ref.detail}
-            tokens += image_tokens(model, image.width, image.height, ref.detail)
-        return messages, tokens
+        for part, image in zip(parts, images, strict=True):
+            detail = part.image_url.detail
+            part.image_url = ImageURL(url=image.data_url(), detail=detail)
+            tokens += image_tokens(model, image.width, image.height, detail)
+        return tokens

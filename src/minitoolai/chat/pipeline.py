@@ -1,11 +1,12 @@
-"""One chat request's life: validate -> hold -> pick a deployment -> stream -> settle.
+"""One chat request's life: validate -> hold -> pick a deployment -> answer -> settle.
 
-The money rules live here and nowhere else:
+The money rules live here and in ``chat.answer``, nowhere else:
 - the hold is the worst case (prompt estimate + ``max_completion_tokens`` at the model's price)
   and is taken before any engine is called; 402 if the balance cannot cover it;
-- deployments are tried in the router's order until one produces a first chunk; if none does,
-  the hold is released (the client pays nothing) and the client gets a 502;
-- a finished stream settles on the usage the engine reported; a stream cut short (client
+- deployments are tried in the router's order until one produces a first chunk
+  (``routing.failover``); if none does, the hold is released (the client pays nothing) and the
+  client gets the failover's error (502, 429 or 400);
+- a finished answer settles on the usage the engine reported; one cut short (client
   disconnect, upstream failure mid-way) settles on what was generated, counted by the engine's
   tokenizer when its usage never came, and the charge is marked estimated;
 - the usage the client is shown is the usage it was charged for.
@@ -13,41 +14,32 @@ The money rules live here and nowhere else:
 
 from __future__ import annotations
 
-import logging
 import math
-import secrets
-import time
-from collections.abc import AsyncIterator, Awaitable
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 import anyio
 
 from minitoolai.accounts.auth import Principal
+from minitoolai.catalog import CHAT_MODELS
+from minitoolai.chat.answer import ChatAnswer, LiveAnswer, ReplayedAnswer
 from minitoolai.chat.images import ImageResolver
-from minitoolai.chat.schemas import ChatRequest
+from minitoolai.chat.schemas import ChatRequest, Message
 from minitoolai.chat.tokens import REPLY_PRIMING, count_messages, text_size
-from minitoolai.chat.wire import completion
-from minitoolai.engines.base import ChatChunk, ChatEngine, ChatParams, Usage
-from minitoolai.engines.errors import EngineBusy, EngineError, EngineRejected
-from minitoolai.engines.openai_compat import OpenAICompatEngine
+from minitoolai.engines.base import ChatChunk, ChatEngine, ChatParams
 from minitoolai.errors import (
     InsufficientCredit,
     InvalidRequest,
-    RateLimited,
     ServiceUnavailable,
     UnsupportedInput,
-    UpstreamError,
 )
 from minitoolai.ledger.idempotency import IdempotencyKey
-from minitoolai.ledger.pricing import CHAT_MODELS, Price, PriceTable
-from minitoolai.ledger.service import Hold, Ledger, UsageRecord
+from minitoolai.ledger.pricing import Price, PriceTable
+from minitoolai.ledger.service import Ledger
 from minitoolai.money import nano_to_usd
-from minitoolai.observability import CHARGED, TOKENS, UPSTREAM_FAILURES
+from minitoolai.routing.failover import failover
 from minitoolai.routing.router import Deployment, Router
 from minitoolai.vision import image_tokens_floor
-
-log = logging.getLogger("minitoolai.chat")
 
 #: Safety margin on the prompt estimate in the hold, for tokenizers that count a little
 #: differently from ours. The settlement uses the engine's own count.
@@ -65,172 +57,6 @@ class Prepared:
     hold_amount: int
     price: Price
     candidates: list[Deployment[ChatEngine]]
-
-
-@dataclass
-class ChatRun:
-    """A request with its money held and a deployment answering."""
-
-    service: ChatService
-    principal: Principal
-    prepared: Prepared
-    hold: Hold
-    deployment: Deployment[ChatEngine] | None = None
-    id: str = field(default_factory=lambda: "chatcmpl-" + secrets.token_urlsafe(18))
-    created: int = field(default_factory=lambda: int(time.time()))
-    model: str = ""
-    fingerprint: str = ""
-    text: list[str] = field(default_factory=list)
-    finish_reason: str | None = None
-    usage: Usage | None = None  # what was billed, once settled
-    engine_usage: Usage | None = None
-    settled: bool = False
-    _stream: AsyncIterator[ChatChunk] | None = None
-    _first: ChatChunk | None = None
-
-    @property
-    def public_model(self) -> str:
-        return self.prepared.request.model
-
-    async def open(self, *, whole: bool = False) -> None:
-        """Get a first chunk from some deployment, or release the hold and raise 502/429.
-
-        ``whole``: the client wants one answer, not a stream; engines that can give one
-        (upstreams) are asked for it in a single call.
-        """
-        last_error = "no deployment is configured"
-        busy: EngineBusy | None = None
-        for deployment in self.prepared.candidates:
-            complete = getattr(deployment.engine, "complete", None) if whole else None
-            stream = (
-                _single(complete(self.prepared.params))
-                if complete is not None
-                else deployment.engine.stream(self.prepared.params)
-            )
-            try:
-                first = await anext(stream)
-            except StopAsyncIteration:
-                last_error = f"{deployment.name} returned an empty answer"
-                self.service.router.failed(deployment)
-                continue
-            except EngineBusy as exc:
-                busy = exc
-                continue
-            except EngineRejected as exc:
-                await self._release()
-                raise InvalidRequest(f"The model rejected the request: {exc}") from None
-            except EngineError as exc:
-                last_error = str(exc)
-                log.warning("deployment %s failed before the first byte: %s", deployment.name, exc)
-                UPSTREAM_FAILURES.labels(deployment.name).inc()
-                self.service.router.failed(deployment)
-                continue
-            except BaseException:
-                await self._release()
-                raise
-            self.service.router.succeeded(deployment)
-            self.deployment, self._stream, self._first = deployment, stream, first
-            self.model = first.model or deployment.engine.model_id
-            self.fingerprint = "fp_" + secrets.token_hex(5)
-            return
-        await self._release()
-        if busy is not None:
-            raise RateLimited(
-                f"The model '{self.public_model}' is busy; retry shortly.",
-                retry_after=busy.retry_after,
-            )
-        raise UpstreamError(f"No deployment of '{self.public_model}' could answer: {last_error}")
-
-    async def chunks(self) -> AsyncIterator[ChatChunk]:
-        """The answer as it arrives; ``usage`` chunks are kept back for billing."""
-        assert self._stream is not None and self._first is not None
-        first, self._first = self._first, None
-        pending: list[ChatChunk] = [first]
-        while True:
-            if pending:
-                chunk = pending.pop()
-            else:
-                try:
-                    chunk = await anext(self._stream)
-                except StopAsyncIteration:
-                    return
-            if chunk.usage is not None:
-                self.engine_usage = chunk.usage
-            if chunk.content:
-                self.text.append(chunk.content)
-            if chunk.finish_reason:
-                self.finish_reason = chunk.finish_reason
-            if chunk.content or chunk.finish_reason or chunk.role:
-                yield chunk
-
-    async def settle(self, *, keep_result: bool = False) -> Usage:
-        """Charge for what was generated; safe to call more than once.
-
-        With ``keep_result`` the finished completion is stored with the charge, so an
-        idempotent retry is answered with it instead of being billed again.
-        """
-        if self.settled:
-            assert self.usage is not None
-            return self.usage
-        self.settled = True
-        estimated = self.engine_usage is None
-        if self.engine_usage is not None:
-            usage = self.engine_usage
-        else:
-            engine = self.deployment.engine if self.deployment else None
-            text = "".join(self.text)
-            completion = engine.count_tokens(text) if (engine and text) else 0
-            usage = Usage(self.prepared.prompt_tokens, completion)
-        cost = self.prepared.price.tokens(usage.prompt_tokens, usage.completion_tokens)
-        result = self.completion(usage) if keep_result else None
-        outcome = await self.service.ledger.settle(
-            self.hold.charge_id,
-            cost,
-            UsageRecord(
-                prompt_tokens=usage.prompt_tokens,
-                completion_tokens=usage.completion_tokens,
-                estimated=estimated,
-                served_by=self.deployment.name if self.deployment else None,
-                result=result,
-            ),
-        )
-        if outcome.cost < cost:  # capped at the hold: show what was really charged
-            log.error("charge %s capped at its hold", self.hold.charge_id)
-        self.usage = usage
-        CHARGED.labels(self.public_model).inc(outcome.cost)
-        TOKENS.labels(self.public_model, "prompt").inc(usage.prompt_tokens)
-        TOKENS.labels(self.public_model, "completion").inc(usage.completion_tokens)
-        return usage
-
-    def completion(self, usage: Usage) -> dict[str, Any]:
-        return completion(
-            self.id,
-            self.created,
-            self.model,
-            self.fingerprint,
-            "".join(self.text),
-            self.finish_reason,
-            usage,
-        )
-
-    async def close(self) -> None:
-        """Always called last, even when cancelled: settle what is owed, stop the engine."""
-        with anyio.CancelScope(shield=True):
-            if self._stream is not None:
-                try:
-                    await self._stream.aclose()  # type: ignore[attr-defined]
-                except Exception:  # a broken upstream must not block the settlement
-                    log.debug("closing the engine stream failed", exc_info=True)
-            if not self.settled:
-                try:
-                    await self.settle()
-                except Exception:  # the sweeper will release the hold; log loudly
-                    log.exception("settling %s failed", self.hold.charge_id)
-
-    async def _release(self) -> None:
-        with anyio.CancelScope(shield=True):
-            self.settled = True
-            await self.service.ledger.release(self.hold.charge_id)
 
 
 class ChatService:
@@ -272,7 +98,7 @@ class ChatService:
             )
         principal.check_model(model)
         candidates = self.router.candidates(model)
-        messages = request.message_dicts()
+        messages = request.messages
         price = self.prices[model]
         images = request.image_count()
         if images:
@@ -297,7 +123,7 @@ class ChatService:
             await self._affordable(principal, messages, images, request, price)
         if images:
             assert self.image_resolver is not None
-            messages, image_tokens = await self.image_resolver(model, messages)
+            image_tokens = await self.image_resolver(model, messages)
         else:
             image_tokens = 0
         if heavy:
@@ -341,7 +167,7 @@ class ChatService:
     async def _affordable(
         self,
         principal: Principal,
-        messages: list[dict[str, Any]],
+        messages: list[Message],
         images: int,
         request: ChatRequest,
         price: Price,
@@ -362,15 +188,20 @@ class ChatService:
                 f"and the available balance is US${nano_to_usd(available)}."
             )
 
-    async def start(
+    async def answer(
         self,
         principal: Principal,
         prepared: Prepared,
         idempotency: IdempotencyKey | None = None,
         *,
         whole: bool = False,
-    ) -> ChatRun | Hold:
-        """Hold the money and open a stream. A replayed idempotent request returns its Hold."""
+    ) -> ChatAnswer:
+        """Hold the money and get a deployment answering; a replayed idempotent request is
+        answered with what it was answered before (a 409 when nothing was kept).
+
+        ``whole``: the client wants one answer, not a stream (see ``ChatEngine.complete``).
+        The completion is kept for retries only when there is an idempotency key.
+        """
         hold = await self.ledger.hold(
             principal.account_id,
             prepared.hold_amount,
@@ -380,15 +211,28 @@ class ChatService:
             idempotency=idempotency,
         )
         if hold.is_replay:
-            return hold
-        run = ChatRun(self, principal, prepared, hold)
+            return ReplayedAnswer(hold.stored_answer())
+        params = prepared.params
+
+        def ask(engine: ChatEngine) -> AsyncIterator[ChatChunk]:
+            return engine.complete(params) if whole else engine.stream(params)
+
         try:
-            await run.open(whole=whole)
-        except BaseException:
-            if not run.settled:  # cancelled between the hold and the first try
-                await run._release()
+            answering = await failover(
+                self.router, prepared.candidates, ask, model=prepared.request.model
+            )
+        except BaseException:  # nobody answered, or cancelled: the client pays nothing
+            with anyio.CancelScope(shield=True):
+                await self.ledger.release(hold.charge_id)
             raise
-        return run
+        return LiveAnswer(
+            self.ledger,
+            hold.charge_id,
+            prepared.price,
+            prepared.prompt_tokens,
+            answering,
+            keep_result=idempotency is not None,
+        )
 
 
 #: Prompts above this many characters are tokenized in a thread, after the credit pre-check.
@@ -400,29 +244,14 @@ _TOKENIZERS = anyio.CapacityLimiter(2)
 
 
 def _count(
-    messages: list[dict[str, Any]], model: str, candidates: list[Deployment[ChatEngine]]
+    messages: list[Message], model: str, candidates: list[Deployment[ChatEngine]]
 ) -> tuple[int, int]:
     """Our count of the prompt's text tokens, and the largest any candidate engine would
-    count (the hold's estimate). Tokenizes each text once per distinct tokenizer."""
+    count (the hold's estimate)."""
     text_tokens = count_messages(messages, model)
     estimate = text_tokens
     for deployment in candidates:
-        if not isinstance(deployment.engine, OpenAICompatEngine):
-            estimate = max(estimate, _estimate(deployment.engine, messages))
+        own = deployment.engine.estimate_prompt_tokens(messages)
+        if own is not None:
+            estimate = max(estimate, own)
     return text_tokens, estimate
-
-
-async def _single(answer: Awaitable[ChatChunk]) -> AsyncIterator[ChatChunk]:
-    """A whole answer, shaped as a one-chunk stream for the rest of the pipeline."""
-    yield await answer
-
-
-def _estimate(engine: ChatEngine, messages: list[dict[str, Any]]) -> int:
-    """Prompt tokens as a local engine's tokenizer would count them (an upper-bound estimate)."""
-    text = "".join(
-        m["content"]
-        if isinstance(m.get("content"), str)
-        else "".join(p.get("text", "") for p in m.get("content") or [] if isinstance(p, dict))
-        for m in messages
-    )
-    return engine.count_tokens(text) + 8 * len(messages) + 16

@@ -5,11 +5,11 @@ Only the request is a pydantic model: responses are built as plain dicts/bytes o
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-DEFAULT_MAX_COMPLETION_TOKENS = 1000
+from minitoolai.catalog import CHAT_DEFAULT_MAX_COMPLETION_TOKENS
 
 
 class _Model(BaseModel):
@@ -27,6 +27,9 @@ class ImageURL(_Model):
 
 
 class ImagePart(_Model):
+    """An image of a user message; validated here once, fetched and inlined by
+    ``chat.images.ImageResolver``."""
+
     type: Literal["image_url"]
     image_url: ImageURL
 
@@ -55,6 +58,16 @@ class Message(BaseModel):
         if isinstance(self.content, list):
             return [p for p in self.content if isinstance(p, ImagePart)]
         return []
+
+
+def text_of(message: Message) -> str:
+    """What a message says in words: its text, or its text parts one per line."""
+    content = message.content
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    return "\n".join(part.text for part in content if isinstance(part, TextPart))
 
 
 class StreamOptions(_Model):
@@ -92,16 +105,13 @@ class ChatRequest(_Model):
 
     @property
     def completion_limit(self) -> int:
-        return self.max_completion_tokens or self.max_tokens or DEFAULT_MAX_COMPLETION_TOKENS
+        return self.max_completion_tokens or self.max_tokens or CHAT_DEFAULT_MAX_COMPLETION_TOKENS
 
     @property
     def stop_list(self) -> list[str] | None:
         if self.stop is None:
             return None
         return [self.stop] if isinstance(self.stop, str) else list(self.stop)
-
-    def message_dicts(self) -> list[dict[str, Any]]:
-        return [m.model_dump(exclude_none=True) for m in self.messages]
 
     def has_images(self) -> bool:
         return any(m.images() for m in self.messages)

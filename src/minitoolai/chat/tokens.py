@@ -12,12 +12,16 @@ import functools
 import gzip
 import hashlib
 import os
+from collections.abc import Iterable, Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import orjson
 import tiktoken
+from pydantic import BaseModel
+
+from minitoolai.chat.schemas import Message, TextPart
 
 _PUBLIC = "https://openaipublic.blob.core.windows.net/encodings/{}.tiktoken"
 #: chat formatting overhead, as OpenAI documents it for gpt-4o: per message, and for the reply
@@ -80,7 +84,17 @@ def count_text(text: str, model: str = "gpt-4o") -> int:
     return encoded_length(encoding_for(model), text)
 
 
-def count_messages(messages: list[dict[str, Any]], model: str = "gpt-4o") -> int:
+#: a conversation: the request's validated messages, or the JSON an upstream receives
+Conversation = Sequence[Message] | Sequence[Mapping[str, Any]]
+
+
+def _fields(message: Message | Mapping[str, Any]) -> Iterable[tuple[str, Any]]:
+    """A message's fields with a value, as the upstream receives them (``exclude_none``)."""
+    pairs = message.items() if isinstance(message, Mapping) else message  # a model: its fields
+    return ((key, value) for key, value in pairs if value is not None)
+
+
+def count_messages(messages: Conversation, model: str = "gpt-4o") -> int:
     """Prompt tokens of a conversation, with OpenAI's per-message overhead.
 
     Every field that is forwarded is counted: fields other than the text (``tool_calls``,
@@ -92,21 +106,21 @@ def count_messages(messages: list[dict[str, Any]], model: str = "gpt-4o") -> int
     total = REPLY_PRIMING
     for message in messages:
         total += TOKENS_PER_MESSAGE
-        for key, value in message.items():
+        for key, value in _fields(message):
             if key == "content":
                 total += sum(encoded_length(enc, t) for t in _texts(value))
             elif key == "name" and isinstance(value, str):
                 total += TOKENS_PER_NAME + encoded_length(enc, value)
             elif isinstance(value, str):
                 total += encoded_length(enc, value)
-            elif value is not None:
+            else:
                 total += encoded_length(enc, orjson.dumps(value).decode())
     return total
 
 
-def text_size(messages: list[dict[str, Any]]) -> int:
+def text_size(messages: Conversation) -> int:
     """Characters of every string in the conversation (an O(n) walk, no tokenizing)."""
-    return sum(_size(value) for message in messages for value in message.values())
+    return sum(_size(value) for message in messages for _, value in _fields(message))
 
 
 def _size(value: Any) -> int:
@@ -116,6 +130,8 @@ def _size(value: Any) -> int:
         return sum(_size(v) for v in value.values())
     if isinstance(value, list):
         return sum(_size(v) for v in value)
+    if isinstance(value, BaseModel):  # a content part
+        return sum(_size(v) for _, v in value)
     return 8
 
 
@@ -123,5 +139,9 @@ def _texts(content: Any) -> list[str]:
     if isinstance(content, str):
         return [content]
     if isinstance(content, list):
-        return [p["text"] for p in content if isinstance(p, dict) and p.get("type") == "text"]
+        return [
+            part.text if isinstance(part, TextPart) else part["text"]
+            for part in content
+            if isinstance(part, TextPart) or (isinstance(part, dict) and part.get("type") == "text")
+        ]
     return []

@@ -1,7 +1,7 @@
 """Chat responses on the wire: the seed's SSE chunks and OpenAI's ``chat.completion``.
 
 Chunks are built from a byte prefix computed once per completion, so a streamed token costs
-one small ``orjson.dumps`` of its delta and a few byte joins.
+one small ``orjson.dumps`` of its text and one byte join.
 """
 
 from __future__ import annotations
@@ -11,8 +11,10 @@ from typing import Any
 import orjson
 
 from minitoolai.engines.base import Usage
+from minitoolai.errors import APIError
 
 DONE = b"data: [DONE]\n\n"
+_TEXT_TAIL = b'},"logprobs":null,"finish_reason":null}],"usage":null}\n\n'
 
 
 def usage_dict(usage: Usage) -> dict[str, Any]:
@@ -45,6 +47,14 @@ class ChunkWriter:
             }
         )
         self._head = b"data: " + head[:-1] + b',"choices":'
+        # the event of nearly every token: everything but the text, joined once
+        self._text_head = self._head + b'[{"index":0,"delta":{"content":'
+        self._text_role_head = self._head + b'[{"index":0,"delta":{"role":"assistant","content":'
+
+    def text(self, text: str, *, with_role: bool = False) -> bytes:
+        """``delta({"content": text})`` (with the role first if asked), without the dict."""
+        head = self._text_role_head if with_role else self._text_head
+        return head + orjson.dumps(text) + _TEXT_TAIL
 
     def delta(self, delta: dict[str, Any], finish_reason: str | None = None) -> bytes:
         choice = (
@@ -57,9 +67,9 @@ class ChunkWriter:
         return self._head + b'[],"usage":' + orjson.dumps(usage_dict(usage)) + b"}\n\n"
 
     @staticmethod
-    def error(message: str, kind: str = "upstream_error") -> bytes:
-        body = {"error": {"message": message, "type": kind, "param": None, "code": None}}
-        return b"data: " + orjson.dumps(body) + b"\n\n"
+    def error(error: APIError) -> bytes:
+        """An error once the stream has started: an event in OpenAI's error shape."""
+        return b"data: " + orjson.dumps(error.to_dict()) + b"\n\n"
 
 
 def completion(
@@ -93,29 +103,3 @@ def completion(
         "service_tier": "default",
         "system_fingerprint": fingerprint,
     }
-
-
-def replay_events(stored: dict[str, Any], include_usage: bool, with_role: bool) -> list[bytes]:
-    """An idempotent retry of a stream: the stored completion, streamed again, not re-billed."""
-    writer = ChunkWriter(
-        stored["id"], stored["created"], stored["model"], stored.get("system_fingerprint") or ""
-    )
-    choice = stored["choices"][0]
-    delta: dict[str, Any] = {"content": choice["message"]["content"]}
-    if with_role:
-        delta = {"role": "assistant", **delta}
-    events = [writer.delta(delta), writer.delta({}, choice["finish_reason"])]
-    if include_usage:
-        u = stored["usage"]
-        events.append(
-            writer.usage(
-                Usage(
-                    u["prompt_tokens"],
-                    u["completion_tokens"],
-                    u["prompt_tokens_details"]["cached_tokens"],
-                    u["completion_tokens_details"]["reasoning_tokens"],
-                )
-            )
-        )
-    events.append(DONE)
-    return events

@@ -1,8 +1,11 @@
-"""The contract every chat and speech engine meets, upstream or local.
+"""Every engine contract: chat, speech and images, upstream or local.
 
 The chat pipeline (hold -> stream -> settle) knows nothing about where tokens come from: an
-OpenAI-compatible upstream and an in-process llama.cpp model both yield ``ChatChunk`` values.
-The wire format (seed SSE, OpenAI JSON) is built from these by the HTTP layer.
+OpenAI-compatible upstream and an in-process llama.cpp model both yield ``ChatChunk`` values,
+and it asks every engine the same questions (``stream``, ``complete``,
+``estimate_prompt_tokens``, ``count_tokens``); the protocol's defaults answer the optional ones.
+A speech engine yields encoded audio bytes; an image engine turns an ``ImageSpec`` into a
+``GeneratedImage`` in a worker's thread.
 """
 
 from __future__ import annotations
@@ -10,6 +13,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+from minitoolai.chat.schemas import Message, text_of
 
 
 @dataclass(slots=True)
@@ -28,11 +33,13 @@ class Usage:
 class ChatParams:
     """A validated chat request, in OpenAI's vocabulary, as an engine receives it.
 
-    ``messages`` are OpenAI-format dicts; image parts already hold ``data:`` URLs (the server
-    fetched them), so an engine never reaches into the operator's network.
+    ``messages`` are the request's validated messages; image parts already hold ``data:`` URLs
+    (the server fetched them), so an engine never reaches into the operator's network.
+    ``extra``: llama.cpp sampler settings without an OpenAI name (see
+    ``engines.llamacpp.generation.Sampling``); the HTTP API never sets them.
     """
 
-    messages: list[dict[str, Any]]
+    messages: list[Message]
     max_tokens: int
     temperature: float = 1.0
     top_p: float | None = None
@@ -65,6 +72,9 @@ class ChatEngine(Protocol):
     ``stream`` must raise ``EngineUnavailable`` (see ``minitoolai.engines.errors``) *before the
     first chunk* when it cannot answer at all, so the router may try another deployment; it must
     stop its work promptly when the consumer stops iterating (``aclose``/cancellation).
+
+    Engines subclass this protocol to inherit the defaults of ``complete`` and
+    ``estimate_prompt_tokens``.
     """
 
     #: the model id that really answers, e.g. ``smollm2-135m-instruct``
@@ -73,6 +83,25 @@ class ChatEngine(Protocol):
     accepts_images: bool
 
     def stream(self, params: ChatParams) -> AsyncIterator[ChatChunk]: ...
+
+    def complete(self, params: ChatParams) -> AsyncIterator[ChatChunk]:
+        """The answer for a client that wants it whole, with the same errors as ``stream``.
+
+        By default the stream itself, which the pipeline gathers: a client that leaves half-way
+        pays for what was generated so far. An upstream overrides it with one non-streamed call
+        (one chunk, one JSON parse instead of one per token).
+        """
+        return self.stream(params)
+
+    def estimate_prompt_tokens(self, messages: list[Message]) -> int | None:
+        """This engine's count of the prompt's tokens, at most (it goes into the hold); None
+        when the pipeline's own count (OpenAI's tokenizers) is already this engine's.
+
+        By default an upper bound from ``count_tokens`` with a per-message allowance for the
+        chat template.
+        """
+        text = "".join(text_of(m) for m in messages)
+        return self.count_tokens(text) + 8 * len(messages) + 16
 
     def count_tokens(self, text: str) -> int:
         """Tokens in ``text`` by this engine's own tokenizer (for billing a cut-off stream)."""
@@ -97,3 +126,67 @@ class SpeechEngine(Protocol):
         ...
 
     async def aclose(self) -> None: ...
+
+
+# -- images: a worker runs one request to one image, in a thread off the event loop -------------
+
+
+@dataclass(frozen=True, slots=True)
+class ImageSpec:
+    """One text-to-image request as an engine receives it.
+
+    The API layer checked names and ranges and filled in the seed's defaults (from
+    ``minitoolai.catalog``), so an engine defaults nothing itself.
+    """
+
+    model: str
+    prompt: str
+    scheduler: str
+    steps: int
+    cfg_scale: float
+    width: int
+    height: int
+    negative_prompt: str = ""
+    #: ``None`` draws a random seed; the one used comes back in ``GeneratedImage.seed``
+    seed: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GeneratedImage:
+    #: a ``PIL.Image.Image`` (typed loosely so that the contracts never import Pillow)
+    image: Any
+    #: the seed that reproduces this image (same model, settings and device type)
+    seed: int
+    width: int
+    height: int
+    model: str
+    scheduler: str
+    steps: int
+    cfg_scale: float
+    #: UNet evaluations the sampler made (2nd-order samplers make about two per step)
+    denoise_calls: int
+    elapsed_s: float
+
+
+class ProgressCallback(Protocol):
+    def __call__(self, fraction: float, /) -> None: ...
+
+
+class ImageEngine(Protocol):
+    """Something that turns an ``ImageSpec`` into an image. Blocking: seconds to minutes.
+
+    ``generate`` raises ``EngineUnavailable`` when it cannot run the job at all (weights missing:
+    retrying will not help) and ``EngineError`` or ``ValueError`` for a request it cannot serve.
+    """
+
+    def loaded_models(self) -> list[str]:
+        """Model names whose weights are loaded now, so a worker can prefer their jobs."""
+        ...
+
+    def generate(
+        self, spec: ImageSpec, on_progress: ProgressCallback | None = None
+    ) -> GeneratedImage:
+        """``on_progress`` gets the fraction done, in (0, 1], after each step; an exception it
+        raises aborts the generation and propagates (that is how a worker stops a lost job).
+        """
+        ...

@@ -1,4 +1,4 @@
-"""Engine failures, translated in one place into the API's errors by the router."""
+"""Engine failures, translated in one place into the API's errors (``routing.failover``)."""
 
 from __future__ import annotations
 
@@ -24,8 +24,13 @@ class EngineBusy(EngineError):
 
 
 class EngineRejected(EngineError):
-    """The engine refused the request itself (4xx upstream, bad input): do not retry."""
+    """The engine refused the request itself (4xx upstream, bad input): do not retry.
 
-    def __init__(self, message: str, status: int = 400) -> None:
+    ``param`` names the request field at fault when the engine knows it (``"voice"``); the
+    client's 400 carries it as is.
+    """
+
+    def __init__(self, message: str, status: int = 400, *, param: str | None = None) -> None:
         super().__init__(message)
         self.status = status
+        self.param = param

@@ -46,8 +46,9 @@ from typing import Any
 import aiohttp
 import orjson
 
+from minitoolai.chat.schemas import Message
 from minitoolai.chat.tokens import count_text
-from minitoolai.engines.base import ChatChunk, ChatParams, Usage
+from minitoolai.engines.base import ChatChunk, ChatEngine, ChatParams, Usage
 from minitoolai.engines.errors import EngineError, EngineRejected, EngineUnavailable
 from minitoolai.redact import redact, register, secret_header_values
 from minitoolai.settings import ProviderConfig
@@ -61,7 +62,8 @@ MAX_TOKENS = 2**53
 def chat_body(params: ChatParams, model: str, stream: bool = True) -> dict[str, Any]:
     body: dict[str, Any] = {
         "model": model,
-        "messages": params.messages,
+        # the validated messages, dumped once, as the client sent them (no nulls added)
+        "messages": [m.model_dump(exclude_none=True) for m in params.messages],
         "stream": stream,
         "max_completion_tokens": params.max_tokens,
         "temperature": params.temperature,
@@ -260,16 +262,22 @@ class ProviderEndpoint:
         return None
 
 
-class OpenAICompatEngine(ProviderEndpoint):
+class OpenAICompatEngine(ProviderEndpoint, ChatEngine):
     accepts_images = True
     path = "/chat/completions"
 
     def count_tokens(self, text: str) -> int:
         return count_text(text, self.model_id)
 
-    async def complete(self, params: ChatParams) -> ChatChunk:
-        """One non-streamed answer (for clients that asked for one): a single JSON parse
-        instead of one per token. Usage comes with every non-streamed OpenAI answer."""
+    def estimate_prompt_tokens(self, messages: list[Message]) -> int | None:
+        return None  # OpenAI's tokenizers count for it: the pipeline's own count is its count
+
+    async def complete(self, params: ChatParams) -> AsyncIterator[ChatChunk]:
+        """One non-streamed answer (for clients that asked for one), as its only chunk: a
+        single JSON parse instead of one per token. Usage comes with every such answer."""
+        yield await self._complete(params)
+
+    async def _complete(self, params: ChatParams) -> ChatChunk:
         body = orjson.dumps(chat_body(params, self.model_id, stream=False))
         response = await self._open(body, whole=True)
         try:

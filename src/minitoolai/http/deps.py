@@ -1,4 +1,6 @@
-"""What route handlers share: the idempotency key of a request, and noticing a client leave."""
+"""What route handlers share: the services, the caller, the idempotency key of a request,
+paths with and without their trailing slash, and noticing a client leave.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +10,31 @@ from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 from starlette.requests import Request
+from starlette.routing import Route
 
+from minitoolai.accounts.auth import Principal
+from minitoolai.bootstrap import Services
 from minitoolai.errors import APIError, InvalidRequest
 from minitoolai.ledger.idempotency import MAX_KEY_LENGTH, IdempotencyKey
 
 T = TypeVar("T")
+
+
+def services(request: Request) -> Services:
+    """The services the lifespan built for this app."""
+    svc: Services = request.app.state.services
+    return svc
+
+
+async def principal(request: Request) -> Principal:
+    """The caller, from its ``Authorization`` header (401 when missing, unknown or expired)."""
+    return await services(request).auth.authenticate(request.headers.get("authorization"))
+
+
+def slashed(path: str, endpoint: object, methods: list[str]) -> list[Route]:
+    """The seed's paths end with a slash; the same path without it must work too."""
+    bare = path.rstrip("/")
+    return [Route(bare + "/", endpoint, methods=methods), Route(bare, endpoint, methods=methods)]  # type: ignore[arg-type]
 
 
 def idempotency(request: Request, body: Any) -> IdempotencyKey | None:

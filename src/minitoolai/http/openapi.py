@@ -21,13 +21,17 @@ from pydantic.json_schema import models_json_schema
 from starlette.requests import Request
 from starlette.responses import Response
 
+from minitoolai.catalog import (
+    IMAGE_MEDIA_TYPES,
+    IMAGE_MODELS,
+    IMAGE_SCHEDULERS,
+    IMAGE_SIZE_RANGE,
+    SPEECH_MEDIA_TYPES,
+)
 from minitoolai.chat.schemas import ChatRequest
-from minitoolai.engines.diffusion.names import MODEL_NAMES, SCHEDULER_NAMES
-from minitoolai.engines.speech.formats import MEDIA_TYPES
 from minitoolai.http.responses import MAX_BODY
 from minitoolai.http.routes.admin import NewAccount, NewKey, Usd
 from minitoolai.images.schemas import JobRef, JobRequest, OpenAIImageRequest
-from minitoolai.images.storage import CONTENT_TYPES
 from minitoolai.speech.schemas import OpenAISpeechRequest, SeedSpeechRequest
 
 Schema = dict[str, Any]
@@ -349,18 +353,18 @@ RESPONSE_SCHEMAS: dict[str, Schema] = {
 
 #: what field validators check in code, stated from the same constants
 VALIDATOR_FACTS: dict[tuple[str, str], Schema] = {
-    ("JobRequest", "model"): {"type": "string", "enum": list(MODEL_NAMES)},
-    ("JobRequest", "scheduler"): _nullable({"type": "string", "enum": list(SCHEDULER_NAMES)}),
+    ("JobRequest", "model"): {"type": "string", "enum": list(IMAGE_MODELS)},
+    ("JobRequest", "scheduler"): _nullable({"type": "string", "enum": list(IMAGE_SCHEDULERS)}),
     ("OpenAIImageRequest", "model"): {
         "type": "string",
-        "enum": list(MODEL_NAMES),
+        "enum": list(IMAGE_MODELS),
         "default": "realvision",
     },
     ("OpenAIImageRequest", "size"): {
         "type": "string",
         "pattern": r"^\d{3,4}x\d{3,4}$",
         "default": "1024x1024",
-        "description": "WIDTHxHEIGHT, each 256 to 1344.",
+        "description": f"WIDTHxHEIGHT, each {IMAGE_SIZE_RANGE[0]} to {IMAGE_SIZE_RANGE[1]}.",
     },
     ("JobRef", "jobid"): {
         "anyOf": [
@@ -497,7 +501,7 @@ def paths() -> dict[str, Schema]:
         "description": "The audio, streamed as it is made; `response_format` picks the type.",
         "content": {
             media: {"schema": {"type": "string", "format": "binary"}}
-            for media in dict.fromkeys(MEDIA_TYPES.values())
+            for media in dict.fromkeys(SPEECH_MEDIA_TYPES.values())
         },
     }
     name = _path_param("name", "the account's name")
@@ -594,7 +598,7 @@ def paths() -> dict[str, Schema]:
                         "description": "the image",
                         "content": {
                             media: {"schema": {"type": "string", "format": "binary"}}
-                            for media in CONTENT_TYPES.values()
+                            for media in IMAGE_MEDIA_TYPES.values()
                         },
                     },
                     **_errors((403, 404)),

@@ -45,11 +45,23 @@ async def on_api_error(_request: Request, exc: Exception) -> Response:
     return error_response(exc)
 
 
+_ROUTING_TYPES = {404: "not_found_error", 405: "invalid_request_error"}
+
+
+class RoutingError(APIError):
+    """Starlette's own refusals (no such path: 404, a method the path lacks: 405), told in the
+    API's error shape with Starlette's status and wording.
+    """
+
+    def __init__(self, exc: HTTPException) -> None:
+        super().__init__(exc.detail)
+        self.status_code = exc.status_code
+        self.error_type = _ROUTING_TYPES.get(exc.status_code, APIError.error_type)
+
+
 async def on_http_error(_request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
-    kind = {404: "not_found_error", 405: "invalid_request_error"}.get(exc.status_code, "api_error")
-    body = {"error": {"message": exc.detail, "type": kind, "param": None, "code": None}}
-    return JSON(body, status_code=exc.status_code)
+    return error_response(RoutingError(exc))
 
 
 async def on_unexpected(_request: Request, exc: Exception) -> Response:

@@ -5,15 +5,15 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from typing import Any
 
+from minitoolai.engines.base import GeneratedImage, ImageEngine, ImageSpec, ProgressCallback
 from minitoolai.engines.errors import EngineUnavailable
 from minitoolai.images.notify import Wakeup, publish_redis
 from minitoolai.images.queue import JobQueue
 from minitoolai.images.service import ImageService
 from minitoolai.images.signing import Signer, load_or_create_secret
 from minitoolai.images.storage import LocalStorage
-from minitoolai.images.worker import ImageEngine, ImageWorker
+from minitoolai.images.worker import ImageWorker
 from minitoolai.infra.db import Database
 from minitoolai.ledger.pricing import PriceTable
 from minitoolai.ledger.service import Ledger
@@ -31,7 +31,9 @@ class UnavailableEngine:
     def loaded_models(self) -> list[str]:
         return []
 
-    def generate(self, spec: Any, on_progress: Any = None) -> Any:
+    def generate(
+        self, spec: ImageSpec, on_progress: ProgressCallback | None = None
+    ) -> GeneratedImage:
         raise EngineUnavailable(self.reason)
 
 
@@ -72,7 +74,9 @@ class LazyEngine:
     def loaded_models(self) -> list[str]:
         return [] if self._engine is None else self._engine.loaded_models()
 
-    def generate(self, spec: Any, on_progress: Any = None) -> Any:
+    def generate(
+        self, spec: ImageSpec, on_progress: ProgressCallback | None = None
+    ) -> GeneratedImage:
         with self._lock:
             if self._engine is None:
                 self._engine = self._factory()
@@ -82,9 +86,9 @@ class LazyEngine:
 def build_image_engine(settings: Settings, config: FileConfig) -> ImageEngine:
     """The configured engine. Importing torch takes seconds: call this off the event loop."""
     if settings.image_engine == "test-pattern":
-        from minitoolai.engines.test_pattern import TestPatternEngine
+        from minitoolai.engines.pattern import PatternEngine
 
-        return TestPatternEngine(step_s=settings.test_pattern_step_s)
+        return PatternEngine(step_s=settings.test_pattern_step_s)
     from minitoolai.engines.diffusion.checkpoints import resolve_checkpoints
 
     checkpoints = resolve_checkpoints(config.image_models)

@@ -63,7 +63,9 @@ FINAL = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
 
 
 @dataclass(slots=True)
-class Job:
+class ImageJob:
+    """One row of ``image_jobs``: what was asked, for whom, and how far it got."""
+
     id: int
     account_id: int
     charge_id: str
@@ -79,7 +81,7 @@ class Job:
     created_at: datetime
 
     @classmethod
-    def from_row(cls, row: Row[Any]) -> Job:
+    def from_row(cls, row: Row[Any]) -> ImageJob:
         return cls(
             id=int(row.id),
             account_id=row.account_id,
@@ -105,7 +107,7 @@ def new_job_id() -> int:
 class JobView:
     """What a poll reports: the job (without its params) and, while queued, its position."""
 
-    job: Job
+    job: ImageJob
     position: int | None
     until: float  # monotonic time after which it is read again
 
@@ -167,7 +169,7 @@ class JobQueue:
             self._keep(view)
 
     @staticmethod
-    def _make_view(job: Job, position: int | None) -> JobView:
+    def _make_view(job: ImageJob, position: int | None) -> JobView:
         ttl = FINAL_POLL_CACHE_S if job.status in FINAL else POLL_CACHE_S
         return JobView(dataclasses.replace(job, params={}), position, time.monotonic() + ttl)
 
@@ -177,7 +179,7 @@ class JobQueue:
         while len(self._views) > POLL_CACHE_ENTRIES:
             self._views.popitem(last=False)
 
-    def changed(self, job_id: int, job: Job | None = None) -> None:
+    def changed(self, job_id: int, job: ImageJob | None = None) -> None:
         """The job changed through this process: drop its poll answer (or keep ``job``'s)."""
         self._views.pop(job_id, None)
         read = self._reads.get(job_id)
@@ -188,7 +190,7 @@ class JobQueue:
 
     async def enqueue(
         self, account_id: int, charge_id: str, model: str, params: dict[str, Any]
-    ) -> Job:
+    ) -> ImageJob:
         job_id = new_job_id()
         async with self.db.write() as conn:
             row = (
@@ -210,14 +212,14 @@ class JobQueue:
             ).one()
             if not self.db.is_sqlite:
                 await conn.execute(text("SELECT pg_notify('minitoolai_jobs', :m)"), {"m": model})
-        return Job.from_row(row)
+        return ImageJob.from_row(row)
 
-    async def get(self, job_id: int) -> Job | None:
+    async def get(self, job_id: int) -> ImageJob | None:
         async with self.db.read() as conn:
             row = (await conn.execute(select(image_jobs).where(image_jobs.c.id == job_id))).first()
-        return None if row is None else Job.from_row(row)
+        return None if row is None else ImageJob.from_row(row)
 
-    async def position(self, job: Job) -> int:
+    async def position(self, job: ImageJob) -> int:
         """How many queued jobs are ahead of this one (0: next), counting at most
         ``MAX_QUEUE_POSITION``: an index range scan that stops there, however long the queue.
         """
@@ -234,7 +236,7 @@ class JobQueue:
             count = await conn.execute(select(func.count()).select_from(ahead))
             return int(count.scalar_one())
 
-    async def claim(self, worker_id: str, prefer: list[str] | None = None) -> Job | None:
+    async def claim(self, worker_id: str, prefer: list[str] | None = None) -> ImageJob | None:
         """Take the next job (one this worker's loaded models serve first), or None.
 
         Also takes running jobs whose lease expired (their worker died), while attempts remain.
@@ -273,7 +275,7 @@ class JobQueue:
             ).first()
         if row is None:
             return None
-        job = Job.from_row(row)
+        job = ImageJob.from_row(row)
         self.changed(job.id, job)
         return job
 
@@ -300,7 +302,7 @@ class JobQueue:
             self.changed(job_id)
         return bool(res.rowcount)
 
-    async def finish(
+    async def finalize(
         self,
         job_id: int,
         status: JobStatus,
@@ -338,7 +340,7 @@ class JobQueue:
         self.changed(job_id)
         return bool(res.rowcount)
 
-    async def abandoned(self) -> list[Job]:
+    async def abandoned(self) -> list[ImageJob]:
         """Running jobs whose lease expired with no attempts left: to be failed and refunded."""
         async with self.db.read() as conn:
             rows = (
@@ -350,4 +352,4 @@ class JobQueue:
                     )
                 )
             ).all()
-        return [Job.from_row(r) for r in rows]
+        return [ImageJob.from_row(r) for r in rows]

@@ -1,4 +1,8 @@
-"""Text-to-image requests: the seed's job API and OpenAI's images API."""
+"""Text-to-image requests: the seed's job API and OpenAI's images API.
+
+Names, ranges and defaults come from ``minitoolai.catalog``; a request gets the same defaults
+whichever model it names.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +11,30 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from minitoolai.engines.diffusion.names import MODEL_NAMES, SCHEDULER_NAMES
+from minitoolai.catalog import (
+    IMAGE_CFG_SCALE_RANGE,
+    IMAGE_DEFAULT_CFG_SCALE,
+    IMAGE_DEFAULT_FORMAT,
+    IMAGE_DEFAULT_MODEL,
+    IMAGE_DEFAULT_SCHEDULER,
+    IMAGE_DEFAULT_SIZE,
+    IMAGE_DEFAULT_STEPS,
+    IMAGE_MAX_PER_REQUEST,
+    IMAGE_MAX_PROMPT_CHARS,
+    IMAGE_MODELS,
+    IMAGE_SCHEDULERS,
+    IMAGE_SEED_LIMIT,
+    IMAGE_SIZE_RANGE,
+    IMAGE_STEPS_RANGE,
+    ImageFormat,
+)
+
+_MIN_SIZE, _MAX_SIZE = IMAGE_SIZE_RANGE
 
 
 def _known_model(value: str) -> str:
-    if value not in MODEL_NAMES:
-        raise ValueError(f"unknown model; use one of: {', '.join(MODEL_NAMES)}")
+    if value not in IMAGE_MODELS:
+        raise ValueError(f"unknown model; use one of: {', '.join(IMAGE_MODELS)}")
     return value
 
 
@@ -22,23 +44,25 @@ class JobRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     model: str
-    prompt: str = Field(min_length=1, max_length=4000)
-    negativePrompt: str | None = Field(default=None, max_length=4000)
+    prompt: str = Field(min_length=1, max_length=IMAGE_MAX_PROMPT_CHARS)
+    negativePrompt: str | None = Field(default=None, max_length=IMAGE_MAX_PROMPT_CHARS)
     scheduler: str | None = None
-    steps: int | None = Field(default=None, ge=1, le=8)
-    cfgScale: float | None = Field(default=None, ge=1, le=7)
-    width: int | None = Field(default=None, ge=256, le=1344)
-    height: int | None = Field(default=None, ge=256, le=1344)
-    seed: int | None = Field(default=None, ge=0, lt=2**32)
-    format: Literal["png", "webp", "jpeg"] | None = None
+    steps: int | None = Field(default=None, ge=IMAGE_STEPS_RANGE[0], le=IMAGE_STEPS_RANGE[1])
+    cfgScale: float | None = Field(
+        default=None, ge=IMAGE_CFG_SCALE_RANGE[0], le=IMAGE_CFG_SCALE_RANGE[1]
+    )
+    width: int | None = Field(default=None, ge=_MIN_SIZE, le=_MAX_SIZE)
+    height: int | None = Field(default=None, ge=_MIN_SIZE, le=_MAX_SIZE)
+    seed: int | None = Field(default=None, ge=0, lt=IMAGE_SEED_LIMIT)
+    format: ImageFormat | None = None
 
     _model = field_validator("model")(_known_model)
 
     @field_validator("scheduler")
     @classmethod
     def _scheduler(cls, value: str | None) -> str | None:
-        if value is not None and value not in SCHEDULER_NAMES:
-            raise ValueError(f"unknown scheduler; use one of: {', '.join(SCHEDULER_NAMES)}")
+        if value is not None and value not in IMAGE_SCHEDULERS:
+            raise ValueError(f"unknown scheduler; use one of: {', '.join(IMAGE_SCHEDULERS)}")
         return value
 
     def job_params(self) -> dict[str, Any]:
@@ -46,13 +70,13 @@ class JobRequest(BaseModel):
         return {
             "prompt": self.prompt,
             "negative_prompt": self.negativePrompt or "",
-            "scheduler": self.scheduler or "DPM++ SDE",
-            "steps": self.steps or 4,
-            "cfg_scale": 2.0 if self.cfgScale is None else float(self.cfgScale),
-            "width": self.width or 1024,
-            "height": self.height or 1024,
+            "scheduler": self.scheduler or IMAGE_DEFAULT_SCHEDULER,
+            "steps": self.steps or IMAGE_DEFAULT_STEPS,
+            "cfg_scale": IMAGE_DEFAULT_CFG_SCALE if self.cfgScale is None else float(self.cfgScale),
+            "width": self.width or IMAGE_DEFAULT_SIZE,
+            "height": self.height or IMAGE_DEFAULT_SIZE,
             "seed": self.seed,
-            "format": self.format or "png",
+            "format": self.format or IMAGE_DEFAULT_FORMAT,
         }
 
 
@@ -84,10 +108,10 @@ class OpenAIImageRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    prompt: str = Field(min_length=1, max_length=4000)
-    model: str = "realvision"
-    n: int = Field(default=1, ge=1, le=4)
-    size: str = "1024x1024"
+    prompt: str = Field(min_length=1, max_length=IMAGE_MAX_PROMPT_CHARS)
+    model: str = IMAGE_DEFAULT_MODEL
+    n: int = Field(default=1, ge=1, le=IMAGE_MAX_PER_REQUEST)
+    size: str = f"{IMAGE_DEFAULT_SIZE}x{IMAGE_DEFAULT_SIZE}"
     response_format: Literal["url", "b64_json"] = "url"
     user: str | None = None
     quality: str | None = None
@@ -99,8 +123,10 @@ class OpenAIImageRequest(BaseModel):
     @classmethod
     def _size(cls, value: str) -> str:
         match = _SIZE.match(value)
-        if not match or not all(256 <= int(v) <= 1344 for v in match.groups()):
-            raise ValueError("size is WIDTHxHEIGHT, each 256 to 1344, e.g. 1024x1024")
+        if not match or not all(_MIN_SIZE <= int(v) <= _MAX_SIZE for v in match.groups()):
+            raise ValueError(
+                f"size is WIDTHxHEIGHT, each {_MIN_SIZE} to {_MAX_SIZE}, e.g. 1024x1024"
+            )
         return value
 
     def job_request(self) -> JobRequest:

@@ -1,9 +1,9 @@
-"""Text-to-image jobs as the API sees them: submit, report, cancel, wait.
+"""Text-to-image jobs as the API sees them: create, report, cancel, wait, and the image files.
 
-Money: a job's price is held on submit (so a job can never run unpaid), settled by the worker
-when the image is stored, and voided (released, or refunded if already settled) when the job
-fails or is cancelled. Both ends are compare-and-set, so a job is charged at most once whatever
-retries, crashes and cancels interleave.
+Money: a job's price is held when the job is created (so a job can never run unpaid), settled
+by the worker when the image is stored, and voided (released, or refunded if already settled)
+when the job fails or is cancelled. Both ends are compare-and-set, so a job is charged at most
+once whatever retries, crashes and cancels interleave.
 """
 
 from __future__ import annotations
@@ -13,13 +13,16 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from minitoolai.accounts.auth import Principal
-from minitoolai.images.queue import FINAL, Job, JobQueue, JobStatus
+from minitoolai.catalog import IMAGE_MEDIA_TYPES
+from minitoolai.errors import APIError, NotFound
+from minitoolai.images.queue import FINAL, ImageJob, JobQueue, JobStatus
 from minitoolai.images.schemas import JobRequest
 from minitoolai.images.signing import Signer
-from minitoolai.images.storage import Storage
+from minitoolai.images.storage import LocalStorage, Storage
 from minitoolai.ledger.idempotency import IdempotencyKey
 from minitoolai.ledger.pricing import PriceTable
 from minitoolai.ledger.service import Ledger
@@ -66,9 +69,29 @@ class PollPacer:
 
 
 @dataclass(slots=True)
-class Submitted:
+class JobTicket:
+    """What the client gets for a new job: its id and the signature that lets it poll."""
+
     jobid: int
     signature: str
+
+
+@dataclass(frozen=True, slots=True)
+class ImageFile:
+    """A stored image to send: a local file by its path (never read into memory), or bytes."""
+
+    media_type: str
+    path: Path | None = None
+    data: bytes | None = None
+
+
+class InvalidImageLink(APIError):
+    """A file link whose signature is wrong or whose time is up (403, as OpenAI's
+    ``invalid_request_error``, the file route's answer since it was written).
+    """
+
+    status_code = 403
+    error_type = "invalid_request_error"
 
 
 class ImageService:
@@ -92,9 +115,10 @@ class ImageService:
         self.notify = notify  # async callable(model), wakes workers elsewhere
         self.pacer = PollPacer()
 
-    async def submit(
+    async def create_job(
         self, principal: Principal, request: JobRequest, idempotency: IdempotencyKey | None = None
-    ) -> Submitted:
+    ) -> JobTicket:
+        """Hold the job's price and queue it; a replayed key answers the earlier job."""
         principal.check_model(request.model)
         hold = await self.ledger.hold(
             principal.account_id,
@@ -107,7 +131,7 @@ class ImageService:
         )
         if hold.is_replay:  # the same job again; never new work on the earlier charge
             jobid = int(hold.stored_answer()["jobid"])
-            return Submitted(jobid, self.signer.job(jobid))
+            return JobTicket(jobid, self.signer.job(jobid))
         try:
             job = await self.queue.enqueue(
                 principal.account_id, hold.charge_id, request.model, request.job_params()
@@ -119,9 +143,9 @@ class ImageService:
             await self.ledger.set_result(hold.charge_id, {"jobid": job.id})
         if self.notify is not None:
             await self.notify(request.model)
-        return Submitted(job.id, self.signer.job(job.id))
+        return JobTicket(job.id, self.signer.job(job.id))
 
-    async def find(self, jobid: int, signature: str) -> Job | None:
+    async def find(self, jobid: int, signature: str) -> ImageJob | None:
         """The job, if the signature is right. Wrong signature and unknown id look the same."""
         if not self.signer.job_ok(jobid, signature):
             return None
@@ -143,8 +167,14 @@ class ImageService:
             return None
         return await self.report(view.job, base_url, position=view.position)
 
+    async def job_status(self, jobid: int, base_url: str) -> dict[str, Any]:
+        """The poll's answer for the job as the database has it now (not paced, not cached)."""
+        job = await self.queue.get(jobid)
+        assert job is not None  # jobs are never deleted
+        return await self.report(job, base_url)
+
     async def report(
-        self, job: Job, base_url: str, *, position: int | None = None
+        self, job: ImageJob, base_url: str, *, position: int | None = None
     ) -> dict[str, Any]:
         """The poll's answer: the seed's three fields, plus progress where work is long.
         ``position`` is a queued job's place in line when already known.
@@ -180,9 +210,33 @@ class ImageService:
         query = self.signer.url_query(name, self.url_ttl_s)
         return f"{base_url.rstrip('/')}/files/images/{name}?{query}"
 
-    async def cancel(self, job: Job) -> bool:
+    async def image_bytes(self, name: str) -> bytes | None:
+        """A finished job's image (its ``result_key``), or None once it is no longer stored."""
+        return await self.storage.get(name)
+
+    async def image_file(self, name: str, expires: str, signature: str) -> ImageFile:
+        """The image a signed link names: ``InvalidImageLink`` (403) when the link is wrong
+        or expired, ``NotFound`` when the image is not (or no longer) stored.
+        """
+        if not self.signer.url_ok(name, expires, signature):
+            raise InvalidImageLink("this image link is invalid or has expired")
+        if isinstance(self.storage, LocalStorage):  # sent from disk, not read into memory
+            path = self.storage.path(name)
+            if path is None:
+                raise NotFound("no such image")
+            return ImageFile(_media_type(name), path=path)
+        data = await self.storage.get(name)
+        if data is None:
+            raise NotFound("no such image")
+        return ImageFile(_media_type(name), data=data)
+
+    async def purge_older_than(self, seconds: float) -> int:
+        """Delete stored images older than ``seconds`` (their retention); how many went."""
+        return await self.storage.purge_older_than(seconds)
+
+    async def cancel(self, job: ImageJob) -> bool:
         """Cancel a queued or running job and give its money back. False if already final."""
-        done = await self.queue.finish(
+        done = await self.queue.finalize(
             job.id,
             JobStatus.CANCELLED,
             "cancelled by the client; nothing charged",
@@ -192,7 +246,7 @@ class ImageService:
             await void_charge(self.ledger, job.charge_id, "job cancelled")
         return done
 
-    async def wait(self, jobid: int, timeout: float) -> Job:
+    async def wait(self, jobid: int, timeout: float) -> ImageJob:
         """Until the job is final or ``timeout`` passes (OpenAI's API waits for its images)."""
         deadline = time.monotonic() + timeout
         delay = 0.05
@@ -203,6 +257,11 @@ class ImageService:
                 return job
             await asyncio.sleep(delay)
             delay = min(delay * 1.5, 0.5)
+
+
+def _media_type(name: str) -> str:
+    """A stored image's media type, from its extension (stored names always have one)."""
+    return IMAGE_MEDIA_TYPES[name.rpartition(".")[2]]
 
 
 async def void_charge(ledger: Ledger, charge_id: str, note: str) -> None:

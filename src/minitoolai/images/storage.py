@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Protocol
 
-CONTENT_TYPES = {"png": "image/png", "webp": "image/webp", "jpeg": "image/jpeg"}
+from minitoolai.catalog import IMAGE_MEDIA_TYPES
 
 
 class Storage(Protocol):
@@ -29,7 +29,9 @@ class Storage(Protocol):
 
 def _valid(name: str) -> bool:
     stem, _, ext = name.partition(".")
-    return len(stem) == 32 and all(c in "0123456789abcdef" for c in stem) and ext in CONTENT_TYPES
+    return (
+        len(stem) == 32 and all(c in "0123456789abcdef" for c in stem) and ext in IMAGE_MEDIA_TYPES
+    )
 
 
 class LocalStorage:

@@ -16,24 +16,19 @@ import os
 import secrets
 import socket
 import time
-from typing import Any, Protocol
+from typing import Any
 
-from minitoolai.engines.diffusion.engine import GeneratedImage, ImageSpec
+from minitoolai.catalog import IMAGE_DEFAULT_FORMAT
+from minitoolai.engines.base import GeneratedImage, ImageEngine, ImageSpec
 from minitoolai.engines.errors import EngineError, EngineUnavailable
 from minitoolai.images.notify import Wakeup
-from minitoolai.images.queue import Job, JobQueue, JobStatus
+from minitoolai.images.queue import ImageJob, JobQueue, JobStatus
 from minitoolai.images.service import void_charge
 from minitoolai.images.storage import Storage
 from minitoolai.ledger.pricing import PriceTable
 from minitoolai.ledger.service import Ledger, UsageRecord
 
 log = logging.getLogger("minitoolai.images")
-
-
-class ImageEngine(Protocol):
-    def loaded_models(self) -> list[str]: ...
-
-    def generate(self, spec: ImageSpec, on_progress: Any = None) -> GeneratedImage: ...
 
 
 class _LostJob(Exception):
@@ -100,11 +95,11 @@ class ImageWorker:
         """Fail (and refund) jobs whose workers died too many times."""
         for job in await self.queue.abandoned():
             message = f"the job was interrupted {job.attempts} times; it was not charged"
-            if await self.queue.finish(job.id, JobStatus.FAILED, message):
+            if await self.queue.finalize(job.id, JobStatus.FAILED, message):
                 await void_charge(self.ledger, job.charge_id, "job abandoned")
                 log.warning("job %d failed after %d attempts", job.id, job.attempts)
 
-    async def process(self, job: Job) -> None:
+    async def process(self, job: ImageJob) -> None:
         params = job.params
         spec = ImageSpec(
             model=job.model,
@@ -126,9 +121,10 @@ class ImageWorker:
 
         beat = asyncio.create_task(self._heartbeat(job, state))
         started = time.perf_counter()
+        fmt = params.get("format", IMAGE_DEFAULT_FORMAT)
         try:
             result = await asyncio.to_thread(self.engine.generate, spec, on_progress)
-            data = await asyncio.to_thread(encode, result, params.get("format", "png"))
+            data = await asyncio.to_thread(encode, result, fmt)
         except _LostJob:
             log.info("job %d is no longer ours; stopped", job.id)
             return
@@ -149,17 +145,17 @@ class ImageWorker:
             beat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await beat
-        await self._complete(job, data, params.get("format", "png"), result, started)
+        await self._complete(job, data, fmt, result, started)
 
     async def _complete(
-        self, job: Job, data: bytes, fmt: str, result: GeneratedImage, started: float
+        self, job: ImageJob, data: bytes, fmt: str, result: GeneratedImage, started: float
     ) -> None:
         name = await self.storage.put(data, fmt)
         cost = self.prices[job.model].images(1)
         await self.ledger.settle(
             job.charge_id, cost, UsageRecord(units=1, served_by=f"worker:{self.id}")
         )
-        done = await self.queue.finish(
+        done = await self.queue.finalize(
             job.id,
             JobStatus.SUCCEEDED,
             "success",
@@ -185,12 +181,12 @@ class ImageWorker:
             time.perf_counter() - started,
         )
 
-    async def _fail(self, job: Job, message: str) -> None:
-        if await self.queue.finish(job.id, JobStatus.FAILED, message, worker_id=self.id):
+    async def _fail(self, job: ImageJob, message: str) -> None:
+        if await self.queue.finalize(job.id, JobStatus.FAILED, message, worker_id=self.id):
             await void_charge(self.ledger, job.charge_id, "job failed")
         log.warning("job %d failed: %s", job.id, message)
 
-    async def _heartbeat(self, job: Job, state: dict[str, Any]) -> None:
+    async def _heartbeat(self, job: ImageJob, state: dict[str, Any]) -> None:
         interval = min(0.5, self.queue.lease.total_seconds() / 3)
         last = -1.0
         while True:

@@ -13,9 +13,10 @@ import contextlib
 import logging
 import threading
 
+from minitoolai.engines.base import ImageEngine
 from minitoolai.images.build import LazyEngine, build_image_engine, build_worker
 from minitoolai.images.notify import Wakeup
-from minitoolai.images.worker import ImageEngine, ImageWorker
+from minitoolai.images.worker import ImageWorker
 from minitoolai.settings import Settings
 
 log = logging.getLogger("minitoolai.images")

@@ -89,7 +89,7 @@ ledger_entries = Table(
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("account_id", Integer, ForeignKey("accounts.id"), nullable=False),
     Column("charge_id", String(64), ForeignKey("charges.id"), nullable=True),
-    Column("kind", String(16), nullable=False),  # topup hold settle release refund adjustment
+    Column("kind", String(16), nullable=False),  # topup hold settle release refund
     Column("amount", BigInteger, nullable=False),  # change to the balance
     Column("held", BigInteger, nullable=False),  # change to the held amount
     Column("note", Text, nullable=True),

@@ -1,7 +1,9 @@
 """The price table: pure data and pure functions, in nano-dollars.
 
 The seed's prices are the defaults; the operator's ``[prices.<model>]`` entries override them
-field by field. Token prices are per 1M tokens, speech per 1M characters, images per image.
+field by field. Token prices are per 1M tokens, speech per 1M characters, images per image. The
+model names come from ``minitoolai.catalog``; the prices stay here, next to the money arithmetic
+and the operator's overrides, so the catalog stays plain data about what the API accepts.
 """
 
 from __future__ import annotations
@@ -9,13 +11,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
-from minitoolai.engines.diffusion.names import MODEL_NAMES
+from minitoolai.catalog import IMAGE_MODELS
 from minitoolai.money import per_million, usd_to_nano
 from minitoolai.settings import PriceConfig
-
-CHAT_MODELS = ("gpt-4o", "gpt-4o-mini", "gpt-4.1", "gpt-4.1-mini", "gpt-4.1-nano")
-IMAGE_MODELS = MODEL_NAMES  # the 15 names of the seed, one list for the whole package
-SPEECH_MODELS = ("tts-1", "tts-1-hd")
 
 
 @dataclass(frozen=True, slots=True)

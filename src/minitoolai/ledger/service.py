@@ -7,7 +7,9 @@ rest; ``release`` frees it all. Both are compare-and-set on the charge's status,
 settle, a settle after a release, or a sweeper racing a slow request changes nothing.
 
 Every change to ``accounts.balance``/``accounts.held`` is written in the same transaction as its
-``ledger_entries`` row, so the balance is always the sum of the entries.
+``ledger_entries`` row, so the balance is always the sum of the entries. The statements live in
+``ledger.store`` (one store per database); this module keeps the rules: which amounts are
+allowed, which holds are live, which settlements wait for a retry, and what is logged and counted.
 """
 
 from __future__ import annotations
@@ -17,18 +19,18 @@ import secrets
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
+from prometheus_client import Counter
 
 from minitoolai.clock import utcnow
 from minitoolai.errors import Conflict, InsufficientCredit, InvalidRequest, NotFound
 from minitoolai.infra.db import Database
-from minitoolai.infra.tables import accounts, charges, ledger_entries
 from minitoolai.ledger.idempotency import IdempotencyKey, reused_with_another_body
-from minitoolai.ledger.store import Finish, LedgerStore, NewCharge, store_for
+from minitoolai.ledger.store import Entry, Finish, LedgerStore, NewCharge, UsageRow, store_for
 from minitoolai.money import nano_to_usd
+from minitoolai.observability import CHARGED, TOKENS
 
 log = logging.getLogger("minitoolai.ledger")
 
@@ -111,9 +113,8 @@ class Ledger:
     """
 
     def __init__(self, db: Database, *, hold_timeout_s: int = 900) -> None:
-        self.db = db
         self.hold_timeout = timedelta(seconds=hold_timeout_s)
-        self.store: LedgerStore = store_for(db.url, db.write_lock)
+        self.store: LedgerStore = store_for(db)
         self._live: dict[str, float] = {}  # charge id -> when it was held (monotonic)
         self._deferred: dict[str, Finish] = {}  # charge id -> the settlement to retry
 
@@ -133,49 +134,15 @@ class Ledger:
             raise InvalidRequest("a top-up must be a positive amount", param="amount")
         check_amount(amount)
         _check_note(note)
-        async with self.db.write() as conn:
-            row = (
-                await conn.execute(
-                    update(accounts)
-                    .where(accounts.c.id == account_id, accounts.c.balance + amount <= MAX_BALANCE)
-                    .values(balance=accounts.c.balance + amount)
-                    .returning(accounts.c.balance)
-                )
-            ).first()
-            if row is None:
-                await self._require_account(conn, account_id)
-                raise InvalidRequest(
-                    f"a balance may not exceed US${nano_to_usd(MAX_BALANCE)}", param="amount"
-                )
-            await self._entry(conn, account_id, None, "topup", amount, 0, note)
-        return int(row[0])
-
-    async def adjust(self, account_id: int, delta: int, note: str | None = None) -> int:
-        """An operator's correction, either sign; never takes the balance below what is held."""
-        if delta == 0:
-            raise InvalidRequest("an adjustment must not be zero", param="amount")
-        check_amount(abs(delta))
-        _check_note(note)
-        async with self.db.write() as conn:
-            row = (
-                await conn.execute(
-                    update(accounts)
-                    .where(
-                        accounts.c.id == account_id,
-                        accounts.c.balance + delta >= accounts.c.held,
-                        accounts.c.balance + delta <= MAX_BALANCE,
-                    )
-                    .values(balance=accounts.c.balance + delta)
-                    .returning(accounts.c.balance)
-                )
-            ).first()
-            if row is None:
-                await self._require_account(conn, account_id)
-                raise InsufficientCredit(
-                    "the adjustment would take the balance below what is held, or past the cap"
-                )
-            await self._entry(conn, account_id, None, "adjustment", delta, 0, note)
-        return int(row[0])
+        balance = await self.store.top_up(
+            account_id, amount, cap=MAX_BALANCE, note=note, now=utcnow()
+        )
+        if balance is None:
+            await self._available(account_id)  # a 404 when there is no such account
+            raise InvalidRequest(
+                f"a balance may not exceed US${nano_to_usd(MAX_BALANCE)}", param="amount"
+            )
+        return balance
 
     # -- spending ----------------------------------------------------------------------------
 
@@ -227,8 +194,7 @@ class Ledger:
             if outcome == "insufficient":
                 break
             # "duplicate": the earlier request vanished or gave its key up: hold again
-        async with self.db.read() as conn:
-            available = await self._available(conn, account_id)
+        available = await self._available(account_id)
         raise InsufficientCredit(
             f"Insufficient credit: this request may cost up to "
             f"US${nano_to_usd(amount)} and the available balance is "
@@ -238,8 +204,7 @@ class Ledger:
 
     async def available(self, account_id: int) -> int:
         """What the account can spend now (balance less holds): a pre-check, not a promise."""
-        async with self.db.read() as conn:
-            return await self._available(conn, account_id)
+        return await self._available(account_id)
 
     async def settle(
         self, charge_id: str, cost: int, usage: UsageRecord | None = None
@@ -264,7 +229,9 @@ class Ledger:
         for charge_id, step in list(self._deferred.items()):
             try:
                 done = await self.store.finish(step)
-                if done is None and step.kind == "settle":
+                if done is not None:
+                    _count_settled(step, done.model, done.charged)
+                elif step.kind == "settle":
                     await self._settle_late(step)
             except Exception as exc:  # still unreachable: keep it for the next round
                 log.warning("settling %s failed again (%s); will retry", charge_id, exc)
@@ -277,15 +244,8 @@ class Ledger:
             if now - since > MAX_LIVE_S:
                 log.error("hold %s has been live for a day; no longer renewed", charge_id)
                 del self._live[charge_id]
-        ids = list(self._live)
-        deadline = utcnow() + self.hold_timeout
-        for i in range(0, len(ids), 500):
-            async with self.db.write() as conn:
-                await conn.execute(
-                    update(charges)
-                    .where(charges.c.id.in_(ids[i : i + 500]), charges.c.status == "held")
-                    .values(expires_at=deadline)
-                )
+        if self._live:
+            await self.store.renew(list(self._live), utcnow() + self.hold_timeout)
 
     @property
     def live_holds(self) -> int:
@@ -293,29 +253,11 @@ class Ledger:
 
     async def set_result(self, charge_id: str, result: Any) -> None:
         """Remember what an idempotent retry of this charge is answered with."""
-        async with self.db.write() as conn:
-            await conn.execute(
-                update(charges).where(charges.c.id == charge_id).values(result=result)
-            )
+        await self.store.set_result(charge_id, result)
 
     async def refund(self, charge_id: str, note: str | None = None) -> int:
         """Give back a settled charge, once. Returns the amount refunded (0 if already done)."""
-        async with self.db.write() as conn:
-            row = (
-                await conn.execute(
-                    update(charges)
-                    .where(charges.c.id == charge_id, charges.c.status == "settled")
-                    .values(status="refunded")
-                    .returning(charges.c.account_id, charges.c.cost)
-                )
-            ).first()
-            if row is None:
-                return 0
-            account_id, cost = int(row[0]), int(row[1] or 0)
-            if cost:
-                await self._move(conn, account_id, cost, 0)
-            await self._entry(conn, account_id, charge_id, "refund", cost, 0, note)
-        return cost
+        return await self.store.refund(charge_id, note, utcnow()) or 0
 
     async def sweep_expired(self, now: datetime | None = None) -> int:
         """Release holds whose deadline passed: the process that made them died.
@@ -323,20 +265,8 @@ class Ledger:
         Image holds are left to the job queue, which knows whether their job is still alive.
         """
         now = now or utcnow()
-        async with self.db.read() as conn:
-            ids = (
-                (
-                    await conn.execute(
-                        select(charges.c.id)
-                        .where(charges.c.status == "held", charges.c.expires_at < now)
-                        .limit(1000)
-                    )
-                )
-                .scalars()
-                .all()
-            )
         released = 0
-        for charge_id in ids:
+        for charge_id in await self.store.expired(now, limit=1000):
             done = await self._finish(
                 charge_id, "release", 0, UsageRecord(), note="hold expired", expired_before=now
             )
@@ -348,28 +278,27 @@ class Ledger:
     # -- reading -----------------------------------------------------------------------------
 
     async def balances(self, account_id: int) -> tuple[int, int]:
-        async with self.db.read() as conn:
-            row = (
-                await conn.execute(
-                    select(accounts.c.balance, accounts.c.held).where(accounts.c.id == account_id)
-                )
-            ).first()
-        if row is None:
+        """The account's (balance, held)."""
+        found = await self.store.balances(account_id)
+        if found is None:
             raise NotFound("no such account")
-        return int(row[0]), int(row[1])
+        return found
 
     async def entry_sums(self, account_id: int) -> tuple[int, int]:
         """The balance and held amount as the entries add them up (for audits and tests)."""
-        async with self.db.read() as conn:
-            row = (
-                await conn.execute(
-                    select(
-                        func.coalesce(func.sum(ledger_entries.c.amount), 0),
-                        func.coalesce(func.sum(ledger_entries.c.held), 0),
-                    ).where(ledger_entries.c.account_id == account_id)
-                )
-            ).one()
-        return int(row[0]), int(row[1])
+        return await self.store.entry_sums(account_id)
+
+    async def recent_entries(self, account_id: int, limit: int = 20) -> list[Entry]:
+        """The account's latest ledger entries, newest first."""
+        return await self.store.entries(account_id, limit)
+
+    async def open_holds(self, account_id: int) -> int:
+        """How many of the account's requests hold money now."""
+        return await self.store.open_holds(account_id)
+
+    async def usage(self, account_id: int, limit: int = 50) -> list[UsageRow]:
+        """The account's latest finished charges, newest first."""
+        return await self.store.usage(account_id, limit)
 
     # -- internals ---------------------------------------------------------------------------
 
@@ -417,22 +346,19 @@ class Ledger:
                     return Settlement(charge_id, 0, False, deferred=True)
                 if late is not None:
                     return Settlement(charge_id, late, True)
-            async with self.db.read() as conn:
-                existing = (
-                    await conn.execute(select(charges.c.cost).where(charges.c.id == charge_id))
-                ).first()
+            existing = await self.store.cost(charge_id)
             if existing is None and expired_before is None:
                 raise NotFound(f"no charge {charge_id}")
-            return Settlement(charge_id, int(existing[0] or 0) if existing else 0, False)
-        charged = done.charged
-        if charged < cost:
+            return Settlement(charge_id, existing or 0, False)
+        _count_settled(step, done.model, done.charged)
+        if done.charged < cost:
             log.error(
                 "charge %s cost %d exceeds its hold %d; charging the hold",
                 charge_id,
                 cost,
                 done.held_amount,
             )
-        return Settlement(charge_id, charged, True)
+        return Settlement(charge_id, done.charged, True)
 
     async def _settle_late(self, step: Finish) -> int | None:
         """Charge a request whose hold the sweeper released while it still ran.
@@ -441,150 +367,63 @@ class Ledger:
         to the cost (never below zero) and logs any shortfall. None if the charge was not
         expired (it was settled or released by its own request: nothing to do).
         """
-        async with self.db.write() as conn:
-            row = (
-                await conn.execute(
-                    select(charges.c.account_id, charges.c.held_amount).where(
-                        charges.c.id == step.charge_id, charges.c.status == "expired"
-                    )
-                )
-            ).first()
-            if row is None:
-                return None
-            account_id, wanted = int(row[0]), min(step.cost, int(row[1]))
-            available = (
-                await conn.execute(
-                    select(accounts.c.balance - accounts.c.held)
-                    .where(accounts.c.id == account_id)
-                    .with_for_update()
-                )
-            ).scalar_one()
-            charged = max(0, min(wanted, int(available)))
-            moved = await conn.execute(
-                update(accounts)
-                .where(
-                    accounts.c.id == account_id,
-                    accounts.c.balance - accounts.c.held >= charged,
-                )
-                .values(balance=accounts.c.balance - charged)
-            )
-            if not moved.rowcount:
-                charged = 0
-            await conn.execute(
-                update(charges)
-                .where(charges.c.id == step.charge_id, charges.c.status == "expired")
-                .values(
-                    status="settled",
-                    cost=charged,
-                    settled_at=step.now,
-                    prompt_tokens=step.prompt_tokens,
-                    completion_tokens=step.completion_tokens,
-                    units=step.units,
-                    usage_estimated=step.estimated,
-                    served_by=step.served_by,
-                    # what an idempotent retry is answered with, as a settle on time keeps it
-                    **({} if step.result is None else {"result": step.result}),
-                )
-            )
-            await self._entry(
-                conn, account_id, step.charge_id, "settle", -charged, 0, "settled after expiry"
-            )
-        if charged < wanted:
+        late = await self.store.settle_late(step, note="settled after expiry")
+        if late is None:
+            return None
+        _count_settled(step, late.model, late.charged)
+        if late.charged < late.wanted:
             log.error(
                 "charge %s settled after its hold expired: %d of %d charged (balance spent)",
                 step.charge_id,
-                charged,
-                wanted,
+                late.charged,
+                late.wanted,
             )
         else:
             log.warning("charge %s settled after its hold expired", step.charge_id)
-        return charged
+        return late.charged
 
-    async def _move(self, conn: AsyncConnection, account_id: int, amount: int, held: int) -> int:
-        row = (
-            await conn.execute(
-                update(accounts)
-                .where(accounts.c.id == account_id)
-                .values(balance=accounts.c.balance + amount, held=accounts.c.held + held)
-                .returning(accounts.c.balance)
-            )
-        ).first()
-        if row is None:
+    async def _available(self, account_id: int) -> int:
+        available = await self.store.available(account_id)
+        if available is None:
             raise NotFound("no such account")
-        return int(row[0])
-
-    async def _entry(
-        self,
-        conn: AsyncConnection,
-        account_id: int,
-        charge_id: str | None,
-        kind: str,
-        amount: int,
-        held: int,
-        note: str | None,
-        now: datetime | None = None,
-    ) -> None:
-        await conn.execute(
-            insert(ledger_entries).values(
-                account_id=account_id,
-                charge_id=charge_id,
-                kind=kind,
-                amount=amount,
-                held=held,
-                note=note,
-                created_at=now or utcnow(),
-            )
-        )
-
-    async def _available(self, conn: AsyncConnection, account_id: int) -> int:
-        row = (
-            await conn.execute(
-                select(accounts.c.balance - accounts.c.held).where(accounts.c.id == account_id)
-            )
-        ).first()
-        if row is None:
-            raise NotFound("no such account")
-        return int(row[0])
-
-    async def _require_account(self, conn: AsyncConnection, account_id: int) -> None:
-        await self._available(conn, account_id)
+        return available
 
     async def _by_idempotency(self, account_id: int, key: IdempotencyKey) -> Hold | None:
         """The earlier request with this key, to answer a retry with; None if there is none
         (or it was released unanswered and has just given its key up)."""
-        async with self.db.read() as conn:
-            row = (
-                await conn.execute(
-                    select(
-                        charges.c.id,
-                        charges.c.held_amount,
-                        charges.c.status,
-                        charges.c.result,
-                        charges.c.request_hash,
-                    ).where(
-                        charges.c.account_id == account_id,
-                        charges.c.idempotency_key == key.stored,
-                    )
-                )
-            ).first()
-        if row is None:
+        earlier = await self.store.by_key(account_id, key.stored)
+        if earlier is None:
             return None
-        if row.request_hash != key.fingerprint:
+        if earlier.request_hash != key.fingerprint:
             raise reused_with_another_body()
-        if row.status == "held" and row.result is None:
+        if earlier.status == "held" and earlier.result is None:
             raise Conflict(
                 "A request with this Idempotency-Key is still in progress; retry later.",
                 code="idempotency_in_progress",
             )
-        if row.status == "released" and row.result is None:  # failed, nothing charged
-            async with self.db.write() as conn:
-                await conn.execute(
-                    update(charges)
-                    .where(charges.c.id == row.id, charges.c.status == "released")
-                    .values(idempotency_key=None)
-                )
+        if earlier.status == "released" and earlier.result is None:  # failed, nothing charged
+            await self.store.free_key(earlier.id)
             return None
-        return Hold(row.id, account_id, int(row.held_amount), row.status, row.result)
+        return Hold(earlier.id, account_id, earlier.held_amount, earlier.status, earlier.result)
+
+
+def _count_settled(step: Finish, model: str, charged: int) -> None:
+    """The money and token metrics, counted where money settles, so chat, images and speech
+    count alike: once per settle that applied, with the charge's own model."""
+    if step.kind != "settle":
+        return
+    money, prompt, completion = _meters(model)
+    money.inc(charged)
+    if step.prompt_tokens is not None:
+        prompt.inc(step.prompt_tokens)
+    if step.completion_tokens is not None:
+        completion.inc(step.completion_tokens)
+
+
+@lru_cache(maxsize=256)
+def _meters(model: str) -> tuple[Counter, Counter, Counter]:
+    """A model's counters, found once: ``labels()`` takes a lock and a lookup on every call."""
+    return CHARGED.labels(model), TOKENS.labels(model, "prompt"), TOKENS.labels(model, "completion")
 
 
 def _count(value: int | None) -> int | None:

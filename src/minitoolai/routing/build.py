@@ -17,12 +17,12 @@ from typing import Any
 
 import aiohttp
 
+from minitoolai.catalog import CHAT_MODELS, SPEECH_MODELS
 from minitoolai.engines.base import ChatEngine, SpeechEngine
 from minitoolai.engines.errors import EngineUnavailable
 from minitoolai.engines.llamacpp.config import DEFAULT_MODEL_NAME
 from minitoolai.engines.openai_compat import OpenAICompatEngine
 from minitoolai.engines.openai_speech import OpenAICompatSpeech
-from minitoolai.ledger.pricing import CHAT_MODELS, SPEECH_MODELS
 from minitoolai.routing.router import Deployment, Router
 from minitoolai.settings import FileConfig, ProviderConfig, Settings
 
@@ -50,11 +50,10 @@ class Engines:
 
 
 async def _open_local(name: str, config: FileConfig) -> ChatEngine:
-    from minitoolai.engines.llamacpp import LlamaCppEngine, LocalModelConfig, default_model_config
+    from minitoolai.engines.llamacpp import LlamaCppEngine, default_model_config
 
     if name in config.local_models:
-        fields = config.local_models[name].model_dump()
-        return await LlamaCppEngine.open(LocalModelConfig(name=name, **fields))
+        return await LlamaCppEngine.open(config.local_models[name])
     default = default_model_config()
     if name != default.name:
         raise ValueError(f"local model {name!r} is not described in [local_models.{name}]")

@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from minitoolai.catalog import (
+    SPEECH_DEFAULT_FORMAT,
+    SPEECH_DEFAULT_MODEL,
+    SPEECH_DEFAULT_SPEED,
+    SPEECH_DEFAULT_VOICE,
+    SPEECH_MAX_INPUT_CHARS,
+    SPEECH_MAX_INSTRUCTIONS_CHARS,
+    SPEECH_MAX_VOICE_CHARS,
+    SPEECH_SPEED_RANGE,
+    SpeechFormat,
+    SpeechModel,
+)
 from minitoolai.engines.base import SpeechParams
 from minitoolai.engines.speech.formats import control_character_error
-
-Format = Literal["mp3", "opus", "aac", "flac", "wav", "pcm"]
-Model = Literal["tts-1", "tts-1-hd"]
 
 
 def _speakable(value: str) -> str:
@@ -21,18 +30,23 @@ def _speakable(value: str) -> str:
 
 
 #: what is read aloud: 1 to 4,096 characters (OpenAI's limit), no control characters
-SpeechInput = Annotated[str, Field(min_length=1, max_length=4096), AfterValidator(_speakable)]
+SpeechInput = Annotated[
+    str, Field(min_length=1, max_length=SPEECH_MAX_INPUT_CHARS), AfterValidator(_speakable)
+]
+Voice = Annotated[str, Field(min_length=1, max_length=SPEECH_MAX_VOICE_CHARS)]
+Speed = Annotated[float, Field(ge=SPEECH_SPEED_RANGE[0], le=SPEECH_SPEED_RANGE[1])]
 
 
 class OpenAISpeechRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    model: Model
+    model: SpeechModel
     input: SpeechInput
-    voice: str = Field(min_length=1, max_length=64)
-    response_format: Format = "mp3"
-    speed: float = Field(default=1.0, ge=0.25, le=4.0)
-    instructions: str | None = Field(default=None, max_length=4096)  # accepted, not used locally
+    voice: Voice
+    response_format: SpeechFormat = SPEECH_DEFAULT_FORMAT
+    speed: Speed = SPEECH_DEFAULT_SPEED
+    # accepted, not used locally
+    instructions: str | None = Field(default=None, max_length=SPEECH_MAX_INSTRUCTIONS_CHARS)
 
     def params(self) -> SpeechParams:
         return SpeechParams(self.input, self.voice, self.response_format, self.speed)
@@ -43,11 +57,11 @@ class SeedSpeechRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    model: Model = "tts-1"
+    model: SpeechModel = SPEECH_DEFAULT_MODEL
     input: SpeechInput
-    voice: str = Field(default="alloy", min_length=1, max_length=64)
-    responseFormat: Format = "mp3"
-    speed: float = Field(default=1.0, ge=0.25, le=4.0)
+    voice: Voice = SPEECH_DEFAULT_VOICE
+    responseFormat: SpeechFormat = SPEECH_DEFAULT_FORMAT
+    speed: Speed = SPEECH_DEFAULT_SPEED
 
     def params(self) -> SpeechParams:
         return SpeechParams(self.input, self.voice, self.responseFormat, self.speed)

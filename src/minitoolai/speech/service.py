@@ -14,17 +14,12 @@ import anyio
 
 from minitoolai.accounts.auth import Principal
 from minitoolai.engines.base import SpeechEngine, SpeechParams
-from minitoolai.engines.errors import EngineBusy, EngineError, EngineRejected
-from minitoolai.errors import (
-    Conflict,
-    InvalidRequest,
-    RateLimited,
-    ServiceUnavailable,
-    UpstreamError,
-)
+from minitoolai.engines.errors import EngineError
+from minitoolai.errors import Conflict, ServiceUnavailable
 from minitoolai.ledger.idempotency import IdempotencyKey
 from minitoolai.ledger.pricing import PriceTable
 from minitoolai.ledger.service import Ledger, UsageRecord
+from minitoolai.routing.failover import failover
 from minitoolai.routing.router import Router
 
 log = logging.getLogger("minitoolai.speech")
@@ -43,7 +38,8 @@ class SpeechService:
         params: SpeechParams,
         idempotency: IdempotencyKey | None,
     ) -> AsyncIterator[bytes]:
-        """Hold, then get the first audio bytes (so failures are still HTTP errors)."""
+        """Hold, then get the first audio bytes (so failures are still HTTP errors, mapped
+        by ``routing.failover``)."""
         principal.check_model(model)
         if not self.router.knows(model):
             raise ServiceUnavailable(
@@ -66,36 +62,19 @@ class SpeechService:
                 "This Idempotency-Key was already used; audio is not replayed.",
                 code="idempotency_key_used",
             )
-        last = "no deployment"
-        busy: EngineBusy | None = None
-        for deployment in self.router.candidates(model):
-            stream = deployment.engine.synthesize(params)
-            try:
-                first = await anext(stream)
-            except EngineBusy as exc:
-                busy = exc
-                continue
-            except EngineRejected as exc:
-                await self.ledger.release(hold.charge_id)
-                raise InvalidRequest(
-                    str(exc), param="voice" if "voice" in str(exc) else None
-                ) from None
-            except (EngineError, StopAsyncIteration) as exc:
-                last = str(exc) or "no audio"
-                self.router.failed(deployment)
-                continue
-            except BaseException:
-                with anyio.CancelScope(shield=True):
-                    await self.ledger.release(hold.charge_id)
-                raise
-            usage = UsageRecord(units=chars, served_by=deployment.name)
-            return self._relay(first, stream, hold.charge_id, cost, usage)
-        await self.ledger.release(hold.charge_id)
-        if busy is not None:
-            raise RateLimited(
-                "The speech engine is busy; retry shortly.", retry_after=busy.retry_after
+        try:
+            answering = await failover(
+                self.router,
+                self.router.candidates(model),
+                lambda engine: engine.synthesize(params),
+                model=model,
             )
-        raise UpstreamError(f"No speech engine could answer: {last}")
+        except BaseException:  # nobody answered, or cancelled: the client pays nothing
+            with anyio.CancelScope(shield=True):
+                await self.ledger.release(hold.charge_id)
+            raise
+        usage = UsageRecord(units=chars, served_by=answering.deployment.name)
+        return self._relay(answering.first, answering.rest, hold.charge_id, cost, usage)
 
     async def _relay(
         self,

@@ -13,11 +13,10 @@ Public API::
         max_bytes=20 * MiB, timeout_s=10.0, max_redirects=3, max_pixels=50_000_000,
         ssl_context=None,                     # None: system CAs
     )
-    part = parse_image_part(part_dict)        # -> ImagePart(url, detail); 400 if malformed
-    image = await load_image(part.url, policy)                   # -> ImageInput
+    image = await load_image(url, policy)     # -> ImageInput
     image.format, image.mime, image.width, image.height          # "png", "image/png", 640, 480
     image.data, image.data_url()              # bytes / "data:image/png;base64,..."
-    image_tokens(model, image.width, image.height, part.detail)  # -> prompt tokens (int)
+    image_tokens(model, image.width, image.height, detail)       # -> prompt tokens (int)
 
 ``async load_image(url: str, policy: FetchPolicy, *, resolver: Resolver | None = None)
 -> ImageInput``. ``resolver`` is an ``async (host) -> [ip, ...]`` callable (default
@@ -31,13 +30,11 @@ OpenAI's published rules per model; ``rule_for_model(model)`` shows which rule a
 ``tokens`` for the rules and for the choices where OpenAI is silent (``auto``, rounding,
 unknown models).
 
-How the chat pipeline should use it, for each image part of each message: ``parse_image_part``
--> ``load_image`` -> replace the part's URL with ``image.data_url()`` (keep ``detail``) -> add
-``image_tokens(model, image.width, image.height, part.detail)`` to the prompt-token estimate used
-for the credit hold. An engine with ``accepts_images = False`` should get ``UnsupportedInput``
-before anything is fetched. Images of one request can be loaded concurrently
-(``asyncio.gather``); each ``load_image`` has its own deadline and byte cap, so a per-request
-total, if wanted, is the caller's.
+The chat pipeline's image resolver (``chat.images``) uses it for each image part (validated
+once, by ``chat.schemas.ImagePart``): ``load_image``, the part's URL replaced by
+``image.data_url()`` (``detail`` kept), ``image_tokens(...)`` added to the hold's prompt
+estimate. Engines without image input are refused before anything is fetched; a request's
+images load concurrently, each with its own deadline and byte cap.
 
 Errors: everything raised is an ``APIError`` with ``param="messages"``: ``InvalidRequest`` (400)
 with ``code`` ``invalid_image_url``, ``invalid_image_detail``, ``image_url_forbidden``,
@@ -52,20 +49,18 @@ sizes), ``image`` (``ImageInput``, ``probe_image``), ``tokens`` (billing rules),
 
 from minitoolai.vision.fetch import Resolver, system_resolver
 from minitoolai.vision.image import ImageInput, probe_image
-from minitoolai.vision.loader import ImagePart, load_image, parse_image_part
+from minitoolai.vision.loader import load_image
 from minitoolai.vision.policy import FetchPolicy, MiB
 from minitoolai.vision.tokens import image_tokens, image_tokens_floor, rule_for_model
 
 __all__ = [
     "FetchPolicy",
     "ImageInput",
-    "ImagePart",
     "MiB",
     "Resolver",
     "image_tokens",
     "image_tokens_floor",
     "load_image",
-    "parse_image_part",
     "probe_image",
     "rule_for_model",
     "system_resolver",

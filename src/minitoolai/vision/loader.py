@@ -1,43 +1,11 @@
-"""The entry points the chat pipeline calls: read an image part, turn its URL into an image."""
+"""The entry point the chat pipeline calls: turn an image part's URL into a checked image."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
-
-from minitoolai.vision import _errors
 from minitoolai.vision.dataurl import decode_data_url, is_data_url
 from minitoolai.vision.fetch import Resolver, fetch_image_bytes
 from minitoolai.vision.image import ImageInput, probe_image
 from minitoolai.vision.policy import FetchPolicy
-from minitoolai.vision.tokens import check_detail
-
-
-@dataclass(frozen=True, slots=True)
-class ImagePart:
-    """The fields of one ``{"type": "image_url", "image_url": {...}}`` message part."""
-
-    url: str
-    detail: str = "auto"
-
-
-def parse_image_part(part: Mapping[str, object]) -> ImagePart:
-    """Validate an ``image_url`` content part (shape only; nothing is fetched).
-
-    Accepts ``image_url`` as an object ``{"url", "detail"?}`` or, as some clients send it, a
-    bare string.
-    """
-    raw = part.get("image_url")
-    if isinstance(raw, str):
-        raw = {"url": raw}
-    if not isinstance(raw, Mapping):
-        raise _errors.invalid(
-            "Image part must have an image_url object with a url.", _errors.INVALID_URL
-        )
-    url, detail = raw.get("url"), raw.get("detail", "auto")
-    if not isinstance(url, str) or not url:
-        raise _errors.invalid("Image part's image_url.url must be a string.", _errors.INVALID_URL)
-    return ImagePart(url=url, detail=check_detail("auto" if detail is None else detail))
 
 
 async def load_image(

@@ -11,7 +11,10 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from minitoolai.engines.diffusion import resolve_checkpoints
+from minitoolai.catalog import IMAGE_DEFAULT_CFG_SCALE, IMAGE_DEFAULT_SCHEDULER, IMAGE_DEFAULT_STEPS
+from minitoolai.engines.base import ImageSpec
+from minitoolai.engines.diffusion import CheckpointConfig, resolve_checkpoints
+from minitoolai.settings import FileConfig
 
 SD15_MODEL = "mixrealistic"
 SDXL_MODEL = "dreamshaper"
@@ -144,14 +147,34 @@ def build_tiny_sdxl(folder: Path) -> Path:
     return out
 
 
-def tiny_checkpoints(sd15: Path, sdxl: Path, **extra: dict[str, object]) -> dict[str, Any]:
+def spec(model: str, **fields: Any) -> ImageSpec:
+    """A 64 px request with the API's defaults for what ``fields`` leaves out."""
+    base: dict[str, Any] = {
+        "prompt": "x",
+        "scheduler": IMAGE_DEFAULT_SCHEDULER,
+        "steps": IMAGE_DEFAULT_STEPS,
+        "cfg_scale": IMAGE_DEFAULT_CFG_SCALE,
+        "width": 64,
+        "height": 64,
+    }
+    return ImageSpec(model=model, **{**base, **fields})
+
+
+def resolve(tables: dict[str, dict[str, object]]) -> dict[str, CheckpointConfig]:
+    """What a config file with these ``[image_models.*]`` tables resolves to."""
+    return resolve_checkpoints(FileConfig.model_validate({"image_models": tables}).image_models)
+
+
+def tiny_checkpoints(
+    sd15: Path, sdxl: Path, **extra: dict[str, object]
+) -> dict[str, CheckpointConfig]:
     """The shipped defaults with one SD 1.5 and one SDXL name pointed at the tiny folders."""
     overrides: dict[str, dict[str, object]] = {
         SD15_MODEL: {"checkpoint": str(sd15), "architecture": "sd15"},
         SDXL_MODEL: {"checkpoint": str(sdxl), "architecture": "sdxl"},
     }
     overrides.update(extra)
-    return resolve_checkpoints(overrides)
+    return resolve(overrides)
 
 
 def fake_hub_cache(cache: Path, repo_id: str, files_from: Path | None = None) -> Path:

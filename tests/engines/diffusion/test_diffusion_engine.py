@@ -9,23 +9,23 @@ from typing import Any
 import numpy as np
 import pytest
 
+from minitoolai.catalog import IMAGE_SCHEDULERS
+from minitoolai.engines.base import ImageSpec
 from minitoolai.engines.diffusion import (
-    SCHEDULER_NAMES,
     SCHEDULERS,
     DiffusionEngine,
-    ImageSpec,
     UnknownImageModel,
     build_scheduler,
 )
 from minitoolai.engines.diffusion.loading import module_bytes
+from minitoolai.images.worker import encode
 
 from .diffusion_tiny import SD15_MODEL, SDXL_MODEL, tiny_checkpoints
+from .diffusion_tiny import spec as tiny_spec
 
 
 def spec(model: str = SD15_MODEL, **fields: Any) -> ImageSpec:
-    base: dict[str, Any] = {"prompt": "a red cube", "width": 64, "height": 64, "steps": 2}
-    base.update(fields)
-    return ImageSpec(model=model, **base)
+    return tiny_spec(model, **{"prompt": "a red cube", "steps": 2, **fields})
 
 
 def pixels(result: Any) -> np.ndarray[Any, Any]:
@@ -38,7 +38,7 @@ def expected_calls(scheduler: str, steps: int) -> int:
 
 
 @pytest.mark.parametrize("steps", [1, 5, 8])
-@pytest.mark.parametrize("scheduler", SCHEDULER_NAMES)
+@pytest.mark.parametrize("scheduler", IMAGE_SCHEDULERS)
 def test_every_scheduler_makes_an_image_sd15(
     tiny_engine: DiffusionEngine, scheduler: str, steps: int
 ) -> None:
@@ -167,7 +167,7 @@ def test_a_raising_progress_callback_cancels_and_frees_the_pipeline(
 
 def test_png_bytes(tiny_engine: DiffusionEngine) -> None:
     result = tiny_engine.generate(spec(steps=1, scheduler="Euler", seed=9))
-    assert result.png_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    assert encode(result, "png").startswith(b"\x89PNG\r\n\x1a\n")
 
 
 def test_unknown_or_disabled_models_are_rejected(tiny_sd15: Path, tiny_sdxl: Path) -> None:

@@ -8,18 +8,20 @@ from pathlib import Path
 
 import pytest
 
+from minitoolai.catalog import IMAGE_MODELS, IMAGE_SCHEDULERS
 from minitoolai.engines.diffusion import (
     DEFAULT_CHECKPOINTS,
-    MODEL_NAMES,
-    SCHEDULER_NAMES,
     SCHEDULERS,
-    CheckpointConfigError,
+    CheckpointConfig,
     build_scheduler,
     resolve_checkpoints,
 )
 from minitoolai.engines.diffusion.checkpoints import SDXL_FP16_VAE, source_kind
 from minitoolai.engines.diffusion.schedulers import scheduler_options
 from minitoolai.engines.diffusion.sizing import crop_to, generation_size
+from minitoolai.settings import UNAPPLIED_IMAGE_KEYS
+
+from .diffusion_tiny import resolve
 
 # SD's training schedule as SD/SDXL checkpoints ship it in scheduler_config.json
 SD_SCHEDULE = {
@@ -36,7 +38,7 @@ SD_SCHEDULE = {
 def test_importing_the_package_loads_no_torch() -> None:
     code = (
         "import sys, minitoolai.engines.diffusion as d; "
-        "assert len(d.MODEL_NAMES) == 15 and len(d.SCHEDULERS) == 18; "
+        "assert len(d.DEFAULT_CHECKPOINTS) == 15 and len(d.SCHEDULERS) == 18; "
         "heavy = [m for m in ('torch', 'diffusers', 'transformers') if m in sys.modules]; "
         "print(heavy)"
     )
@@ -47,9 +49,9 @@ def test_importing_the_package_loads_no_torch() -> None:
 
 
 def test_tables_cover_the_api_names() -> None:
-    assert len(MODEL_NAMES) == 15 and len(set(MODEL_NAMES)) == 15
-    assert list(SCHEDULERS) == list(SCHEDULER_NAMES) and len(SCHEDULER_NAMES) == 18
-    assert set(DEFAULT_CHECKPOINTS) == set(MODEL_NAMES)
+    assert len(IMAGE_MODELS) == 15 and len(set(IMAGE_MODELS)) == 15
+    assert list(SCHEDULERS) == list(IMAGE_SCHEDULERS) and len(IMAGE_SCHEDULERS) == 18
+    assert set(DEFAULT_CHECKPOINTS) == set(IMAGE_MODELS)
 
 
 @pytest.mark.parametrize(
@@ -118,14 +120,12 @@ def test_sde_scheduler_is_seeded_from_the_request_seed() -> None:
 # --------------------------------------------------------------------------- checkpoints
 
 
-@pytest.mark.parametrize("name", MODEL_NAMES)
+@pytest.mark.parametrize("name", IMAGE_MODELS)
 def test_every_default_mapping_is_complete(name: str) -> None:
     cfg = resolve_checkpoints()[name]
     assert cfg.name == name and cfg.enabled
     assert cfg.source_kind in ("hub_repo", "hub_file")  # public weights, nothing local assumed
     assert cfg.architecture in ("sdxl", "sd15")
-    assert cfg.scheduler in SCHEDULER_NAMES
-    assert 1 <= cfg.steps <= 8 and 1 <= cfg.cfg_scale <= 7
     assert cfg.licence
     if cfg.architecture == "sdxl":
         assert cfg.fp16_vae == SDXL_FP16_VAE
@@ -151,22 +151,22 @@ def test_stand_ins_are_marked() -> None:
 
 
 def test_override_merges_over_the_default() -> None:
-    resolved = resolve_checkpoints(
+    resolved = resolve(
         {
-            "realvision": {"checkpoint": "/models/realvis", "scheduler": "Euler a"},
+            "realvision": {"checkpoint": "/models/realvis", "prompt_prefix": "photo, "},
             "amigo": {"enabled": False},
         }
     )
     cfg = resolved["realvision"]
     assert cfg.checkpoint == "/models/realvis" and cfg.source_kind == "local_dir"
-    assert cfg.scheduler == "Euler a"
+    assert cfg.prompt_prefix == "photo, "
     assert cfg.architecture == "sdxl" and cfg.timestep_spacing == "trailing"  # kept
     assert resolved["amigo"].enabled is False
     assert resolved["juggernaut"] == DEFAULT_CHECKPOINTS["juggernaut"]  # untouched
 
 
 def test_replacing_the_checkpoint_drops_the_old_source_details() -> None:
-    cfg = resolve_checkpoints(
+    cfg = resolve(
         {"reality": {"checkpoint": "/models/reality.safetensors", "architecture": "sd15"}}
     )["reality"]
     assert cfg.single_file and cfg.architecture == "sd15"
@@ -191,10 +191,26 @@ def test_replacing_the_checkpoint_drops_the_old_source_details() -> None:
 def test_bad_overrides_fail_naming_the_table(
     overrides: dict[str, dict[str, object]], needle: str
 ) -> None:
-    with pytest.raises(CheckpointConfigError) as err:
-        resolve_checkpoints(overrides)
+    """Refused at start: by the file's schema (names, keys, types) or when merged (the forms)."""
+    with pytest.raises(ValueError) as err:
+        resolve(overrides)
     assert needle in str(err.value)
     assert "image_models" in str(err.value)
+
+
+def test_per_model_sampler_settings_load_but_are_not_applied(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Older files set scheduler/steps/cfg_scale per model: they still load, with a warning,
+    and a request without those fields gets the seed's defaults whatever the model."""
+    tables: dict[str, dict[str, object]] = {
+        "juggernaut": {"scheduler": "Euler a", "steps": 6, "cfg_scale": 1.5}
+    }
+    with caplog.at_level("WARNING", logger="minitoolai.settings"):
+        resolved = resolve(tables)
+    assert resolved["juggernaut"] == DEFAULT_CHECKPOINTS["juggernaut"]
+    assert "[image_models.juggernaut] scheduler, steps, cfg_scale: not applied" in caplog.text
+    assert not set(UNAPPLIED_IMAGE_KEYS) & set(CheckpointConfig.model_fields)
 
 
 def test_source_kinds(tmp_path: Path) -> None:

@@ -13,7 +13,6 @@ from safetensors.torch import load_file
 
 from minitoolai.engines.diffusion import (
     DiffusionEngine,
-    ImageSpec,
     WeightsUnavailable,
     locate,
     pull,
@@ -24,9 +23,16 @@ from minitoolai.engines.diffusion.checkpoints import SDXL_FP16_VAE
 from minitoolai.engines.diffusion.loading import load_pipeline, module_bytes
 from minitoolai.engines.diffusion.weights import _diffusers_files, estimate_bytes
 
-from .diffusion_tiny import SD15_MODEL, SDXL_MODEL, fake_hub_cache, tiny_checkpoints
+from .diffusion_tiny import (
+    SD15_MODEL,
+    SDXL_MODEL,
+    fake_hub_cache,
+    resolve,
+    spec,
+    tiny_checkpoints,
+)
 
-SPEC = ImageSpec(model="realvision", prompt="x", width=64, height=64, steps=1)
+SPEC = spec("realvision", steps=1)
 
 
 @pytest.fixture
@@ -38,9 +44,7 @@ def empty_cache(tmp_path: Path) -> Path:
 
 def test_missing_local_path_says_what_to_put_where(tmp_path: Path) -> None:
     missing = tmp_path / "models" / "realvis"
-    eng = DiffusionEngine(
-        resolve_checkpoints({"realvision": {"checkpoint": str(missing)}}), device="cpu"
-    )
+    eng = DiffusionEngine(resolve({"realvision": {"checkpoint": str(missing)}}), device="cpu")
     with pytest.raises(WeightsUnavailable) as err:
         eng.generate(SPEC)
     message = str(err.value)
@@ -51,7 +55,7 @@ def test_missing_local_path_says_what_to_put_where(tmp_path: Path) -> None:
 
 
 def test_a_folder_that_is_not_a_pipeline_is_named_as_such(tmp_path: Path) -> None:
-    cfg = resolve_checkpoints({"realvision": {"checkpoint": str(tmp_path)}})["realvision"]
+    cfg = resolve({"realvision": {"checkpoint": str(tmp_path)}})["realvision"]
     with pytest.raises(WeightsUnavailable, match="it is not a diffusers folder"):
         locate(cfg, half_precision=False)
 
@@ -118,7 +122,7 @@ def test_uncached_hub_file_names_the_file(empty_cache: Path) -> None:
 def test_single_file_needs_its_config_repo(tmp_path: Path, empty_cache: Path) -> None:
     checkpoint = tmp_path / "merge.safetensors"
     checkpoint.write_bytes(b"")
-    cfg = resolve_checkpoints({"amigo": {"checkpoint": str(checkpoint)}})["amigo"]
+    cfg = resolve({"amigo": {"checkpoint": str(checkpoint)}})["amigo"]
     with pytest.raises(WeightsUnavailable) as err:
         locate(cfg, half_precision=False, cache_dir=empty_cache)
     assert "hf download stabilityai/stable-diffusion-xl-base-1.0" in str(err.value)
@@ -130,7 +134,7 @@ def test_single_file_needs_its_config_repo(tmp_path: Path, empty_cache: Path) ->
 
 
 def test_fp16_vae_is_needed_only_in_half_precision(tiny_sdxl: Path, empty_cache: Path) -> None:
-    cfg = resolve_checkpoints({"amigo": {"checkpoint": str(tiny_sdxl)}})["amigo"]
+    cfg = resolve({"amigo": {"checkpoint": str(tiny_sdxl)}})["amigo"]
     assert locate(cfg, half_precision=False, cache_dir=empty_cache).vae_dir is None
     with pytest.raises(WeightsUnavailable) as err:
         locate(cfg, half_precision=True, cache_dir=empty_cache)
@@ -151,15 +155,15 @@ def test_a_cached_hub_repo_loads_and_generates_offline(
     assert sorted(eng.available_models()) == sorted(["realvision", SD15_MODEL, SDXL_MODEL])
     # the folder says it is SD 1.5, and wins over the configured architecture; same weights,
     # same settings as mixrealistic's local folder, so the same pixels
-    from_hub = eng.generate(ImageSpec(model="realvision", prompt="x", width=64, height=64, seed=4))
-    from_dir = eng.generate(ImageSpec(model=SD15_MODEL, prompt="x", width=64, height=64, seed=4))
+    from_hub = eng.generate(spec("realvision", seed=4))
+    from_dir = eng.generate(spec(SD15_MODEL, seed=4))
     assert np.array_equal(np.asarray(from_hub.image), np.asarray(from_dir.image))
 
 
 def test_an_interrupted_cache_copy_is_reported(tiny_sd15: Path, empty_cache: Path) -> None:
     snapshot = fake_hub_cache(empty_cache, "tiny-org/partial", files_from=tiny_sd15)
     shutil.rmtree(snapshot / "unet")
-    cfg = resolve_checkpoints({"amigo": {"checkpoint": "tiny-org/partial"}})["amigo"]
+    cfg = resolve({"amigo": {"checkpoint": "tiny-org/partial"}})["amigo"]
     with pytest.raises(WeightsUnavailable, match="lacks weights for unet"):
         locate(cfg, half_precision=False, cache_dir=empty_cache)
 
@@ -235,7 +239,7 @@ def test_the_fp16_vae_replaces_the_checkpoints_own(
     import torch
 
     vae_snapshot = fake_hub_cache(empty_cache, SDXL_FP16_VAE, files_from=tiny_sd15 / "vae")
-    cfg = resolve_checkpoints({"amigo": {"checkpoint": str(tiny_sdxl)}})["amigo"]
+    cfg = resolve({"amigo": {"checkpoint": str(tiny_sdxl)}})["amigo"]
     located = locate(cfg, half_precision=True, cache_dir=empty_cache)
     assert located.vae_dir == vae_snapshot
     pipe = load_pipeline(cfg, located, device="cpu", dtype=torch.float32)
@@ -265,9 +269,9 @@ def test_a_single_file_goes_through_from_single_file_offline(
         )
 
     monkeypatch.setattr(StableDiffusionPipeline, "from_single_file", record)
-    cfg = resolve_checkpoints(
-        {"mixrealistic": {"checkpoint": str(checkpoint), "config_repo": str(tiny_sd15)}}
-    )["mixrealistic"]
+    cfg = resolve({"mixrealistic": {"checkpoint": str(checkpoint), "config_repo": str(tiny_sd15)}})[
+        "mixrealistic"
+    ]
     located = locate(cfg, half_precision=False)
     load_pipeline(cfg, located, device="cpu", dtype=torch.float32)
     assert calls == [

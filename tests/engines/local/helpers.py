@@ -7,6 +7,7 @@ import subprocess
 from collections.abc import AsyncIterator
 from typing import Any
 
+from minitoolai.chat.schemas import Message
 from minitoolai.engines.base import ChatChunk, ChatParams
 
 
@@ -21,7 +22,7 @@ def text_of(chunks: list[ChatChunk]) -> str:
 def ask(question: str, *, max_tokens: int = 24, temperature: float = 0.0, **kw: Any) -> ChatParams:
     """A one-question request, greedy unless told otherwise (so its answer is reproducible)."""
     return ChatParams(
-        messages=[{"role": "user", "content": question}],
+        messages=[Message(role="user", content=question)],
         max_tokens=max_tokens,
         temperature=temperature,
         **kw,

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from minitoolai.chat.schemas import Message
 from minitoolai.engines.errors import EngineRejected
 from minitoolai.engines.llamacpp import LlamaCppEngine, LocalModelConfig, default_model_config
 from minitoolai.engines.llamacpp.prompt import ChatPrompter
@@ -37,7 +38,7 @@ def reference(engine: LlamaCppEngine, messages: list[dict[str, Any]], **kw: Any)
 @pytest.mark.asyncio
 async def test_streams_role_tokens_finish_and_usage_like_llama_cpp(engine: LlamaCppEngine) -> None:
     params = ask("What is the capital of France? Answer in one sentence.", max_tokens=40)
-    params.messages.insert(0, {"role": "developer", "content": "You are a concise assistant."})
+    params.messages.insert(0, Message(role="developer", content="You are a concise assistant."))
     chunks = await collect(engine.stream(params))
 
     first, *middle, finish, last = chunks
@@ -50,7 +51,10 @@ async def test_streams_role_tokens_finish_and_usage_like_llama_cpp(engine: Llama
 
     ref = reference(
         engine,
-        [{"role": "system", "content": "You are a concise assistant."}, params.messages[1]],
+        [
+            {"role": "system", "content": "You are a concise assistant."},
+            params.messages[1].model_dump(exclude_none=True),
+        ],
         max_tokens=40,
         temperature=0.0,
     )
@@ -116,7 +120,7 @@ async def test_top_p_and_penalties_are_applied(engine: LlamaCppEngine) -> None:
 def test_developer_role_is_rendered_as_system(engine: LlamaCppEngine) -> None:
     prompter = ChatPrompter(engine.llama, engine.model_id)
     text, stops, _ = prompter.render(
-        [{"role": "developer", "content": "Answer in French."}, {"role": "user", "content": "Hi"}]
+        [Message(role="developer", content="Answer in French."), Message(role="user", content="Hi")]
     )
     assert "<|im_start|>system\nAnswer in French.<|im_end|>" in text
     assert "SmolLM" not in text  # the template's default system prompt was replaced
@@ -138,10 +142,15 @@ def test_count_tokens_uses_the_model_tokenizer(engine: LlamaCppEngine) -> None:
 @pytest.mark.asyncio
 async def test_image_parts_are_refused_before_any_chunk(engine: LlamaCppEngine) -> None:
     params = ask("x")
-    params.messages[0]["content"] = [
-        {"type": "text", "text": "What is this?"},
-        {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}},
-    ]
+    params.messages[0] = Message.model_validate(
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "What is this?"},
+                {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}},
+            ],
+        }
+    )
     stream = engine.stream(params)
     with pytest.raises(EngineRejected, match="text only"):
         await anext(stream)

@@ -10,8 +10,7 @@ weights (licences differ per checkpoint), so the operator may point any name at 
     [image_models.realvision]
     checkpoint = "/models/realvis"          # a diffusers folder, a .safetensors file, or a repo id
     architecture = "sdxl"                   # needed for a single .safetensors file
-    scheduler = "DPM++ SDE Karras"          # recommended settings, used where a request omits them
-    timestep_spacing = "trailing"
+    timestep_spacing = "trailing"           # what the checkpoint was trained with
 
 ``checkpoint`` accepts four forms:
 
@@ -24,6 +23,10 @@ weights (licences differ per checkpoint), so the operator may point any name at 
 A value that names an existing path (relative to the working directory) is taken as local even if
 it also looks like ``owner/name``. Only ``.safetensors`` single files are accepted: ``.ckpt``
 files are pickles that run code on load.
+
+A request that names no sampler, steps or CFG scale gets the seed's defaults whatever the model
+(``minitoolai.catalog``): a checkpoint has no defaults of its own. The model cards' recommended
+settings, quoted next to each default below, are what a client may send for better images.
 """
 
 from __future__ import annotations
@@ -31,19 +34,13 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Final, Literal
+from typing import Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
+from minitoolai.catalog import IMAGE_MODELS, ImageArchitecture, TimestepSpacing
 from minitoolai.engines.diffusion.errors import CheckpointConfigError
-from minitoolai.engines.diffusion.names import (
-    CFG_SCALE_RANGE,
-    MODEL_NAMES,
-    SCHEDULER_NAMES,
-    STEPS_RANGE,
-    Architecture,
-    TimestepSpacing,
-)
+from minitoolai.settings import UNAPPLIED_IMAGE_KEYS, ImageModelConfig
 
 SourceKind = Literal["hub_repo", "hub_file", "local_dir", "local_file"]
 
@@ -86,7 +83,7 @@ class CheckpointConfig(BaseModel):
     name: str
     #: see the module docstring for the four accepted forms
     checkpoint: str
-    architecture: Architecture
+    architecture: ImageArchitecture
     #: a Hub revision (branch, tag or commit) for the hub forms
     revision: str | None = None
     #: diffusers weight variant, e.g. "fp16" for ``*.fp16.safetensors`` files
@@ -98,9 +95,6 @@ class CheckpointConfig(BaseModel):
     fp16_vae: str | None = None
     #: component configs + tokenizers for a single-file checkpoint (repo id or local folder)
     config_repo: str | None = None
-    scheduler: str = "DPM++ SDE Karras"
-    steps: Annotated[int, Field(ge=STEPS_RANGE[0], le=STEPS_RANGE[1])] = 4
-    cfg_scale: Annotated[float, Field(ge=CFG_SCALE_RANGE[0], le=CFG_SCALE_RANGE[1])] = 2.0
     #: spacing for the non-Karras samplers; "trailing" for Lightning checkpoints
     timestep_spacing: TimestepSpacing = "linspace"
     #: prepended to every prompt (e.g. Pony's score tags)
@@ -115,13 +109,6 @@ class CheckpointConfig(BaseModel):
     def _known_form(cls, value: str) -> str:
         source_kind(value)
         return value.strip()
-
-    @field_validator("scheduler")
-    @classmethod
-    def _known_scheduler(cls, value: str) -> str:
-        if value not in SCHEDULER_NAMES:
-            raise ValueError(f"unknown scheduler {value!r}; one of: {', '.join(SCHEDULER_NAMES)}")
-        return value
 
     @property
     def source_kind(self) -> SourceKind:
@@ -144,15 +131,13 @@ class CheckpointConfig(BaseModel):
 
 
 def _lightning_xl(name: str, checkpoint: str, **fields: object) -> CheckpointConfig:
-    """A Lightning-distilled SDXL merge: few steps, low CFG, trailing spacing, fp16-fix VAE."""
+    """A Lightning-distilled SDXL merge (made for few steps and low CFG, like the seed's
+    defaults): trailing spacing, fp16-fix VAE."""
     base: dict[str, object] = {
         "name": name,
         "checkpoint": checkpoint,
         "architecture": "sdxl",
         "fp16_vae": SDXL_FP16_VAE,
-        "scheduler": "DPM++ SDE Karras",
-        "steps": 4,
-        "cfg_scale": 2.0,
         "timestep_spacing": "trailing",
         "licence": "openrail++",
     }
@@ -161,14 +146,12 @@ def _lightning_xl(name: str, checkpoint: str, **fields: object) -> CheckpointCon
 
 
 def _sd15(name: str, checkpoint: str, **fields: object) -> CheckpointConfig:
-    """A classic SD 1.5 fine-tune: not distilled, so the API's 8-step cap uses a 2nd-order SDE."""
+    """A classic SD 1.5 fine-tune. Not distilled: it does best at the API's 8-step cap with a
+    2nd-order SDE sampler ("DPM++ SDE Karras") and CFG about 5, which a client may ask for."""
     base: dict[str, object] = {
         "name": name,
         "checkpoint": checkpoint,
         "architecture": "sd15",
-        "scheduler": "DPM++ SDE Karras",
-        "steps": 8,
-        "cfg_scale": 5.0,
         "timestep_spacing": "linspace",
         "licence": "creativeml-openrail-m",
     }
@@ -186,14 +169,12 @@ DEFAULT_CHECKPOINTS: Final[Mapping[str, CheckpointConfig]] = {
     c.name: c
     for c in (
         # RealVisXL V5.0 Lightning: "DPM++ SDE Karras, 4-6 steps, CFG 1-2" (model card).
-        _lightning_xl("realvision", "SG161222/RealVisXL_V5.0_Lightning", cfg_scale=1.5, steps=5),
+        _lightning_xl("realvision", "SG161222/RealVisXL_V5.0_Lightning"),
         # Juggernaut XL Lightning: "DPM++ SDE (Karras), 5-7 steps, CFG 1.5-2". Its licence forbids
         # serving it behind an API without RunDiffusion's permission.
         _lightning_xl(
             "juggernaut",
             "RunDiffusion/Juggernaut-XL-Lightning",
-            steps=6,
-            cfg_scale=1.5,
             licence="RunDiffusion licence: no API serving without permission",
         ),
         # AutismMix SDXL (Pony) Lightning, from an unofficial diffusers mirror (exact file
@@ -210,9 +191,6 @@ DEFAULT_CHECKPOINTS: Final[Mapping[str, CheckpointConfig]] = {
         _lightning_xl(
             "realism",
             "Stableyogi/Realism-SDXL-Checkpoints/realismByStableYogi_v5XLLightning.safetensors",
-            scheduler="Euler a",
-            steps=6,
-            cfg_scale=1.5,
             licence="stable-yogi-community",
         ),
         # majicMIX realistic v6 (SD 1.5, diffusers mirror; low confidence for "mixrealistic").
@@ -237,27 +215,24 @@ _SOURCE_FIELDS: Final = ("revision", "variant", "config_repo")
 
 
 def resolve_checkpoints(
-    overrides: Mapping[str, Mapping[str, object]] | None = None,
+    overrides: Mapping[str, ImageModelConfig] | None = None,
 ) -> dict[str, CheckpointConfig]:
     """The defaults merged with the operator's ``[image_models.<name>]`` tables, validated.
 
-    Raises ``CheckpointConfigError`` naming the offending table for an unknown model name, an
-    unknown key or an invalid value, so a typo stops the server at start-up instead of surfacing
-    as a failed job later.
+    The settings already refused unknown names and keys; this checks the merged whole (e.g. the
+    ``checkpoint`` form) and raises ``CheckpointConfigError`` naming the offending table, so a
+    bad value stops the server at start-up instead of surfacing as a failed job later.
     """
     overrides = overrides or {}
-    unknown = sorted(set(overrides) - set(MODEL_NAMES))
-    if unknown:
-        raise CheckpointConfigError(
-            f"[image_models] names no such model: {', '.join(unknown)}; "
-            f"the models are: {', '.join(MODEL_NAMES)}"
-        )
     resolved: dict[str, CheckpointConfig] = {}
-    for name in MODEL_NAMES:
+    for name in IMAGE_MODELS:
         default = DEFAULT_CHECKPOINTS[name]
-        change = dict(overrides.get(name, {}))
-        if "name" in change:
-            raise CheckpointConfigError(f"[image_models.{name}]: 'name' cannot be changed")
+        override = overrides.get(name)
+        change = (
+            {}
+            if override is None
+            else override.model_dump(exclude_unset=True, exclude=set(UNAPPLIED_IMAGE_KEYS))
+        )
         merged = default.model_dump()
         if "checkpoint" in change:
             for key in _SOURCE_FIELDS:

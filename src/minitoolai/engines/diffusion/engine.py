@@ -12,27 +12,22 @@ Different models can run in parallel threads.
 from __future__ import annotations
 
 import gc
-import io
 import logging
 import os
 import secrets
 import threading
 import time
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
+from minitoolai.catalog import IMAGE_SEED_LIMIT
+from minitoolai.engines.base import GeneratedImage, ImageEngine, ImageSpec, ProgressCallback
 from minitoolai.engines.diffusion.cache import ByteBudgetLRU, CacheStats
 from minitoolai.engines.diffusion.checkpoints import CheckpointConfig, resolve_checkpoints
 from minitoolai.engines.diffusion.errors import UnknownImageModel
-from minitoolai.engines.diffusion.names import (
-    DEFAULT_CFG_SCALE,
-    DEFAULT_SCHEDULER,
-    DEFAULT_SIZE,
-    DEFAULT_STEPS,
-)
 from minitoolai.engines.diffusion.schedulers import SCHEDULERS, build_scheduler
 from minitoolai.engines.diffusion.sizing import crop_to, generation_size
 from minitoolai.engines.diffusion.weights import (
@@ -43,54 +38,10 @@ from minitoolai.engines.diffusion.weights import (
     weights_present,
 )
 
-if TYPE_CHECKING:
-    from PIL.Image import Image
-
 log = logging.getLogger(__name__)
 
-#: Seeds are drawn from [0, 2**32): A1111's range, and what clients expect to paste back.
-SEED_RANGE: Final = 2**32
 #: Headroom kept free on a GPU for activations (SDXL at 1344 px with CFG needs a few GiB).
 GPU_HEADROOM_BYTES: Final = 4 * 2**30
-
-ProgressCallback = Callable[[float], None]
-
-
-@dataclass(frozen=True, slots=True)
-class ImageSpec:
-    """One validated text-to-image request (the API layer checked names and ranges)."""
-
-    model: str
-    prompt: str
-    negative_prompt: str = ""
-    scheduler: str = DEFAULT_SCHEDULER
-    steps: int = DEFAULT_STEPS
-    cfg_scale: float = DEFAULT_CFG_SCALE
-    width: int = DEFAULT_SIZE
-    height: int = DEFAULT_SIZE
-    #: ``None`` draws a random seed; the one used comes back in ``GeneratedImage.seed``
-    seed: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class GeneratedImage:
-    image: Image
-    #: the seed that reproduces this image (same model, settings and device type)
-    seed: int
-    width: int
-    height: int
-    model: str
-    scheduler: str
-    steps: int
-    cfg_scale: float
-    #: UNet evaluations the sampler made (2nd-order samplers make about two per step)
-    denoise_calls: int
-    elapsed_s: float
-
-    def png_bytes(self) -> bytes:
-        buf = io.BytesIO()
-        self.image.save(buf, format="PNG")
-        return buf.getvalue()
 
 
 @dataclass(slots=True)
@@ -125,7 +76,7 @@ def default_memory_budget(device: str) -> int:
     return max(int(pages) // 2, 1)
 
 
-class DiffusionEngine:
+class DiffusionEngine(ImageEngine):
     """Text-to-image over the configured checkpoints, with loaded pipelines cached by bytes.
 
     ``device`` defaults to CUDA when present (fp16) and the CPU otherwise (fp32: CPUs have no
@@ -217,7 +168,7 @@ class DiffusionEngine:
         cfg = self._config(spec.model)
         if spec.scheduler not in SCHEDULERS:
             raise UnknownImageModel(f"unknown scheduler {spec.scheduler!r}")
-        seed = spec.seed if spec.seed is not None else secrets.randbelow(SEED_RANGE)
+        seed = spec.seed if spec.seed is not None else secrets.randbelow(IMAGE_SEED_LIMIT)
         loaded = self._pipeline(cfg)
         gen_width, gen_height = generation_size(spec.width, spec.height)
         calls = 0

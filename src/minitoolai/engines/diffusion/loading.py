@@ -12,14 +12,14 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from minitoolai.catalog import ImageArchitecture
 from minitoolai.engines.diffusion.checkpoints import CheckpointConfig
-from minitoolai.engines.diffusion.names import Architecture
 from minitoolai.engines.diffusion.weights import LocatedWeights
 
 log = logging.getLogger(__name__)
 
 
-def folder_architecture(folder: Path) -> Architecture | None:
+def folder_architecture(folder: Path) -> ImageArchitecture | None:
     """What a diffusers folder says it is (its ``model_index.json``), if SD 1.5 or SDXL."""
     try:
         class_name = json.loads((folder / "model_index.json").read_text())["_class_name"]

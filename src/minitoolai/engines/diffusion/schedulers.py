@@ -61,7 +61,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Final, Literal
 
-from minitoolai.engines.diffusion.names import SCHEDULER_NAMES, TimestepSpacing
+from minitoolai.catalog import IMAGE_SCHEDULERS, TimestepSpacing
 
 Fidelity = Literal["exact", "close", "approximate"]
 
@@ -169,7 +169,7 @@ def _build_table() -> dict[str, SamplerRecipe]:
         karras = _with_karras(table[base])
         table[karras.name] = karras
     # keep the API's order, and fail at import if the two tables ever drift apart
-    return {name: table[name] for name in SCHEDULER_NAMES}
+    return {name: table[name] for name in IMAGE_SCHEDULERS}
 
 
 #: Every API sampler name -> its recipe, in the API's order.

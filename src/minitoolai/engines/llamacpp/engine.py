@@ -14,16 +14,16 @@ from collections.abc import AsyncGenerator
 from functools import partial
 from typing import Any
 
-from minitoolai.engines.base import ChatChunk, ChatParams
+from minitoolai.engines.base import ChatChunk, ChatEngine, ChatParams
 from minitoolai.engines.errors import EngineUnavailable
-from minitoolai.engines.llamacpp.config import LocalModelConfig
 from minitoolai.engines.llamacpp.generation import run_generation
 from minitoolai.engines.llamacpp.loader import import_llama_cpp, load_llama
 from minitoolai.engines.llamacpp.prompt import ChatPrompter
-from minitoolai.engines.llamacpp.worker import END, Job, ModelWorker
+from minitoolai.engines.llamacpp.worker import END, Generation, ModelWorker
+from minitoolai.settings import LocalModelConfig
 
 
-class LlamaCppEngine:
+class LlamaCppEngine(ChatEngine):
     """One loaded GGUF model. Safe to share between requests; they queue on its thread."""
 
     accepts_images = False
@@ -79,7 +79,7 @@ class LlamaCppEngine:
         tokens = self._loaded().tokenize(text.encode("utf-8"), add_bos=False, special=False)
         return len(tokens)
 
-    def _work(self, params: ChatParams, job: Job) -> None:
+    def _work(self, params: ChatParams, job: Generation) -> None:
         llama = self._loaded()
         run_generation(
             llama,
@@ -101,8 +101,8 @@ class LlamaCppEngine:
         model cannot take (too long, image parts) before the first chunk.
         """
         self._loaded()
-        job = Job(partial(self._work, params), asyncio.get_running_loop())
-        self.worker.submit(job)
+        job = Generation(partial(self._work, params), asyncio.get_running_loop())
+        self.worker.enqueue(job)
         try:
             while (item := await job.output.get()) is not END:
                 if isinstance(item, BaseException):

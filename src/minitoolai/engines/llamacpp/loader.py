@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from minitoolai.engines.errors import EngineUnavailable
-from minitoolai.engines.llamacpp.config import DEFAULT_MODEL_NAME, LocalModelConfig
+from minitoolai.engines.llamacpp.config import DEFAULT_MODEL_NAME
+from minitoolai.settings import LocalModelConfig
 
 log = logging.getLogger(__name__)
 

@@ -13,38 +13,22 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from minitoolai.chat.schemas import Message, text_of
 from minitoolai.engines.errors import EngineRejected, EngineUnavailable
 
 #: OpenAI roles chat templates do not know, and what they mean to them
 ROLE_ALIASES = {"developer": "system"}
 
 
-def _content_text(content: Any, model_id: str) -> str:
-    """A message's text; image or audio parts are refused (this engine sees text only)."""
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    texts: list[str] = []
-    for part in content:
-        kind = part.get("type") if isinstance(part, dict) else None
-        if kind == "text":
-            texts.append(str(part.get("text", "")))
-        else:
-            raise EngineRejected(f"model {model_id!r} accepts text only, got a {kind!r} part")
-    return "\n".join(texts)
-
-
-def template_messages(messages: list[dict[str, Any]], model_id: str) -> list[dict[str, str]]:
-    """Plain ``{"role", "content"}`` dicts, the shape every chat template understands."""
+def template_messages(messages: list[Message], model_id: str) -> list[dict[str, str]]:
+    """Plain ``{"role", "content"}`` dicts, the shape every chat template understands; image
+    parts are refused (this engine sees text only)."""
     out: list[dict[str, str]] = []
     for message in messages:
-        role = str(message.get("role", "user"))
+        if message.images():
+            raise EngineRejected(f"model {model_id!r} accepts text only, got a 'image_url' part")
         out.append(
-            {
-                "role": ROLE_ALIASES.get(role, role),
-                "content": _content_text(message.get("content"), model_id),
-            }
+            {"role": ROLE_ALIASES.get(message.role, message.role), "content": text_of(message)}
         )
     return out
 
@@ -81,7 +65,7 @@ class ChatPrompter:
             return ""
         return bytes(self._llama.detokenize([token], special=True)).decode("utf-8", "replace")
 
-    def render(self, messages: list[dict[str, Any]]) -> tuple[str, list[str], bool]:
+    def render(self, messages: list[Message]) -> tuple[str, list[str], bool]:
         """Prompt text, template stop strings, and whether the text already holds BOS."""
         try:
             plain: Any = template_messages(messages, self._model_id)
@@ -93,7 +77,7 @@ class ChatPrompter:
         stop = result.stop if isinstance(result.stop, list) else [result.stop]
         return result.prompt, [s for s in stop if s], bool(result.added_special)
 
-    def prepare(self, messages: list[dict[str, Any]]) -> Prompt:
+    def prepare(self, messages: list[Message]) -> Prompt:
         text, stops, added_special = self.render(messages)
         tokens = self._llama.tokenize(text.encode("utf-8"), add_bos=not added_special, special=True)
         return Prompt(tokens=list(tokens), stops=stops)

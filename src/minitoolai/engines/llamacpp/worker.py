@@ -27,15 +27,15 @@ class _End:
 END = _End()
 
 
-class Job:
-    """A unit of work for the model thread and the channel its results travel back on.
+class Generation:
+    """One generation on the model thread, and the channel its results travel back on.
 
     ``work(job)`` runs on the model thread and reports through ``job.emit``; results arrive on
     the event loop's ``output`` queue, ending with ``END`` (an exception raised by ``work`` is
     delivered as an item just before it).
     """
 
-    def __init__(self, work: Callable[[Job], None], loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, work: Callable[[Generation], None], loop: asyncio.AbstractEventLoop) -> None:
         self.work = work
         self.output: asyncio.Queue[object] = asyncio.Queue()
         self._loop = loop
@@ -83,15 +83,15 @@ class ModelWorker:
         self.queue_size = queue_size
         self.retry_after = retry_after
         self._cond = threading.Condition()
-        self._waiting: deque[Job] = deque()
-        self._running: Job | None = None
+        self._waiting: deque[Generation] = deque()
+        self._running: Generation | None = None
         self._closed = False
         self._thread = threading.Thread(target=self._run, name=f"llamacpp:{name}", daemon=True)
         self._thread.start()
 
     # -- event-loop side ---------------------------------------------------------------------
 
-    def submit(self, job: Job) -> None:
+    def enqueue(self, job: Generation) -> None:
         """Queue ``job`` or refuse at once; never blocks."""
         with self._cond:
             if self._closed:
@@ -106,7 +106,7 @@ class ModelWorker:
             self._waiting.append(job)
             self._cond.notify_all()
 
-    def cancel(self, job: Job) -> None:
+    def cancel(self, job: Generation) -> None:
         """Stop ``job``: dropped if still waiting, flagged if running. Idempotent."""
         job.cancel()
         with self._cond:
@@ -151,7 +151,7 @@ class ModelWorker:
 
     # -- model-thread side -------------------------------------------------------------------
 
-    def _next(self) -> Job | None:
+    def _next(self) -> Generation | None:
         with self._cond:
             self._cond.wait_for(lambda: self._closed or bool(self._waiting))
             if self._closed:

@@ -7,13 +7,12 @@ as they are produced. Importing this package does not import ``piper`` or ``nump
 from minitoolai.engines.speech.audio import OUTPUT_RATE
 from minitoolai.engines.speech.default import default_speech_engine, open_default_speech_engine
 from minitoolai.engines.speech.espeak_engine import EspeakEngine
-from minitoolai.engines.speech.formats import FORMATS, MEDIA_TYPES
+from minitoolai.engines.speech.formats import FORMATS
 from minitoolai.engines.speech.piper_engine import PiperEngine, PiperVoiceFiles, packaged_voices
 from minitoolai.engines.speech.voices import OPENAI_VOICES, voice_map
 
 __all__ = [
     "FORMATS",
-    "MEDIA_TYPES",
     "OPENAI_VOICES",
     "OUTPUT_RATE",
     "EspeakEngine",

@@ -1,9 +1,10 @@
-"""The response formats OpenAI's speech endpoint offers, and how each one is produced."""
+"""How each speech format of the catalog is produced, and what no engine can do."""
 
 from __future__ import annotations
 
 import re
 
+from minitoolai.catalog import SPEECH_MAX_INPUT_CHARS, SPEECH_SPEED_RANGE
 from minitoolai.engines.base import SpeechParams
 from minitoolai.engines.errors import EngineRejected
 
@@ -18,17 +19,10 @@ FFMPEG_OUTPUT_ARGS: dict[str, list[str]] = {
     "aac": ["-c:a", "aac", "-b:a", "64k", "-f", "adts"],
     "flac": ["-c:a", "flac", "-f", "flac"],
 }
+#: what the local engines produce: every format of the catalog (a test checks they agree)
 FORMATS = RAW_FORMATS | FFMPEG_OUTPUT_ARGS.keys()
-MEDIA_TYPES = {
-    "mp3": "audio/mpeg",
-    "opus": "audio/ogg",
-    "aac": "audio/aac",
-    "flac": "audio/flac",
-    "wav": "audio/wav",
-    "pcm": "audio/pcm",
-}
-MIN_SPEED, MAX_SPEED = 0.25, 4.0
-MAX_INPUT_CHARS = 4096  # OpenAI's limit
+MIN_SPEED, MAX_SPEED = SPEECH_SPEED_RANGE
+MAX_INPUT_CHARS = SPEECH_MAX_INPUT_CHARS
 #: C0 and C1 control characters (NUL, ESC, DEL...) and lone surrogates, except tab, newline
 #: and carriage return. A NUL cuts the text short in espeak-ng's C phonemizer (Piper and the
 #: fallback both use it) and breaks the stream mid-way; none of them is speakable text.
@@ -51,13 +45,14 @@ def validate(params: SpeechParams) -> None:
     if params.response_format not in FORMATS:
         raise EngineRejected(
             f"response_format must be one of {', '.join(sorted(FORMATS))}, "
-            f"not {params.response_format!r}"
+            f"not {params.response_format!r}",
+            param="response_format",
         )
     if not MIN_SPEED <= params.speed <= MAX_SPEED:
-        raise EngineRejected(f"speed must be between {MIN_SPEED} and {MAX_SPEED}")
+        raise EngineRejected(f"speed must be between {MIN_SPEED} and {MAX_SPEED}", param="speed")
     if not params.input.strip():
-        raise EngineRejected("input must not be empty")
+        raise EngineRejected("input must not be empty", param="input")
     if len(params.input) > MAX_INPUT_CHARS:
-        raise EngineRejected(f"input must be at most {MAX_INPUT_CHARS} characters")
+        raise EngineRejected(f"input must be at most {MAX_INPUT_CHARS} characters", param="input")
     if (problem := control_character_error(params.input)) is not None:
-        raise EngineRejected(problem)
+        raise EngineRejected(problem, param="input")

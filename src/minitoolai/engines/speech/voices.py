@@ -39,5 +39,7 @@ def resolve_voice(requested: str, mapping: Mapping[str, str], installed: Iterabl
     voice = mapping.get(requested, requested)
     if voice not in names:
         known = sorted(set(mapping) | names)
-        raise EngineRejected(f"unknown voice {requested!r}; choose one of {', '.join(known)}")
+        raise EngineRejected(
+            f"unknown voice {requested!r}; choose one of {', '.join(known)}", param="voice"
+        )
     return voice

@@ -3,22 +3,15 @@
 from __future__ import annotations
 
 from starlette.requests import Request
-from starlette.routing import Route
 
-from minitoolai.bootstrap import Services
+from minitoolai.http.deps import principal, services, slashed
 from minitoolai.http.responses import JSON
 from minitoolai.money import nano_to_usd
 
 
-def services(request: Request) -> Services:
-    svc: Services = request.app.state.services
-    return svc
-
-
 async def balance(request: Request) -> JSON:
-    svc = services(request)
-    who = await svc.auth.authenticate(request.headers.get("authorization"))
-    total, held = await svc.ledger.balances(who.account_id)
+    who = await principal(request)
+    total, held = await services(request).ledger.balances(who.account_id)
     return JSON(
         {
             "object": "balance",
@@ -31,20 +24,13 @@ async def balance(request: Request) -> JSON:
 
 
 async def usage(request: Request) -> JSON:
-    svc = services(request)
-    who = await svc.auth.authenticate(request.headers.get("authorization"))
+    who = await principal(request)
     try:
         limit = max(1, min(500, int(request.query_params.get("limit", "50"))))
     except ValueError:
         limit = 50
-    rows = await svc.accounts.usage(who.account_id, limit)
+    rows = await services(request).accounts.usage(who.account_id, limit)
     return JSON({"object": "list", "data": rows})
-
-
-def slashed(path: str, endpoint: object, methods: list[str]) -> list[Route]:
-    """The seed's paths end with a slash; the same path without it must work too."""
-    bare = path.rstrip("/")
-    return [Route(bare + "/", endpoint, methods=methods), Route(bare, endpoint, methods=methods)]  # type: ignore[arg-type]
 
 
 routes = [*slashed("/api/balance/", balance, ["GET"]), *slashed("/api/usage/", usage, ["GET"])]

@@ -11,8 +11,8 @@ from starlette.requests import Request
 from starlette.routing import Route
 
 from minitoolai.errors import AuthenticationFailed
+from minitoolai.http.deps import services
 from minitoolai.http.responses import JSON, parse, read_json
-from minitoolai.http.routes.account import services
 from minitoolai.money import usd_to_nano
 
 

@@ -12,7 +12,6 @@ first delta        ``{"content"}``     ``{"role": "assistant", "content"}``
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,12 +20,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from minitoolai.accounts.auth import Principal
-from minitoolai.chat.pipeline import ChatRun, ChatService, Prepared
+from minitoolai.chat import render
+from minitoolai.chat.pipeline import ChatService, Prepared
 from minitoolai.chat.schemas import ChatRequest
-from minitoolai.chat.wire import DONE, ChunkWriter, replay_events
-from minitoolai.engines.errors import EngineError
-from minitoolai.errors import UpstreamError
-from minitoolai.http.deps import idempotency, unless_disconnected
+from minitoolai.http.deps import idempotency, principal, services, slashed, unless_disconnected
 from minitoolai.http.responses import (
     JSON,
     LARGE_BODY,
@@ -35,7 +32,6 @@ from minitoolai.http.responses import (
     parse,
     read_json,
 )
-from minitoolai.http.routes.account import services, slashed
 from minitoolai.http.sse import EventStream
 from minitoolai.ledger.idempotency import IdempotencyKey
 
@@ -51,59 +47,11 @@ SEED = Flavour(stream_default=True, usage_always=True, role_in_first_delta=False
 OPENAI = Flavour(stream_default=False, usage_always=False, role_in_first_delta=True)
 
 
-async def _events(
-    run: ChatRun, flavour: Flavour, include_usage: bool, keep: bool
-) -> AsyncGenerator[bytes, None]:
-    writer = ChunkWriter(run.id, run.created, run.model, run.fingerprint)
-    first = True
-    try:
-        try:
-            async for chunk in run.chunks():
-                delta: dict[str, Any] = {}
-                if first and flavour.role_in_first_delta:
-                    delta["role"] = "assistant"
-                if chunk.content:
-                    delta["content"] = chunk.content
-                if delta:
-                    first = False
-                    yield writer.delta(delta)
-                if chunk.finish_reason:
-                    yield writer.delta({}, chunk.finish_reason)
-        except EngineError as exc:  # the stream has started: the error goes inside it
-            yield ChunkWriter.error(f"The model stopped mid-answer: {exc}")
-            keep = False
-        usage = await run.settle(keep_result=keep)
-        if include_usage:
-            yield writer.usage(usage)
-        yield DONE
-    finally:
-        await run.close()
-
-
-async def _collect(run: ChatRun, keep: bool) -> dict[str, Any]:
-    try:
-        try:
-            async for _ in run.chunks():
-                pass
-        except EngineError as exc:
-            raise UpstreamError(f"The model stopped mid-answer: {exc}") from None
-        usage = await run.settle(keep_result=keep)
-    finally:
-        await run.close()  # bills what was generated, however this ended
-    return run.completion(usage)
-
-
-async def _replay(events: list[bytes]) -> AsyncGenerator[bytes, None]:
-    for event in events:
-        yield event
-
-
 async def _handle(request: Request, flavour: Flavour) -> Response | EventStream:
-    svc = services(request)
-    principal = await svc.auth.authenticate(request.headers.get("authorization"))
-    chat: ChatService = svc.chat
+    who = await principal(request)
+    chat: ChatService = services(request).chat
     if (body_length(request) or 0) > LARGE_BODY:
-        await chat.refuse_if_nothing_available(principal)  # before reading megabytes
+        await chat.refuse_if_nothing_available(who)  # before reading megabytes
     body = await read_json(request, MAX_CHAT_BODY)
     chat_request = parse(ChatRequest, body)
     key = idempotency(request, body)
@@ -111,25 +59,22 @@ async def _handle(request: Request, flavour: Flavour) -> Response | EventStream:
     include_usage = flavour.usage_always or bool(
         chat_request.stream_options and chat_request.stream_options.include_usage
     )
-    prepared = await chat.prepare(principal, chat_request)
-    keep = key is not None
+    prepared = await chat.prepare(who, chat_request)
     if not stream:  # one watch for the client over the whole answer
-        return JSON(await unless_disconnected(request, _answer(chat, principal, prepared, key)))
-    started = await unless_disconnected(request, chat.start(principal, prepared, key))
-    if not isinstance(started, ChatRun):  # an idempotent retry: answer as before, bill nothing
-        events = replay_events(started.stored_answer(), include_usage, flavour.role_in_first_delta)
-        return EventStream(_replay(events))
-    return EventStream(_events(started, flavour, include_usage, keep=keep))
+        return JSON(await unless_disconnected(request, _whole(chat, who, prepared, key)))
+    answer = await unless_disconnected(request, chat.answer(who, prepared, key))
+    return EventStream(
+        render.sse(
+            answer, role_in_first_delta=flavour.role_in_first_delta, include_usage=include_usage
+        )
+    )
 
 
-async def _answer(
+async def _whole(
     chat: ChatService, principal: Principal, prepared: Prepared, key: IdempotencyKey | None
 ) -> dict[str, Any]:
-    """The whole completion for a client that wants one JSON body (or the stored one)."""
-    started = await chat.start(principal, prepared, key, whole=True)
-    if not isinstance(started, ChatRun):  # an idempotent retry: answer as before, bill nothing
-        return started.stored_answer()
-    return await _collect(started, keep=key is not None)
+    """The whole completion, for a client that wants one JSON body."""
+    return await render.whole(await chat.answer(principal, prepared, key, whole=True))
 
 
 async def seed_chat(request: Request) -> Any:
@@ -141,9 +86,8 @@ async def openai_chat(request: Request) -> Any:
 
 
 async def list_models(request: Request) -> JSON:
-    svc = services(request)
-    await svc.auth.authenticate(request.headers.get("authorization"))
-    chat: ChatService = svc.chat
+    await principal(request)
+    chat: ChatService = services(request).chat
     names = chat.router.models()
     return JSON(
         {

@@ -10,10 +10,9 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from starlette.requests import Request
 from starlette.routing import Route
 
-from minitoolai.engines.speech.formats import MEDIA_TYPES
-from minitoolai.http.deps import idempotency, unless_disconnected
+from minitoolai.catalog import SPEECH_MEDIA_TYPES
+from minitoolai.http.deps import idempotency, principal, services, slashed, unless_disconnected
 from minitoolai.http.responses import parse, read_json
-from minitoolai.http.routes.account import services, slashed
 from minitoolai.http.sse import EventStream
 from minitoolai.speech.schemas import OpenAISpeechRequest, SeedSpeechRequest
 
@@ -33,17 +32,17 @@ async def _gen(audio: AsyncIterator[bytes]) -> AsyncGenerator[bytes, None]:
 
 
 async def _speak(request: Request, seed_style: bool) -> AudioStream:
+    who = await principal(request)
     svc = services(request)
-    principal = await svc.auth.authenticate(request.headers.get("authorization"))
     data = await read_json(request)
     body: OpenAISpeechRequest | SeedSpeechRequest = (
         parse(SeedSpeechRequest, data) if seed_style else parse(OpenAISpeechRequest, data)
     )
     params = body.params()
     audio = await unless_disconnected(
-        request, svc.speech.start(principal, body.model, params, idempotency(request, data))
+        request, svc.speech.start(who, body.model, params, idempotency(request, data))
     )
-    return AudioStream(_gen(audio), MEDIA_TYPES[params.response_format])
+    return AudioStream(_gen(audio), SPEECH_MEDIA_TYPES[params.response_format])
 
 
 async def openai_speech(request: Request) -> AudioStream:

@@ -12,10 +12,11 @@ import secrets
 import time
 from collections.abc import Callable
 
-from minitoolai.engines.diffusion.engine import GeneratedImage, ImageSpec
+from minitoolai.catalog import IMAGE_SEED_LIMIT
+from minitoolai.engines.base import GeneratedImage, ImageSpec
 
 
-class TestPatternEngine:
+class PatternEngine:
     def __init__(self, step_s: float = 0.0) -> None:
         self.step_s = step_s
 
@@ -28,7 +29,7 @@ class TestPatternEngine:
         from PIL import Image, ImageDraw
 
         start = time.perf_counter()
-        seed = spec.seed if spec.seed is not None else secrets.randbelow(2**32)
+        seed = spec.seed if spec.seed is not None else secrets.randbelow(IMAGE_SEED_LIMIT)
         rng = random.Random(seed)
         image = Image.new(
             "RGB", (spec.width, spec.height), tuple(rng.randrange(256) for _ in "rgb")

@@ -1,0 +1,190 @@
+"""One chat answer: who answers is known when it is returned, then its events, then its bill.
+
+``ChatService.answer`` returns a ``ChatAnswer`` whose ``id``, ``created``, ``model`` and
+``fingerprint`` are final; iterating it yields the events of ``chat.events``. A live answer
+settles its own charge: on the usage the engine reported when it ends, or, when it is cut short
+(client gone, engine broken half-way), on what was delivered, counted by the engine's tokenizer
+and marked estimated. It keeps the finished completion with the charge for idempotent retries
+only when asked to and only when nothing failed. Settling happens in its own ``finally``,
+shielded from cancellation, and again in ``aclose`` for an answer nobody iterated. A replayed
+answer yields the stored completion's events and bills nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from collections.abc import AsyncGenerator, AsyncIterator
+from typing import Any
+
+import anyio
+
+from minitoolai.chat.events import BEGAN, Billed, ChatEvent, Delta, Failure, Finish
+from minitoolai.chat.wire import completion
+from minitoolai.engines.base import ChatChunk, ChatEngine, Usage
+from minitoolai.engines.errors import EngineError
+from minitoolai.ledger.pricing import Price
+from minitoolai.ledger.service import Ledger, UsageRecord
+from minitoolai.routing.failover import Answering
+
+log = logging.getLogger("minitoolai.chat")
+
+
+class ChatAnswer:
+    """An answer to one chat request. Iterate it once; always ``aclose`` it when done."""
+
+    def __init__(self, answer_id: str, created: int, model: str, fingerprint: str) -> None:
+        self.id = answer_id
+        self.created = created
+        self.model = model  # what really answered, as the client is shown it
+        self.fingerprint = fingerprint
+        self._events = self._run()
+
+    def __aiter__(self) -> AsyncIterator[ChatEvent]:
+        return self._events
+
+    async def aclose(self) -> None:
+        await self._events.aclose()
+
+    def _run(self) -> AsyncGenerator[ChatEvent, None]:
+        raise NotImplementedError
+
+
+class LiveAnswer(ChatAnswer):
+    """An engine answering now, with the money for it held."""
+
+    def __init__(
+        self,
+        ledger: Ledger,
+        charge_id: str,
+        price: Price,
+        prompt_tokens: int,
+        answering: Answering[ChatEngine, ChatChunk],
+        *,
+        keep_result: bool,
+    ) -> None:
+        self._ledger = ledger
+        self._charge_id = charge_id
+        self._price = price
+        self._prompt_tokens = prompt_tokens  # our count, billed if the engine reports none
+        self._served_by = answering.deployment.name
+        self._engine = answering.deployment.engine
+        self._first = answering.first
+        self._stream = answering.rest
+        self._keep_result = keep_result
+        self._text: list[str] = []
+        self._finish_reason: str | None = None
+        self._engine_usage: Usage | None = None
+        self._settled = False
+        self._closed = False
+        super().__init__(
+            "chatcmpl-" + secrets.token_urlsafe(18),
+            int(time.time()),
+            self._first.model or self._engine.model_id,
+            "fp_" + secrets.token_hex(5),
+        )
+
+    async def _run(self) -> AsyncGenerator[ChatEvent, None]:
+        text = self._text
+        next_chunk = self._stream.__anext__
+        chunk = self._first
+        failure: Failure | None = None
+        try:
+            while True:
+                if chunk.usage is not None:  # kept for billing, never shown as it came
+                    self._engine_usage = chunk.usage
+                if chunk.content:
+                    text.append(chunk.content)
+                    yield Delta(chunk.content)
+                elif chunk.role:
+                    yield BEGAN
+                if chunk.finish_reason:
+                    self._finish_reason = chunk.finish_reason
+                    yield Finish(chunk.finish_reason)
+                try:
+                    chunk = await next_chunk()
+                except StopAsyncIteration:
+                    break
+                except EngineError as exc:  # the answer has begun: the failure goes inside it
+                    failure = Failure(f"The model stopped mid-answer: {exc}")
+                    break
+            if failure is not None:
+                yield failure
+            yield Billed(await self._settle(keep_result=self._keep_result and failure is None))
+        finally:
+            await self._close()
+
+    async def aclose(self) -> None:
+        await super().aclose()
+        await self._close()  # an answer never iterated still settles
+
+    async def _settle(self, *, keep_result: bool) -> Usage:
+        """Charge for what was generated (once); with ``keep_result`` the completion is stored
+        with the charge, so an idempotent retry is answered with it instead of billed again."""
+        self._settled = True
+        estimated = self._engine_usage is None
+        if self._engine_usage is not None:
+            usage = self._engine_usage
+        else:
+            text = "".join(self._text)
+            usage = Usage(self._prompt_tokens, self._engine.count_tokens(text) if text else 0)
+        cost = self._price.tokens(usage.prompt_tokens, usage.completion_tokens)
+        record = UsageRecord(
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+            estimated=estimated,
+            served_by=self._served_by,
+            result=self._completion(usage) if keep_result else None,
+        )
+        with anyio.CancelScope(shield=True):
+            outcome = await self._ledger.settle(self._charge_id, cost, record)
+        if outcome.cost < cost:  # capped at the hold: show what was really charged
+            log.error("charge %s capped at its hold", self._charge_id)
+        return usage
+
+    def _completion(self, usage: Usage) -> dict[str, Any]:
+        text = "".join(self._text)
+        return completion(
+            self.id, self.created, self.model, self.fingerprint, text, self._finish_reason, usage
+        )
+
+    async def _close(self) -> None:
+        """Stop the engine and settle what is owed, even when cancelled; once."""
+        if self._closed:
+            return
+        self._closed = True
+        with anyio.CancelScope(shield=True):
+            try:
+                await self._stream.aclose()  # type: ignore[attr-defined]
+            except Exception:  # a broken upstream must not block the settlement
+                log.debug("closing the engine stream failed", exc_info=True)
+            if not self._settled:
+                try:
+                    await self._settle(keep_result=False)
+                except Exception:  # the sweeper will release the hold; log loudly
+                    log.exception("settling %s failed", self._charge_id)
+
+
+class ReplayedAnswer(ChatAnswer):
+    """An idempotent retry: the completion stored with the first request's charge, again."""
+
+    def __init__(self, stored: dict[str, Any]) -> None:
+        self._stored = stored
+        super().__init__(
+            stored["id"], stored["created"], stored["model"], stored.get("system_fingerprint") or ""
+        )
+
+    async def _run(self) -> AsyncGenerator[ChatEvent, None]:
+        choice = self._stored["choices"][0]
+        usage = self._stored["usage"]
+        yield Delta(choice["message"]["content"])
+        yield Finish(choice["finish_reason"])
+        yield Billed(
+            Usage(
+                usage["prompt_tokens"],
+                usage["completion_tokens"],
+                usage["prompt_tokens_details"]["cached_tokens"],
+                usage["completion_tokens_details"]["reasoning_tokens"],
+            )
+        )

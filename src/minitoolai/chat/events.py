@@ -1,0 +1,64 @@
+"""What a chat answer says, in order, as the domain tells it (``chat.answer.ChatAnswer``).
+
+A live answer yields ``Began`` or ``Delta`` first, then ``Delta``\\ s, ``Finish``, and last
+``Billed`` once the money has settled; an engine failing half-way yields ``Failure`` before
+``Billed``. The HTTP layer renders these (``chat.render``) and decides nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from minitoolai.engines.base import Usage
+
+# Not frozen: a frozen dataclass costs twice as much to build, and a stream builds one per token.
+
+
+@dataclass(slots=True)
+class Began:
+    """The assistant's turn began, nothing said yet (an engine's role-only chunk)."""
+
+
+#: the one ``Began`` there is: it carries nothing, so a stream costs no allocation for it
+BEGAN = Began()
+
+
+@dataclass(slots=True)
+class Delta:
+    """Text the assistant said next."""
+
+    text: str
+
+
+@dataclass(slots=True)
+class ToolCallDelta:
+    """A piece of a tool call, as OpenAI streams it (no engine produces one yet)."""
+
+    index: int
+    id: str | None = None
+    name: str | None = None
+    arguments: str = ""
+
+
+@dataclass(slots=True)
+class Finish:
+    """Why the answer ended: ``stop``, ``length``..."""
+
+    reason: str
+
+
+@dataclass(slots=True)
+class Failure:
+    """The engine broke after the answer began; what was delivered is still billed."""
+
+    message: str
+
+
+@dataclass(slots=True)
+class Billed:
+    """The usage the client was charged for (the last event)."""
+
+    usage: Usage
+
+
+ChatEvent = Began | Delta | ToolCallDelta | Finish | Failure | Billed

@@ -1,0 +1,203 @@
+"""What the ledger asks of its database: the rows it passes and gets back, and the one interface
+both stores (``sqlite.py``, ``postgres.py``) implement.
+
+Every statement that touches ``accounts.balance``/``accounts.held``, ``charges`` or
+``ledger_entries`` is a method here, so the rules in ``ledger.service`` never see SQL. A store
+keeps the ledger's invariant in each method: every change to an account's money is written in the
+same transaction as its ``ledger_entries`` row. A store never reads the clock: the service passes
+every timestamp in, so one clock (and one fake clock in tests) decides every deadline.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal, Protocol
+
+HoldOutcome = Literal["held", "insufficient", "duplicate"]
+#: charges renewed per statement (SQLite's bound-parameter limit; short row locks on PostgreSQL)
+RENEW_BATCH = 500
+
+
+@dataclass(slots=True)
+class NewCharge:
+    id: str
+    account_id: int
+    api_key_id: int | None
+    kind: str
+    model: str
+    amount: int
+    idempotency_key: str | None
+    request_hash: str | None
+    now: datetime
+    expires_at: datetime
+
+
+@dataclass(slots=True)
+class Finish:
+    """A settle or release of one held charge (``expired_before``: the sweeper's release)."""
+
+    charge_id: str
+    kind: Literal["settle", "release"]
+    cost: int
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    units: int | None
+    estimated: bool
+    served_by: str | None
+    result: Any
+    note: str | None
+    now: datetime
+    expired_before: datetime | None = None
+
+    @property
+    def status(self) -> str:
+        if self.kind == "settle":
+            return "settled"
+        return "released" if self.expired_before is None else "expired"
+
+
+@dataclass(slots=True)
+class Finished:
+    """A finish that applied: what it moved, and the charge's model (for the money metrics)."""
+
+    account_id: int
+    held_amount: int
+    charged: int
+    model: str
+
+
+@dataclass(slots=True)
+class LateSettled:
+    """A settle of a charge whose hold the sweeper had released."""
+
+    account_id: int
+    wanted: int  # the cost, capped at the hold
+    charged: int  # what the balance still had of it
+    model: str
+
+
+@dataclass(slots=True)
+class KeyedCharge:
+    """The charge an idempotency key names, as a retry of its request needs it."""
+
+    id: str
+    held_amount: int
+    status: str
+    result: Any
+    request_hash: str | None
+
+
+@dataclass(slots=True)
+class Entry:
+    kind: str
+    amount: int
+    held: int
+    charge_id: str | None
+    note: str | None
+    created_at: datetime
+
+
+@dataclass(slots=True)
+class UsageRow:
+    """One finished charge, as the usage listing shows it."""
+
+    id: str
+    kind: str
+    model: str
+    served_by: str | None
+    status: str
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    units: int | None
+    estimated: bool
+    cost: int
+    created_at: datetime
+
+
+class LedgerStore(Protocol):
+    # -- credit in ---------------------------------------------------------------------------
+
+    async def top_up(
+        self, account_id: int, amount: int, *, cap: int, note: str | None, now: datetime
+    ) -> int | None:
+        """Add ``amount`` to the balance with a ``topup`` entry; the new balance, or None when
+        the account does not exist or its balance would pass ``cap`` (nothing written)."""
+        ...
+
+    # -- spending ----------------------------------------------------------------------------
+
+    async def hold(self, charge: NewCharge) -> HoldOutcome:
+        """Reserve ``charge.amount`` if the account has it available, with the charge row and
+        a ``hold`` entry; ``duplicate`` when its idempotency key is taken (nothing written)."""
+        ...
+
+    async def finish(self, step: Finish) -> Finished | None:
+        """Settle (cost capped at the hold) or release a ``held`` charge, freeing its hold, with
+        its entry; None when it was not ``held`` (already finished, or not expired yet)."""
+        ...
+
+    async def settle_late(self, step: Finish, note: str) -> LateSettled | None:
+        """Settle an ``expired`` charge from what the balance still has, up to its cost capped
+        at its hold, never below zero (the account is locked while it is read and charged);
+        None when the charge is not ``expired``."""
+        ...
+
+    async def renew(self, charge_ids: list[str], deadline: datetime) -> None:
+        """Move the deadline of those of ``charge_ids`` still ``held`` to ``deadline``."""
+        ...
+
+    async def set_result(self, charge_id: str, result: Any) -> None:
+        """Keep what an idempotent retry of the charge is answered with."""
+        ...
+
+    async def refund(self, charge_id: str, note: str | None, now: datetime) -> int | None:
+        """Give a ``settled`` charge's cost back (status ``refunded``, a ``refund`` entry); the
+        amount, or None when the charge was not ``settled``."""
+        ...
+
+    async def expired(self, now: datetime, limit: int) -> list[str]:
+        """Up to ``limit`` ``held`` charges whose deadline is before ``now``."""
+        ...
+
+    # -- idempotency keys --------------------------------------------------------------------
+
+    async def by_key(self, account_id: int, stored_key: str) -> KeyedCharge | None:
+        """The account's charge holding this (scoped) idempotency key."""
+        ...
+
+    async def free_key(self, charge_id: str) -> None:
+        """Give up the key of a charge that was released unanswered, for a retry to take."""
+        ...
+
+    # -- reading -----------------------------------------------------------------------------
+
+    async def available(self, account_id: int) -> int | None:
+        """Balance less holds; None for no such account."""
+        ...
+
+    async def balances(self, account_id: int) -> tuple[int, int] | None:
+        """(balance, held); None for no such account."""
+        ...
+
+    async def entry_sums(self, account_id: int) -> tuple[int, int]:
+        """(balance, held) as the account's entries add them up."""
+        ...
+
+    async def cost(self, charge_id: str) -> int | None:
+        """The charge's cost (0 while it has none); None for no such charge."""
+        ...
+
+    async def entries(self, account_id: int, limit: int) -> list[Entry]:
+        """The account's latest entries, newest first."""
+        ...
+
+    async def open_holds(self, account_id: int) -> int:
+        """How many of the account's charges are ``held``."""
+        ...
+
+    async def usage(self, account_id: int, limit: int) -> list[UsageRow]:
+        """The account's latest charges that are no longer held, newest first."""
+        ...
+
+    async def close(self) -> None: ...

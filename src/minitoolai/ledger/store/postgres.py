@@ -1,0 +1,360 @@
+"""The ledger on PostgreSQL: asyncpg statements on the store's own pool.
+
+Each step that moves money is a single statement of data-modifying CTEs (prepared once, one
+network round trip, the account row locked only for that statement). The one exception is a late
+settle, which must read what the balance still has before it charges it: one transaction that
+locks the charge, then the account (``FOR UPDATE``: the order every other step takes them in),
+so a hold racing it cannot spend the same money.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from minitoolai.infra.db import asyncpg_dsn
+from minitoolai.ledger.store.base import (
+    RENEW_BATCH,
+    Entry,
+    Finish,
+    Finished,
+    HoldOutcome,
+    KeyedCharge,
+    LateSettled,
+    NewCharge,
+    UsageRow,
+)
+
+_TOP_UP = """
+WITH acct AS (
+    UPDATE accounts SET balance = balance + $2
+    WHERE id = $1 AND balance + $2 <= $3
+    RETURNING id, balance
+), entry AS (
+    INSERT INTO ledger_entries (account_id, kind, amount, held, note, created_at)
+    SELECT id, 'topup', $2, 0, $4, $5 FROM acct
+)
+SELECT balance FROM acct
+"""
+
+_HOLD = """
+WITH acct AS (
+    UPDATE accounts SET held = held + $3
+    WHERE id = $2 AND balance - held >= $3
+    RETURNING id
+), charge AS (
+    INSERT INTO charges (id, account_id, api_key_id, kind, model, status, held_amount,
+                         usage_estimated, idempotency_key, request_hash, created_at, expires_at)
+    SELECT $1, id, $4, $5, $6, 'held', $3, false, $7, $10, $8, $9 FROM acct
+    RETURNING id
+), entry AS (
+    INSERT INTO ledger_entries (account_id, charge_id, kind, amount, held, created_at)
+    SELECT $2, id, 'hold', 0, $3, $8 FROM charge
+)
+SELECT count(*) AS moved FROM charge
+"""
+
+_FINISH = """
+WITH charge AS (
+    UPDATE charges SET status = $2, settled_at = $3, cost = LEAST(held_amount, $4),
+        prompt_tokens = $5, completion_tokens = $6, units = $7, usage_estimated = $8,
+        served_by = $9, result = COALESCE($10::json, result)
+    WHERE id = $1 AND status = 'held' AND ($13::timestamptz IS NULL OR expires_at < $13)
+    RETURNING account_id, held_amount, cost, model
+), acct AS (
+    UPDATE accounts a SET balance = a.balance - c.cost, held = a.held - c.held_amount
+    FROM charge c WHERE a.id = c.account_id
+    RETURNING a.id
+), entry AS (
+    INSERT INTO ledger_entries (account_id, charge_id, kind, amount, held, note, created_at)
+    SELECT account_id, $1, $11, -cost, -held_amount, $12, $3 FROM charge
+)
+SELECT account_id, held_amount, cost, model FROM charge
+"""
+
+_LATE_CHARGE = """
+SELECT account_id, held_amount, model FROM charges
+WHERE id = $1 AND status = 'expired'
+FOR UPDATE
+"""
+
+_LATE_ACCOUNT = "SELECT balance - held FROM accounts WHERE id = $1 FOR UPDATE"
+
+_LATE_SETTLE = """
+WITH acct AS (
+    UPDATE accounts SET balance = balance - $3 WHERE id = $2
+), charge AS (
+    UPDATE charges SET status = 'settled', cost = $3, settled_at = $4, prompt_tokens = $5,
+        completion_tokens = $6, units = $7, usage_estimated = $8, served_by = $9,
+        result = COALESCE($10::json, result)
+    WHERE id = $1
+)
+INSERT INTO ledger_entries (account_id, charge_id, kind, amount, held, note, created_at)
+VALUES ($2, $1, 'settle', -$3::bigint, 0, $11, $4)
+"""
+
+_REFUND = """
+WITH charge AS (
+    UPDATE charges SET status = 'refunded'
+    WHERE id = $1 AND status = 'settled'
+    RETURNING account_id, COALESCE(cost, 0) AS cost
+), acct AS (
+    UPDATE accounts a SET balance = a.balance + c.cost
+    FROM charge c WHERE a.id = c.account_id AND c.cost <> 0
+), entry AS (
+    INSERT INTO ledger_entries (account_id, charge_id, kind, amount, held, note, created_at)
+    SELECT account_id, $1, 'refund', cost, 0, $2, $3 FROM charge
+)
+SELECT cost FROM charge
+"""
+
+_RENEW = "UPDATE charges SET expires_at = $2 WHERE id = ANY($1::text[]) AND status = 'held'"
+
+_USAGE = """
+SELECT id, kind, model, served_by, status, prompt_tokens, completion_tokens, units,
+       usage_estimated, cost, created_at
+FROM charges WHERE account_id = $1 AND status <> 'held'
+ORDER BY created_at DESC LIMIT $2
+"""
+
+
+def _json(value: Any) -> str | None:
+    return None if value is None else orjson.dumps(value).decode()
+
+
+def _read_json(value: str | None) -> Any:
+    return None if value is None else orjson.loads(value)
+
+
+class PostgresLedgerStore:
+    def __init__(self, url: str, pool_size: int = 10) -> None:
+        self.dsn = asyncpg_dsn(url)
+        self.pool_size = pool_size
+        self._pool: Any = None
+        self._lock = asyncio.Lock()
+
+    async def _acquire_pool(self) -> Any:
+        if self._pool is None:
+            async with self._lock:
+                if self._pool is None:
+                    import asyncpg
+
+                    self._pool = await asyncpg.create_pool(
+                        self.dsn, min_size=1, max_size=self.pool_size
+                    )
+        return self._pool
+
+    # -- credit in ---------------------------------------------------------------------------
+
+    async def top_up(
+        self, account_id: int, amount: int, *, cap: int, note: str | None, now: datetime
+    ) -> int | None:
+        pool = await self._acquire_pool()
+        balance = await pool.fetchval(_TOP_UP, account_id, amount, cap, note, now)
+        return None if balance is None else int(balance)
+
+    # -- spending ----------------------------------------------------------------------------
+
+    async def hold(self, c: NewCharge) -> HoldOutcome:
+        import asyncpg
+
+        pool = await self._acquire_pool()
+        try:
+            row = await pool.fetchrow(
+                _HOLD,
+                c.id,
+                c.account_id,
+                c.amount,
+                c.api_key_id,
+                c.kind,
+                c.model,
+                c.idempotency_key,
+                c.now,
+                c.expires_at,
+                c.request_hash,
+            )
+        except asyncpg.UniqueViolationError:  # the statement rolled back whole: nothing held
+            if c.idempotency_key is None:
+                raise
+            return "duplicate"
+        return "held" if row["moved"] else "insufficient"
+
+    async def finish(self, s: Finish) -> Finished | None:
+        pool = await self._acquire_pool()
+        row = await pool.fetchrow(
+            _FINISH,
+            s.charge_id,
+            s.status,
+            s.now,
+            s.cost,
+            s.prompt_tokens,
+            s.completion_tokens,
+            s.units,
+            s.estimated,
+            s.served_by,
+            _json(s.result),
+            s.kind,
+            s.note,
+            s.expired_before,
+        )
+        if row is None:
+            return None
+        return Finished(
+            int(row["account_id"]), int(row["held_amount"]), int(row["cost"]), row["model"]
+        )
+
+    async def settle_late(self, s: Finish, note: str) -> LateSettled | None:
+        pool = await self._acquire_pool()
+        async with pool.acquire() as conn, conn.transaction():
+            charge = await conn.fetchrow(_LATE_CHARGE, s.charge_id)
+            if charge is None:
+                return None
+            account_id, wanted = int(charge["account_id"]), min(s.cost, int(charge["held_amount"]))
+            available = int(await conn.fetchval(_LATE_ACCOUNT, account_id))
+            charged = max(0, min(wanted, available))
+            await conn.execute(
+                _LATE_SETTLE,
+                s.charge_id,
+                account_id,
+                charged,
+                s.now,
+                s.prompt_tokens,
+                s.completion_tokens,
+                s.units,
+                s.estimated,
+                s.served_by,
+                _json(s.result),
+                note,
+            )
+        return LateSettled(account_id, wanted, charged, charge["model"])
+
+    async def renew(self, charge_ids: list[str], deadline: datetime) -> None:
+        pool = await self._acquire_pool()
+        for i in range(0, len(charge_ids), RENEW_BATCH):
+            await pool.execute(_RENEW, charge_ids[i : i + RENEW_BATCH], deadline)
+
+    async def set_result(self, charge_id: str, result: Any) -> None:
+        pool = await self._acquire_pool()
+        await pool.execute(
+            "UPDATE charges SET result = $2::json WHERE id = $1", charge_id, _json(result)
+        )
+
+    async def refund(self, charge_id: str, note: str | None, now: datetime) -> int | None:
+        pool = await self._acquire_pool()
+        cost = await pool.fetchval(_REFUND, charge_id, note, now)
+        return None if cost is None else int(cost)
+
+    async def expired(self, now: datetime, limit: int) -> list[str]:
+        pool = await self._acquire_pool()
+        rows = await pool.fetch(
+            "SELECT id FROM charges WHERE status = 'held' AND expires_at < $1 LIMIT $2", now, limit
+        )
+        return [r["id"] for r in rows]
+
+    # -- idempotency keys --------------------------------------------------------------------
+
+    async def by_key(self, account_id: int, stored_key: str) -> KeyedCharge | None:
+        pool = await self._acquire_pool()
+        row = await pool.fetchrow(
+            "SELECT id, held_amount, status, result, request_hash FROM charges"
+            " WHERE account_id = $1 AND idempotency_key = $2",
+            account_id,
+            stored_key,
+        )
+        if row is None:
+            return None
+        return KeyedCharge(
+            row["id"],
+            int(row["held_amount"]),
+            row["status"],
+            _read_json(row["result"]),
+            row["request_hash"],
+        )
+
+    async def free_key(self, charge_id: str) -> None:
+        pool = await self._acquire_pool()
+        await pool.execute(
+            "UPDATE charges SET idempotency_key = NULL WHERE id = $1 AND status = 'released'",
+            charge_id,
+        )
+
+    # -- reading -----------------------------------------------------------------------------
+
+    async def available(self, account_id: int) -> int | None:
+        pool = await self._acquire_pool()
+        value = await pool.fetchval("SELECT balance - held FROM accounts WHERE id = $1", account_id)
+        return None if value is None else int(value)
+
+    async def balances(self, account_id: int) -> tuple[int, int] | None:
+        pool = await self._acquire_pool()
+        row = await pool.fetchrow("SELECT balance, held FROM accounts WHERE id = $1", account_id)
+        return None if row is None else (int(row["balance"]), int(row["held"]))
+
+    async def entry_sums(self, account_id: int) -> tuple[int, int]:
+        pool = await self._acquire_pool()
+        row = await pool.fetchrow(
+            "SELECT COALESCE(SUM(amount), 0) AS amount, COALESCE(SUM(held), 0) AS held"
+            " FROM ledger_entries WHERE account_id = $1",
+            account_id,
+        )
+        return int(row["amount"]), int(row["held"])
+
+    async def cost(self, charge_id: str) -> int | None:
+        pool = await self._acquire_pool()
+        row = await pool.fetchrow("SELECT cost FROM charges WHERE id = $1", charge_id)
+        return None if row is None else int(row["cost"] or 0)
+
+    async def entries(self, account_id: int, limit: int) -> list[Entry]:
+        pool = await self._acquire_pool()
+        rows = await pool.fetch(
+            "SELECT kind, amount, held, charge_id, note, created_at FROM ledger_entries"
+            " WHERE account_id = $1 ORDER BY id DESC LIMIT $2",
+            account_id,
+            limit,
+        )
+        return [
+            Entry(
+                r["kind"],
+                int(r["amount"]),
+                int(r["held"]),
+                r["charge_id"],
+                r["note"],
+                r["created_at"],
+            )
+            for r in rows
+        ]
+
+    async def open_holds(self, account_id: int) -> int:
+        pool = await self._acquire_pool()
+        count = await pool.fetchval(
+            "SELECT count(*) FROM charges WHERE account_id = $1 AND status = 'held'", account_id
+        )
+        return int(count)
+
+    async def usage(self, account_id: int, limit: int) -> list[UsageRow]:
+        pool = await self._acquire_pool()
+        rows = await pool.fetch(_USAGE, account_id, limit)
+        return [
+            UsageRow(
+                r["id"],
+                r["kind"],
+                r["model"],
+                r["served_by"],
+                r["status"],
+                r["prompt_tokens"],
+                r["completion_tokens"],
+                r["units"],
+                bool(r["usage_estimated"]),
+                int(r["cost"] or 0),
+                r["created_at"],
+            )
+            for r in rows
+        ]
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None

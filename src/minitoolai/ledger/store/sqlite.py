@@ -1,0 +1,464 @@
+"""The ledger on SQLite: each write one ``BEGIN IMMEDIATE`` transaction, run right on the loop.
+
+A WAL-mode write with ``synchronous=NORMAL`` takes tens of microseconds, less than a hop to a
+thread and back, so the loop runs it inline with ``busy_timeout=0``: it never waits there. When
+another process holds the write lock (a CLI top-up, a worker), the step goes to a writer thread
+whose connection waits up to 30 s instead. Checkpoints, the one slow part of WAL, are kept off
+the loop: the inline connection never checkpoints itself; the writer thread does, every few
+hundred commits. ``BEGIN IMMEDIATE`` takes the write lock first, so each transaction reads and
+writes with no other writer in between (what ``FOR UPDATE`` does on PostgreSQL).
+
+Reads of a row by its key run inline too (a WAL reader never waits for the writer); reads that
+add up or list an account's rows, whose cost grows with the account, run in a reader thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import orjson
+
+from minitoolai.infra.db import sqlite_pragmas
+from minitoolai.ledger.store.base import (
+    RENEW_BATCH,
+    Entry,
+    Finish,
+    Finished,
+    HoldOutcome,
+    KeyedCharge,
+    LateSettled,
+    NewCharge,
+    UsageRow,
+)
+
+T = TypeVar("T")
+log = logging.getLogger("minitoolai.ledger")
+
+
+def _time(value: datetime) -> str:
+    """The storage format SQLAlchemy's SQLite DateTime uses (naive UTC), so both agree."""
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
+
+
+def _read_time(value: str) -> datetime:
+    return datetime.fromisoformat(value).replace(tzinfo=UTC)
+
+
+def _json(value: Any) -> str | None:
+    return None if value is None else orjson.dumps(value).decode()
+
+
+def _read_json(value: str | None) -> Any:
+    return None if value is None else orjson.loads(value)
+
+
+def _busy(exc: sqlite3.OperationalError) -> bool:
+    return "locked" in str(exc) or "busy" in str(exc)
+
+
+def _entry(
+    conn: sqlite3.Connection,
+    account_id: int,
+    charge_id: str | None,
+    kind: str,
+    amount: int,
+    held: int,
+    note: str | None,
+    now: str,
+) -> None:
+    conn.execute(
+        "INSERT INTO ledger_entries (account_id, charge_id, kind, amount, held, note, created_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (account_id, charge_id, kind, amount, held, note, now),
+    )
+
+
+def _statement(sql: str, args: tuple[Any, ...]) -> Callable[[sqlite3.Connection], None]:
+    """A transaction of one statement, for ``_run``."""
+
+    def run(conn: sqlite3.Connection) -> None:
+        conn.execute(sql, args)
+
+    return run
+
+
+class _Duplicate(Exception):
+    pass
+
+
+class SqliteLedgerStore:
+    CHECKPOINT_EVERY = 500
+
+    def __init__(self, path: str, write_lock: asyncio.Lock | None = None) -> None:
+        self.path = path
+        # shared with ``Database.write`` so this process's writers queue instead of colliding
+        self._write_lock = write_lock or asyncio.Lock()
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger-sqlite")
+        self._scans = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger-sqlite-read")
+        self._inline: sqlite3.Connection | None = None
+        self._threaded: sqlite3.Connection | None = None
+        self._reader: sqlite3.Connection | None = None
+        self._commits = 0
+
+    # -- running a step ----------------------------------------------------------------------
+
+    def _connect(self, busy_ms: int, autocheckpoint: int) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        for pragma in sqlite_pragmas(busy_ms, autocheckpoint):
+            conn.execute(f"PRAGMA {pragma}")
+        return conn
+
+    def _on_loop(self) -> sqlite3.Connection:
+        if self._inline is None:
+            self._inline = self._connect(busy_ms=0, autocheckpoint=0)
+        return self._inline
+
+    @staticmethod
+    def _transaction(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            result = fn(conn)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        return result
+
+    def _in_thread(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self._threaded is None:
+            self._threaded = self._connect(busy_ms=30_000, autocheckpoint=1000)
+        return self._transaction(self._threaded, fn)
+
+    def _checkpoint(self) -> None:
+        try:
+            if self._threaded is None:
+                self._threaded = self._connect(busy_ms=30_000, autocheckpoint=1000)
+            self._threaded.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        except sqlite3.Error as exc:  # the next one will catch up
+            log.warning("WAL checkpoint failed: %s", exc)
+
+    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """``fn`` as one write transaction."""
+        loop = asyncio.get_running_loop()
+        async with self._write_lock:
+            try:
+                result = self._transaction(self._on_loop(), fn)
+            except sqlite3.OperationalError as exc:
+                if not _busy(exc):
+                    raise
+                # another process is writing: wait for it in the writer thread, not here
+                result = await loop.run_in_executor(self._pool, self._in_thread, fn)
+            self._commits += 1
+            if self._commits % self.CHECKPOINT_EVERY == 0:
+                loop.run_in_executor(self._pool, self._checkpoint)
+            return result
+
+    def _on_reader(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self._reader is None:
+            self._reader = self._connect(busy_ms=30_000, autocheckpoint=0)
+        return fn(self._reader)
+
+    async def _scan(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """``fn``, reading many rows, in the reader thread."""
+        return await asyncio.get_running_loop().run_in_executor(self._scans, self._on_reader, fn)
+
+    async def _lookup(self, sql: str, args: tuple[Any, ...]) -> Any:
+        """The one row (or None) a key names, read inline; in the reader thread only in the
+        rare case SQLite says busy to a reader."""
+        try:
+            return self._on_loop().execute(sql, args).fetchone()
+        except sqlite3.OperationalError as exc:
+            if not _busy(exc):
+                raise
+        return await self._scan(lambda conn: conn.execute(sql, args).fetchone())
+
+    # -- credit in ---------------------------------------------------------------------------
+
+    async def top_up(
+        self, account_id: int, amount: int, *, cap: int, note: str | None, now: datetime
+    ) -> int | None:
+        def run(conn: sqlite3.Connection) -> int | None:
+            row = conn.execute(
+                "UPDATE accounts SET balance = balance + ? WHERE id = ? AND balance + ? <= ?"
+                " RETURNING balance",
+                (amount, account_id, amount, cap),
+            ).fetchone()
+            if row is None:
+                return None
+            _entry(conn, account_id, None, "topup", amount, 0, note, _time(now))
+            return int(row[0])
+
+        return await self._run(run)
+
+    # -- spending ----------------------------------------------------------------------------
+
+    async def hold(self, c: NewCharge) -> HoldOutcome:
+        now, expires = _time(c.now), _time(c.expires_at)
+
+        def run(conn: sqlite3.Connection) -> HoldOutcome:
+            moved = conn.execute(
+                "UPDATE accounts SET held = held + ? WHERE id = ? AND balance - held >= ?",
+                (c.amount, c.account_id, c.amount),
+            ).rowcount
+            if not moved:
+                return "insufficient"
+            try:
+                conn.execute(
+                    "INSERT INTO charges (id, account_id, api_key_id, kind, model, status,"
+                    " held_amount, usage_estimated, idempotency_key, request_hash, created_at,"
+                    " expires_at) VALUES (?, ?, ?, ?, ?, 'held', ?, 0, ?, ?, ?, ?)",
+                    (
+                        c.id,
+                        c.account_id,
+                        c.api_key_id,
+                        c.kind,
+                        c.model,
+                        c.amount,
+                        c.idempotency_key,
+                        c.request_hash,
+                        now,
+                        expires,
+                    ),
+                )
+            except sqlite3.IntegrityError:
+                if c.idempotency_key is None:
+                    raise
+                raise _Duplicate from None
+            _entry(conn, c.account_id, c.id, "hold", 0, c.amount, None, now)
+            return "held"
+
+        try:
+            return await self._run(run)
+        except _Duplicate:
+            return "duplicate"
+
+    async def finish(self, s: Finish) -> Finished | None:
+        now = _time(s.now)
+        result = _json(s.result)
+        expiry = "" if s.expired_before is None else " AND expires_at < ?"
+        expiry_args = () if s.expired_before is None else (_time(s.expired_before),)
+
+        def run(conn: sqlite3.Connection) -> Finished | None:
+            row = conn.execute(
+                "UPDATE charges SET status = ?, settled_at = ?, cost = MIN(held_amount, ?),"
+                " prompt_tokens = ?, completion_tokens = ?, units = ?, usage_estimated = ?,"
+                " served_by = ?, result = COALESCE(?, result)"
+                " WHERE id = ? AND status = 'held'"
+                + expiry
+                + " RETURNING account_id, held_amount, cost, model",
+                (
+                    s.status,
+                    now,
+                    s.cost,
+                    s.prompt_tokens,
+                    s.completion_tokens,
+                    s.units,
+                    int(s.estimated),
+                    s.served_by,
+                    result,
+                    s.charge_id,
+                    *expiry_args,
+                ),
+            ).fetchone()
+            if row is None:
+                return None
+            account_id, held_amount, charged = int(row[0]), int(row[1]), int(row[2])
+            conn.execute(
+                "UPDATE accounts SET balance = balance - ?, held = held - ? WHERE id = ?",
+                (charged, held_amount, account_id),
+            )
+            _entry(conn, account_id, s.charge_id, s.kind, -charged, -held_amount, s.note, now)
+            return Finished(account_id, held_amount, charged, str(row[3]))
+
+        return await self._run(run)
+
+    async def settle_late(self, s: Finish, note: str) -> LateSettled | None:
+        now = _time(s.now)
+        result = _json(s.result)
+
+        def run(conn: sqlite3.Connection) -> LateSettled | None:
+            row = conn.execute(
+                "SELECT account_id, held_amount, model FROM charges"
+                " WHERE id = ? AND status = 'expired'",
+                (s.charge_id,),
+            ).fetchone()
+            if row is None:
+                return None
+            account_id, wanted = int(row[0]), min(s.cost, int(row[1]))
+            (available,) = conn.execute(
+                "SELECT balance - held FROM accounts WHERE id = ?", (account_id,)
+            ).fetchone()
+            charged = max(0, min(wanted, int(available)))
+            conn.execute(
+                "UPDATE accounts SET balance = balance - ? WHERE id = ?", (charged, account_id)
+            )
+            conn.execute(
+                "UPDATE charges SET status = 'settled', cost = ?, settled_at = ?,"
+                " prompt_tokens = ?, completion_tokens = ?, units = ?, usage_estimated = ?,"
+                " served_by = ?, result = COALESCE(?, result) WHERE id = ?",
+                (
+                    charged,
+                    now,
+                    s.prompt_tokens,
+                    s.completion_tokens,
+                    s.units,
+                    int(s.estimated),
+                    s.served_by,
+                    result,
+                    s.charge_id,
+                ),
+            )
+            _entry(conn, account_id, s.charge_id, "settle", -charged, 0, note, now)
+            return LateSettled(account_id, wanted, charged, str(row[2]))
+
+        return await self._run(run)
+
+    async def renew(self, charge_ids: list[str], deadline: datetime) -> None:
+        at = _time(deadline)
+        for i in range(0, len(charge_ids), RENEW_BATCH):
+            batch = charge_ids[i : i + RENEW_BATCH]
+            marks = ", ".join("?" * len(batch))
+            sql = f"UPDATE charges SET expires_at = ? WHERE status = 'held' AND id IN ({marks})"
+            await self._run(_statement(sql, (at, *batch)))
+
+    async def set_result(self, charge_id: str, result: Any) -> None:
+        await self._run(
+            _statement("UPDATE charges SET result = ? WHERE id = ?", (_json(result), charge_id))
+        )
+
+    async def refund(self, charge_id: str, note: str | None, now: datetime) -> int | None:
+        def run(conn: sqlite3.Connection) -> int | None:
+            row = conn.execute(
+                "UPDATE charges SET status = 'refunded' WHERE id = ? AND status = 'settled'"
+                " RETURNING account_id, cost",
+                (charge_id,),
+            ).fetchone()
+            if row is None:
+                return None
+            account_id, cost = int(row[0]), int(row[1] or 0)
+            if cost:
+                conn.execute(
+                    "UPDATE accounts SET balance = balance + ? WHERE id = ?", (cost, account_id)
+                )
+            _entry(conn, account_id, charge_id, "refund", cost, 0, note, _time(now))
+            return cost
+
+        return await self._run(run)
+
+    async def expired(self, now: datetime, limit: int) -> list[str]:
+        rows = await self._scan(
+            lambda conn: conn.execute(
+                "SELECT id FROM charges WHERE status = 'held' AND expires_at < ? LIMIT ?",
+                (_time(now), limit),
+            ).fetchall()
+        )
+        return [str(r[0]) for r in rows]
+
+    # -- idempotency keys --------------------------------------------------------------------
+
+    async def by_key(self, account_id: int, stored_key: str) -> KeyedCharge | None:
+        row = await self._lookup(
+            "SELECT id, held_amount, status, result, request_hash FROM charges"
+            " WHERE account_id = ? AND idempotency_key = ?",
+            (account_id, stored_key),
+        )
+        if row is None:
+            return None
+        return KeyedCharge(str(row[0]), int(row[1]), str(row[2]), _read_json(row[3]), row[4])
+
+    async def free_key(self, charge_id: str) -> None:
+        await self._run(
+            _statement(
+                "UPDATE charges SET idempotency_key = NULL WHERE id = ? AND status = 'released'",
+                (charge_id,),
+            )
+        )
+
+    # -- reading -----------------------------------------------------------------------------
+
+    async def available(self, account_id: int) -> int | None:
+        row = await self._lookup("SELECT balance - held FROM accounts WHERE id = ?", (account_id,))
+        return None if row is None else int(row[0])
+
+    async def balances(self, account_id: int) -> tuple[int, int] | None:
+        row = await self._lookup("SELECT balance, held FROM accounts WHERE id = ?", (account_id,))
+        return None if row is None else (int(row[0]), int(row[1]))
+
+    async def entry_sums(self, account_id: int) -> tuple[int, int]:
+        row = await self._scan(
+            lambda conn: conn.execute(
+                "SELECT COALESCE(SUM(amount), 0), COALESCE(SUM(held), 0) FROM ledger_entries"
+                " WHERE account_id = ?",
+                (account_id,),
+            ).fetchone()
+        )
+        return int(row[0]), int(row[1])
+
+    async def cost(self, charge_id: str) -> int | None:
+        row = await self._lookup("SELECT cost FROM charges WHERE id = ?", (charge_id,))
+        return None if row is None else int(row[0] or 0)
+
+    async def entries(self, account_id: int, limit: int) -> list[Entry]:
+        rows = await self._scan(
+            lambda conn: conn.execute(
+                "SELECT kind, amount, held, charge_id, note, created_at FROM ledger_entries"
+                " WHERE account_id = ? ORDER BY id DESC LIMIT ?",
+                (account_id, limit),
+            ).fetchall()
+        )
+        return [Entry(r[0], int(r[1]), int(r[2]), r[3], r[4], _read_time(r[5])) for r in rows]
+
+    async def open_holds(self, account_id: int) -> int:
+        row = await self._scan(
+            lambda conn: conn.execute(
+                "SELECT count(*) FROM charges WHERE account_id = ? AND status = 'held'",
+                (account_id,),
+            ).fetchone()
+        )
+        return int(row[0])
+
+    async def usage(self, account_id: int, limit: int) -> list[UsageRow]:
+        rows = await self._scan(
+            lambda conn: conn.execute(
+                "SELECT id, kind, model, served_by, status, prompt_tokens, completion_tokens,"
+                " units, usage_estimated, cost, created_at FROM charges"
+                " WHERE account_id = ? AND status != 'held' ORDER BY created_at DESC LIMIT ?",
+                (account_id, limit),
+            ).fetchall()
+        )
+        return [
+            UsageRow(
+                r[0],
+                r[1],
+                r[2],
+                r[3],
+                r[4],
+                r[5],
+                r[6],
+                r[7],
+                bool(r[8]),
+                int(r[9] or 0),
+                _read_time(r[10]),
+            )
+            for r in rows
+        ]
+
+    async def close(self) -> None:
+        def shut(*conns: sqlite3.Connection | None) -> None:
+            for conn in conns:
+                if conn is not None:
+                    conn.close()
+
+        loop = asyncio.get_running_loop()
+        shut(self._inline)
+        await loop.run_in_executor(self._pool, shut, self._threaded)
+        await loop.run_in_executor(self._scans, shut, self._reader)
+        self._inline = self._threaded = self._reader = None
+        self._pool.shutdown(wait=False)
+        self._scans.shutdown(wait=False)
