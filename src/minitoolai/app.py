@@ -15,10 +15,10 @@ from typing import Any
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import ASGIApp
 
 from minitoolai.bootstrap import Services, build_services
 from minitoolai.chat.tokens import encoding
@@ -26,7 +26,7 @@ from minitoolai.errors import APIError
 from minitoolai.http import deps
 from minitoolai.http.openapi import openapi_json
 from minitoolai.http.responses import JSON, on_api_error, on_http_error, on_unexpected
-from minitoolai.http.routes import account, admin, chat, images, speech
+from minitoolai.http.routes import account, admin, chat, embeddings, images, models, speech
 from minitoolai.images.worker_thread import WorkerThread
 from minitoolai.observability import REGISTRY, RequestLog
 from minitoolai.settings import Settings
@@ -79,6 +79,14 @@ def _print_routing(svc: Services) -> None:
         log.info("route %-24s -> %s (priority %d, weight %d)", model, deployment, priority, weight)
 
 
+class _App(Starlette):
+    """Starlette with the request log outermost: even a 500 from the last-resort handler (which
+    Starlette puts outside every user middleware) gets the request id and is logged."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return RequestLog(super().build_middleware_stack())
+
+
 def create_app(settings: Settings | None = None, services: Services | None = None) -> Starlette:
     settings = settings or Settings()
 
@@ -116,13 +124,14 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         Route("/openapi.json", openapi_json, methods=["GET"]),
         *account.routes,
         *admin.routes,
+        *models.routes,  # before chat's: the first route that matches a path answers it
         *chat.routes,
         *images.routes,
         *speech.routes,
+        *embeddings.routes,
     ]
-    return Starlette(
+    return _App(
         routes=routes,
-        middleware=[Middleware(RequestLog)],
         exception_handlers={
             APIError: on_api_error,
             HTTPException: on_http_error,

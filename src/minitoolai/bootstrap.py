@@ -15,6 +15,7 @@ from minitoolai.accounts.auth import Authenticator
 from minitoolai.accounts.service import AccountService
 from minitoolai.chat.images import ImageResolver
 from minitoolai.chat.pipeline import ChatService
+from minitoolai.embeddings.service import EmbeddingService
 from minitoolai.engines.diffusion.checkpoints import resolve_checkpoints
 from minitoolai.images.build import build_image_service, start_wakeup
 from minitoolai.images.notify import Wakeup
@@ -43,6 +44,7 @@ class Services:
     http: aiohttp.ClientSession
     chat: ChatService
     speech: SpeechService
+    embeddings: EmbeddingService
     engines: Engines
     images: ImageService
     wakeup: Wakeup
@@ -121,6 +123,7 @@ async def build_services(
         http=http,
         chat=chat,
         speech=SpeechService(ledger, prices, routing.speech),
+        embeddings=EmbeddingService(ledger, prices, routing.embeddings),
         engines=routing,
         images=build_image_service(settings, db, ledger, prices, wakeup),
         wakeup=wakeup,

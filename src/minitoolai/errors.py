@@ -79,6 +79,14 @@ class NotFound(APIError):
     error_type = "not_found_error"
 
 
+class ModelNotFound(NotFound):
+    """A model this server does not know: 404 in OpenAI's words, so SDKs raise
+    ``NotFoundError``."""
+
+    error_type = "invalid_request_error"
+    default_code = "model_not_found"
+
+
 class Conflict(APIError):
     status_code = 409
     error_type = "conflict_error"

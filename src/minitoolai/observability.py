@@ -1,6 +1,10 @@
 """Logs an operator can read and metrics they can scrape.
 
 One log line per request, written after the response (never an access log on the hot path).
+Every response carries OpenAI's two debugging headers: ``x-request-id`` (ours, ``req_`` + hex,
+also in the access line and on the request's charge) and ``openai-processing-ms`` (the time to
+the response head). The id reaches the ledger through ``REQUEST_ID``, a context variable the
+middleware sets, so no service signature has to carry it.
 
 Secrets never reach a log line. Code logs only key prefixes, and every record is also passed
 through ``minitoolai.redact`` (registered upstream keys, ``Bearer ...``, ``sk-...``,
@@ -16,8 +20,10 @@ without the factory.
 from __future__ import annotations
 
 import logging
+import secrets
 import sys
 import time
+from contextvars import ContextVar
 from typing import Any
 
 import orjson
@@ -55,6 +61,9 @@ UPSTREAM_FAILURES = Counter(
     ["deployment"],
     registry=REGISTRY,
 )
+
+#: the id of the request this task serves (None outside a request: the CLI, the image worker)
+REQUEST_ID: ContextVar[str | None] = ContextVar("minitoolai_request_id", default=None)
 
 access = logging.getLogger("minitoolai.access")
 _json_logs = False  # structured fields are built only when a JSON formatter will use them
@@ -152,8 +161,18 @@ def printable(text: str) -> str:
     return text.encode("unicode_escape", "backslashreplace").decode("ascii")
 
 
+def new_request_id() -> str:
+    """``req_`` and 24 hex digits, like OpenAI's ids (and our charge ids)."""
+    return "req_" + secrets.token_hex(12)
+
+
 class RequestLog:
-    """ASGI middleware: count, time and log each request once it has finished."""
+    """ASGI middleware: name each request, time it, add the debugging headers to its response,
+    and count and log it once it has finished.
+
+    The id is always ours: a client's ``X-Request-Id`` is not taken, as OpenAI does not take
+    one either, and an id the client chose could not be trusted to be unique in the usage rows.
+    """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -163,17 +182,28 @@ class RequestLog:
             await self.app(scope, receive, send)
             return
         start = time.perf_counter()
+        request_id = new_request_id()
+        id_header = (b"x-request-id", request_id.encode())
         status = 500
 
         async def send_wrapper(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                elapsed_ms = int((time.perf_counter() - start) * 1e3)
+                headers = [
+                    *message.get("headers", ()),
+                    id_header,
+                    (b"openai-processing-ms", str(elapsed_ms).encode()),
+                ]
+                message = {**message, "headers": headers}
             await send(message)
 
+        token = REQUEST_ID.set(request_id)
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
+            REQUEST_ID.reset(token)
             elapsed = time.perf_counter() - start
             route = scope.get("route")
             name = getattr(route, "path", None) or "unmatched"
@@ -187,15 +217,17 @@ class RequestLog:
                         "path": path,
                         "status": status,
                         "ms": round(elapsed * 1e3, 2),
+                        "request_id": request_id,
                     }
                     if _json_logs
                     else None
                 )
                 access.info(
-                    "%s %s %d %.1fms",
+                    "%s %s %d %s %.1fms",
                     method,
                     path,
                     status,
+                    request_id,
                     elapsed * 1e3,
                     extra={"fields": fields} if fields else None,
                 )

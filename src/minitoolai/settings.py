@@ -20,6 +20,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from minitoolai.catalog import (
     IMAGE_CFG_SCALE_RANGE,
     IMAGE_DEFAULT_CFG_SCALE,
+    IMAGE_DEFAULT_MODEL,
     IMAGE_DEFAULT_SCHEDULER,
     IMAGE_DEFAULT_STEPS,
     IMAGE_MODELS,
@@ -191,6 +192,15 @@ class ImageModelConfig(_Strict):
         return value
 
 
+#: OpenAI's image names and the image model each one is answered (and priced) by; the file's
+#: ``[openai_image_models]`` table changes or adds names over these
+DEFAULT_OPENAI_IMAGE_MODELS: Final[dict[str, str]] = {
+    "dall-e-2": IMAGE_DEFAULT_MODEL,
+    "dall-e-3": IMAGE_DEFAULT_MODEL,
+    "gpt-image-1": IMAGE_DEFAULT_MODEL,
+}
+
+
 class FileConfig(_Strict):
     prices: dict[str, PriceConfig] = Field(default_factory=dict)
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)
@@ -198,6 +208,9 @@ class FileConfig(_Strict):
     local_models: dict[str, LocalModelConfig] = Field(default_factory=dict)
     image_models: dict[str, ImageModelConfig] = Field(default_factory=dict)
     voices: dict[str, str] = Field(default_factory=dict)
+    openai_image_models: dict[str, str] = Field(
+        default_factory=lambda: dict(DEFAULT_OPENAI_IMAGE_MODELS)
+    )
 
     @field_validator("local_models", mode="before")
     @classmethod
@@ -213,6 +226,21 @@ class FileConfig(_Strict):
                 table = {**table, "name": key}
             named[key] = table
         return named
+
+    @field_validator("openai_image_models")
+    @classmethod
+    def _aliases_of_image_models(cls, value: dict[str, str]) -> dict[str, str]:
+        """The operator's names are merged over the defaults; each must name one of the 15
+        models, and none may hide one of them."""
+        merged = {**DEFAULT_OPENAI_IMAGE_MODELS, **value}
+        if wrong := sorted(name for name, model in merged.items() if model not in IMAGE_MODELS):
+            raise ValueError(
+                f"[openai_image_models] {', '.join(wrong)}: each must name one of the image "
+                f"models: {', '.join(IMAGE_MODELS)}"
+            )
+        if taken := sorted(set(merged) & set(IMAGE_MODELS)):
+            raise ValueError(f"[openai_image_models] cannot rename an image model: {taken}")
+        return merged
 
     @field_validator("image_models")
     @classmethod

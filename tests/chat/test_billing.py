@@ -64,7 +64,6 @@ def test_request_over_balance_is_refused_before_any_upstream_call(
 @pytest.mark.parametrize(
     "body",
     [
-        {"model": "gpt-9", "messages": MESSAGES},
         {"model": "gpt-4o-mini", "messages": []},
         {"model": "gpt-4o-mini", "messages": [{"role": "wizard", "content": "hi"}]},
         {"model": "gpt-4o-mini", "messages": MESSAGES, "temperature": -0.1},

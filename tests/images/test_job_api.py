@@ -223,8 +223,10 @@ def test_openai_images_generations(image_gateway: Gateway) -> None:
     assert b64.data[0].b64_json is not None
     assert Image.open(io.BytesIO(base64.b64decode(b64.data[0].b64_json))).size == (256, 256)
     assert before - gw.balance_nano() == 3 * PRICE
-    with pytest.raises(openai.BadRequestError):
-        client.images.generate(model="dall-e-3", prompt="x")
+    with pytest.raises(openai.NotFoundError) as caught:  # OpenAI's answer to an unknown model
+        client.images.generate(model="dall-e-4", prompt="x")
+    assert caught.value.code == "model_not_found"
+    assert before - gw.balance_nano() == 3 * PRICE
 
 
 def test_idempotent_submit_returns_the_same_job(image_gateway: Gateway) -> None:

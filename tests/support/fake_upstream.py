@@ -8,6 +8,11 @@ Fault modes (all off by default) play a misbehaving upstream: one that echoes th
 it was sent, resets the connection, sends malformed events, lies about usage or goes silent.
 ``fault_at`` says where a stream's fault happens, counted in events already sent: 0 before any
 event (the headers are out), 1 after the role-only event, ``1 + k`` after ``k`` words.
+
+With ``tool_calls`` set it plays a model that calls tools: a conversation whose last message is
+not a ``tool`` result is answered with those calls (streamed as OpenAI streams them, the
+arguments in pieces of ``argument_piece`` characters), one that ends with a tool result with
+the words. ``logprobs`` in a request gets a logprob per word.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from minitoolai.chat.tokens import count_messages
+from minitoolai.chat.tokens import count_messages, count_text, count_tools
 from minitoolai.vision import image_tokens, probe_image
 
 
@@ -67,6 +72,8 @@ class FakeUpstream:
     stall_s: float = 0.0  # at fault_at (non-streamed: after the headers) say nothing this long
     bad_answer: bytes | None = None  # a non-streamed answer's body, verbatim (status 200)
     usage_json: bytes | None = None  # the ``usage`` value, verbatim JSON, instead of true counts
+    tool_calls: list[dict[str, str]] | None = None  # calls to make: {"id", "name", "arguments"}
+    argument_piece: int = 4  # a streamed call's arguments come this many characters at a time
     calls: int = 0
     requests: list[dict[str, Any]] = field(default_factory=list)
     completed: int = 0  # streams that ran to the end
@@ -137,14 +144,22 @@ class FakeUpstream:
             )
         model = body["model"] + self.model_suffix
         prompt = count_messages(body["messages"], body["model"]) + _image_tokens(body)
+        if body.get("tools"):
+            prompt += count_tools(body["tools"], body["model"])
         limit = body.get("max_completion_tokens") or body.get("max_tokens") or 10**9
         words = self.words()[:limit]
         finish = "length" if len(self.words()) > limit else "stop"
+        calls = self._calls_due(body)
+        generated = len(words)
+        if calls:
+            words, finish = [], "tool_calls"
+            generated = sum(count_text(c["name"] + c["arguments"]) for c in calls)
+        logprobs = bool(body.get("logprobs"))
         true_usage = orjson.dumps(
             {
                 "prompt_tokens": prompt,
-                "completion_tokens": len(words),
-                "total_tokens": prompt + len(words),
+                "completion_tokens": generated,
+                "total_tokens": prompt + generated,
             }
         )
         usage_json = self.usage_json if self.usage_json is not None else true_usage
@@ -158,7 +173,8 @@ class FakeUpstream:
                     "choices": [
                         {
                             "index": 0,
-                            "message": {"role": "assistant", "content": "".join(words)},
+                            "message": _message(words, calls),
+                            "logprobs": _logprobs(words) if logprobs else None,
                             "finish_reason": finish,
                         }
                     ],
@@ -180,9 +196,31 @@ class FakeUpstream:
             return StreamingResponse(late(), media_type="application/json")
         include_usage = (body.get("stream_options") or {}).get("include_usage")
         return StreamingResponse(
-            self._stream(request, model, words, finish, usage_json, bool(include_usage)),
+            self._stream(
+                request, model, words, finish, usage_json, bool(include_usage), calls, logprobs
+            ),
             media_type="text/event-stream",
         )
+
+    def _calls_due(self, body: dict[str, Any]) -> list[dict[str, str]]:
+        """The calls to answer with: none once the last message is a tool's result."""
+        if not self.tool_calls or not body.get("tools"):
+            return []
+        return [] if body["messages"][-1].get("role") == "tool" else self.tool_calls
+
+    def _call_events(self, calls: list[dict[str, str]]) -> list[dict[str, Any]]:
+        """The deltas of the calls, as OpenAI streams them: an opening, then argument pieces."""
+        deltas: list[dict[str, Any]] = []
+        for index, call in enumerate(calls):
+            opening = {"name": call["name"], "arguments": ""}
+            deltas.append(
+                {"index": index, "id": call["id"], "type": "function", "function": opening}
+            )
+            arguments, step = call["arguments"], self.argument_piece
+            for start in range(0, len(arguments), step):
+                piece = arguments[start : start + step]
+                deltas.append({"index": index, "function": {"arguments": piece}})
+        return deltas
 
     async def _fault(self, request: Request) -> bytes | None:
         """The fault due now, if any: bytes to send instead of carrying on, or a stop."""
@@ -207,6 +245,8 @@ class FakeUpstream:
         finish: str,
         usage_json: bytes,
         usage: bool,
+        calls: list[dict[str, str]],
+        logprobs: bool,
     ):
         def event(data: dict[str, Any]) -> bytes:
             base = {
@@ -252,10 +292,14 @@ class FakeUpstream:
                         return
                 if self.delay_s:
                     await asyncio.sleep(self.delay_s)
-                yield event(
-                    {"choices": [{"index": 0, "delta": {"content": word}, "finish_reason": None}]}
-                )
+                choice: dict[str, Any] = {"index": 0, "delta": {"content": word}}
+                if logprobs:
+                    choice["logprobs"] = _logprobs([word])
+                yield event({"choices": [{**choice, "finish_reason": None}]})
                 sent += 1
+            for call_delta in self._call_events(calls):
+                delta = {"tool_calls": [call_delta]}
+                yield event({"choices": [{"index": 0, "delta": delta, "finish_reason": None}]})
             yield event({"choices": [{"index": 0, "delta": {}, "finish_reason": finish}]})
             if usage and self.send_usage:
                 yield (event({"choices": []})[:-3] + b',"usage":' + usage_json + b"}\n\n")
@@ -266,6 +310,29 @@ class FakeUpstream:
             with self._lock:
                 self.cancelled += 1
             raise
+
+
+def _message(words: list[str], calls: list[dict[str, str]]) -> dict[str, Any]:
+    if not calls:
+        return {"role": "assistant", "content": "".join(words)}
+    tool_calls = [
+        {
+            "id": call["id"],
+            "type": "function",
+            "function": {"name": call["name"], "arguments": call["arguments"]},
+        }
+        for call in calls
+    ]
+    return {"role": "assistant", "content": None, "tool_calls": tool_calls}
+
+
+def _logprobs(words: list[str]) -> dict[str, Any]:
+    """A made-up logprob per word (the same whole or streamed), in OpenAI's shape."""
+    content = [
+        {"token": w, "logprob": -len(w) / 8, "bytes": list(w.encode()), "top_logprobs": []}
+        for w in words
+    ]
+    return {"content": content, "refusal": None}
 
 
 def _reset(request: Request) -> None:

@@ -154,6 +154,7 @@ class AccountService:
                 "estimated": r.estimated,
                 "cost": nano_to_usd(r.cost),
                 "created_at": as_utc(r.created_at).isoformat(),
+                "request_id": r.request_id,
             }
             for r in await self.ledger.usage(account_id, limit)
         ]

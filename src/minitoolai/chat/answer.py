@@ -20,7 +20,8 @@ from typing import Any
 
 import anyio
 
-from minitoolai.chat.events import BEGAN, Billed, ChatEvent, Delta, Failure, Finish
+from minitoolai.chat.assembly import Logprobs, ToolCalls
+from minitoolai.chat.events import BEGAN, Billed, ChatEvent, Delta, Failure, Finish, ToolCallDelta
 from minitoolai.chat.wire import completion
 from minitoolai.engines.base import ChatChunk, ChatEngine, Usage
 from minitoolai.engines.errors import EngineError
@@ -74,6 +75,8 @@ class LiveAnswer(ChatAnswer):
         self._stream = answering.rest
         self._keep_result = keep_result
         self._text: list[str] = []
+        self._calls: ToolCalls | None = None  # made at the first tool call
+        self._logprobs: Logprobs | None = None  # made at the first logprobs
         self._finish_reason: str | None = None
         self._engine_usage: Usage | None = None
         self._settled = False
@@ -94,11 +97,19 @@ class LiveAnswer(ChatAnswer):
             while True:
                 if chunk.usage is not None:  # kept for billing, never shown as it came
                     self._engine_usage = chunk.usage
+                if chunk.logprobs is not None:
+                    self._logprobs = self._logprobs or Logprobs()
+                    self._logprobs.add(chunk.logprobs)
                 if chunk.content:
                     text.append(chunk.content)
-                    yield Delta(chunk.content)
-                elif chunk.role:
+                    yield Delta(chunk.content, chunk.logprobs)
+                elif chunk.role and not chunk.tool_calls:
                     yield BEGAN
+                if chunk.tool_calls:
+                    calls = self._calls = self._calls or ToolCalls()
+                    for part in chunk.tool_calls:
+                        calls.add(part)
+                        yield part
                 if chunk.finish_reason:
                     self._finish_reason = chunk.finish_reason
                     yield Finish(chunk.finish_reason)
@@ -128,6 +139,10 @@ class LiveAnswer(ChatAnswer):
             usage = self._engine_usage
         else:
             text = "".join(self._text)
+            if self._calls is not None:  # the calls' names and arguments were generated too
+                text += "".join(
+                    c["function"]["name"] + c["function"]["arguments"] for c in self._calls.whole()
+                )
             usage = Usage(self._prompt_tokens, self._engine.count_tokens(text) if text else 0)
         cost = self._price.tokens(usage.prompt_tokens, usage.completion_tokens)
         record = UsageRecord(
@@ -146,7 +161,15 @@ class LiveAnswer(ChatAnswer):
     def _completion(self, usage: Usage) -> dict[str, Any]:
         text = "".join(self._text)
         return completion(
-            self.id, self.created, self.model, self.fingerprint, text, self._finish_reason, usage
+            self.id,
+            self.created,
+            self.model,
+            self.fingerprint,
+            text,
+            self._finish_reason,
+            usage,
+            tool_calls=self._calls.whole() if self._calls else None,
+            logprobs=self._logprobs.whole() if self._logprobs else None,
         )
 
     async def _close(self) -> None:
@@ -177,8 +200,13 @@ class ReplayedAnswer(ChatAnswer):
 
     async def _run(self) -> AsyncGenerator[ChatEvent, None]:
         choice = self._stored["choices"][0]
+        message = choice["message"]
         usage = self._stored["usage"]
-        yield Delta(choice["message"]["content"])
+        if message["content"] or not message.get("tool_calls"):
+            yield Delta(message["content"] or "", choice.get("logprobs"))
+        for index, call in enumerate(message.get("tool_calls") or ()):
+            function = call["function"]
+            yield ToolCallDelta(index, call["id"], function["name"], function["arguments"])
         yield Finish(choice["finish_reason"])
         yield Billed(
             Usage(

@@ -1,15 +1,17 @@
 """What a chat answer says, in order, as the domain tells it (``chat.answer.ChatAnswer``).
 
-A live answer yields ``Began`` or ``Delta`` first, then ``Delta``\\ s, ``Finish``, and last
-``Billed`` once the money has settled; an engine failing half-way yields ``Failure`` before
-``Billed``. The HTTP layer renders these (``chat.render``) and decides nothing.
+A live answer yields ``Began``, ``Delta`` or ``ToolCallDelta`` first, then ``Delta``\\ s and
+``ToolCallDelta``\\ s, ``Finish``, and last ``Billed`` once the money has settled; an engine
+failing half-way yields ``Failure`` before ``Billed``. The HTTP layer renders these
+(``chat.render``) and decides nothing.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-from minitoolai.engines.base import Usage
+from minitoolai.engines.base import ToolCallPart, Usage
 
 # Not frozen: a frozen dataclass costs twice as much to build, and a stream builds one per token.
 
@@ -25,19 +27,15 @@ BEGAN = Began()
 
 @dataclass(slots=True)
 class Delta:
-    """Text the assistant said next."""
+    """Text the assistant said next, with its tokens' ``logprobs`` when the client asked."""
 
     text: str
+    logprobs: dict[str, Any] | None = None
 
 
-@dataclass(slots=True)
-class ToolCallDelta:
-    """A piece of a tool call, as OpenAI streams it (no engine produces one yet)."""
-
-    index: int
-    id: str | None = None
-    name: str | None = None
-    arguments: str = ""
+#: A piece of a tool call, as OpenAI streams it: the engine's own piece, passed on as it is
+#: (the first piece of call ``index`` has its ``id`` and ``name``, later ones more arguments)
+ToolCallDelta = ToolCallPart
 
 
 @dataclass(slots=True)

@@ -17,19 +17,22 @@ from __future__ import annotations
 import math
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 import anyio
+import orjson
 
 from minitoolai.accounts.auth import Principal
 from minitoolai.catalog import CHAT_MODELS
 from minitoolai.chat.answer import ChatAnswer, LiveAnswer, ReplayedAnswer
 from minitoolai.chat.images import ImageResolver
 from minitoolai.chat.schemas import ChatRequest, Message
-from minitoolai.chat.tokens import REPLY_PRIMING, count_messages, text_size
+from minitoolai.chat.tokens import REPLY_PRIMING, count_messages, count_tools, text_size
 from minitoolai.engines.base import ChatChunk, ChatEngine, ChatParams
 from minitoolai.errors import (
     InsufficientCredit,
     InvalidRequest,
+    ModelNotFound,
     ServiceUnavailable,
     UnsupportedInput,
 )
@@ -90,11 +93,9 @@ class ChatService:
                 code="model_not_served",
             )
         if not self.router.knows(model):
-            raise InvalidRequest(
-                f"The model '{model}' does not exist. "
-                f"Available: {', '.join(self.router.models()) or 'none'}.",
-                param="model",
-                code="model_not_found",
+            raise ModelNotFound(
+                f"The model '{model}' does not exist or you do not have access to it. "
+                f"Available: {', '.join(self.router.models()) or 'none'}."
             )
         principal.check_model(model)
         candidates = self.router.candidates(model)
@@ -118,7 +119,11 @@ class ChatService:
                     param="messages",
                     code="too_many_images",
                 )
-        heavy = images > 0 or text_size(messages) > INLINE_COUNT_CHARS
+        tools = request.engine_tools()
+        tool_choice = request.engine_tool_choice()
+        # the tools' JSON, measured only when there are tools: a plain request pays nothing
+        tools_chars = len(orjson.dumps(tools)) if tools else 0
+        heavy = images > 0 or text_size(messages) + tools_chars > INLINE_COUNT_CHARS
         if heavy:
             await self._affordable(principal, messages, images, request, price)
         if images:
@@ -128,10 +133,10 @@ class ChatService:
             image_tokens = 0
         if heavy:
             text_tokens, estimate = await anyio.to_thread.run_sync(
-                _count, messages, model, candidates, limiter=_TOKENIZERS
+                _count, messages, tools, tool_choice, model, candidates, limiter=_TOKENIZERS
             )
         else:
-            text_tokens, estimate = _count(messages, model, candidates)
+            text_tokens, estimate = _count(messages, tools, tool_choice, model, candidates)
         hold_prompt = math.ceil(estimate * PROMPT_MARGIN) + PROMPT_SLACK + image_tokens
         params = ChatParams(
             messages=messages,
@@ -146,6 +151,10 @@ class ChatService:
                 request.response_format.model_dump() if request.response_format else None
             ),
             user=request.user,
+            tools=tools,
+            tool_choice=tool_choice,
+            parallel_tool_calls=request.parallel_tool_calls,
+            forwarded=request.forwarded(),
         )
         return Prepared(
             request=request,
@@ -244,14 +253,30 @@ _TOKENIZERS = anyio.CapacityLimiter(2)
 
 
 def _count(
-    messages: list[Message], model: str, candidates: list[Deployment[ChatEngine]]
+    messages: list[Message],
+    tools: list[dict[str, Any]] | None,
+    tool_choice: str | dict[str, Any] | None,
+    model: str,
+    candidates: list[Deployment[ChatEngine]],
 ) -> tuple[int, int]:
-    """Our count of the prompt's text tokens, and the largest any candidate engine would
-    count (the hold's estimate)."""
+    """Our count of the prompt's tokens (text and tool definitions), and the largest any
+    candidate engine would count (the hold's estimate): a local template may render the tools
+    longer than their JSON."""
     text_tokens = count_messages(messages, model)
+    if tools:
+        text_tokens += _count_tools(tools, tool_choice, model)
     estimate = text_tokens
     for deployment in candidates:
-        own = deployment.engine.estimate_prompt_tokens(messages)
+        own = deployment.engine.estimate_prompt_tokens(messages, tools)
         if own is not None:
             estimate = max(estimate, own)
     return text_tokens, estimate
+
+
+def _count_tools(
+    tools: list[dict[str, Any]], tool_choice: str | dict[str, Any] | None, model: str
+) -> int:
+    """The tool definitions' tokens (an upper bound, ``count_tools``), and a named choice's
+    (a token per byte of its JSON, at most)."""
+    named = len(orjson.dumps(tool_choice)) if isinstance(tool_choice, dict) else 0
+    return count_tools(tools, model) + named

@@ -118,6 +118,27 @@ def count_messages(messages: Conversation, model: str = "gpt-4o") -> int:
     return total
 
 
+#: Tokens around each function definition and around the tool list, beyond its JSON (below)
+TOKENS_PER_TOOL = 12
+TOOLS_PRIMING = 12
+
+
+def count_tools(tools: Sequence[Mapping[str, Any]], model: str = "gpt-4o") -> int:
+    """An upper bound of what OpenAI bills for function definitions.
+
+    OpenAI renders them into the system prompt in a TypeScript-like form (the tiktoken
+    cookbook's ``num_tokens_for_tools`` approximates it: 7 tokens per function, 3 per property,
+    12 to close). That form drops the JSON's quotes, braces and ``"type":`` keys, so the JSON of
+    each ``function``, counted by the model's tokenizer, plus the cookbook's fixed tokens
+    (rounded up) is more than it. The settlement uses the upstream's own count.
+    """
+    enc = encoding_for(model)
+    total = TOOLS_PRIMING
+    for tool in tools:
+        total += TOKENS_PER_TOOL + encoded_length(enc, orjson.dumps(tool.get("function")).decode())
+    return total
+
+
 def text_size(messages: Conversation) -> int:
     """Characters of every string in the conversation (an O(n) walk, no tokenizing)."""
     return sum(_size(value) for message in messages for _, value in _fields(message))

@@ -56,9 +56,18 @@ class ChunkWriter:
         head = self._text_role_head if with_role else self._text_head
         return head + orjson.dumps(text) + _TEXT_TAIL
 
-    def delta(self, delta: dict[str, Any], finish_reason: str | None = None) -> bytes:
+    def delta(
+        self,
+        delta: dict[str, Any],
+        finish_reason: str | None = None,
+        logprobs: dict[str, Any] | None = None,
+    ) -> bytes:
         choice = (
-            b'[{"index":0,"delta":' + orjson.dumps(delta) + b',"logprobs":null,"finish_reason":'
+            b'[{"index":0,"delta":'
+            + orjson.dumps(delta)
+            + b',"logprobs":'
+            + orjson.dumps(logprobs)
+            + b',"finish_reason":'
         )
         finish = orjson.dumps(finish_reason)
         return self._head + choice + finish + b'}],"usage":null}\n\n'
@@ -80,7 +89,26 @@ def completion(
     text: str,
     finish_reason: str | None,
     usage: Usage,
+    *,
+    tool_calls: list[dict[str, Any]] | None = None,
+    logprobs: dict[str, Any] | None = None,
+    legacy_functions: bool = False,
 ) -> dict[str, Any]:
+    """One ``chat.completion``. With tool calls and no text, ``content`` is null, as OpenAI
+    answers; ``legacy_functions``: the older API's one ``function_call`` instead."""
+    message: dict[str, Any] = {
+        "role": "assistant",
+        "content": text if text or not tool_calls else None,
+        "refusal": None,
+        "annotations": [],
+    }
+    finish_reason = finish_reason or "stop"
+    if tool_calls:
+        if legacy_functions:
+            message["function_call"] = tool_calls[0]["function"]
+            finish_reason = legacy_finish(finish_reason)
+        else:
+            message["tool_calls"] = tool_calls
     return {
         "id": completion_id,
         "object": "chat.completion",
@@ -89,17 +117,17 @@ def completion(
         "choices": [
             {
                 "index": 0,
-                "message": {
-                    "role": "assistant",
-                    "content": text,
-                    "refusal": None,
-                    "annotations": [],
-                },
-                "logprobs": None,
-                "finish_reason": finish_reason or "stop",
+                "message": message,
+                "logprobs": logprobs,
+                "finish_reason": finish_reason,
             }
         ],
         "usage": usage_dict(usage),
         "service_tier": "default",
         "system_fingerprint": fingerprint,
     }
+
+
+def legacy_finish(reason: str) -> str:
+    """The older ``functions`` API names a call's finish ``function_call``."""
+    return "function_call" if reason == "tool_calls" else reason

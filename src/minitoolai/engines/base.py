@@ -14,6 +14,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import orjson
+
 from minitoolai.chat.schemas import Message, text_of
 
 
@@ -49,7 +51,28 @@ class ChatParams:
     frequency_penalty: float | None = None
     response_format: dict[str, Any] | None = None
     user: str | None = None
+    #: OpenAI's function tools, as the client sent them (``{"type": "function", "function":
+    #: {"name", "description", "parameters", "strict"}}``); None: no tools
+    tools: list[dict[str, Any]] | None = None
+    #: ``"none"`` | ``"auto"`` | ``"required"`` | ``{"type": "function", "function": {"name"}}``
+    tool_choice: str | dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    #: OpenAI parameters only an upstream acts on (``logprobs``, ``metadata``, ``store``...:
+    #: ``chat.schemas.FORWARDED``), as the client sent them; local engines ignore them
+    forwarded: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class ToolCallPart:
+    """A piece of one tool call as it streams, as OpenAI streams it: the first piece of call
+    ``index`` carries its ``id`` and ``name``, later pieces add ``arguments`` text. An engine
+    that has a call whole yields it as one piece."""
+
+    index: int
+    id: str | None = None
+    name: str | None = None
+    arguments: str = ""
 
 
 @dataclass(slots=True)
@@ -64,6 +87,10 @@ class ChatChunk:
     usage: Usage | None = None
     model: str | None = None
     role: str | None = None
+    tool_calls: list[ToolCallPart] | None = None
+    #: the choice's ``logprobs`` as OpenAI shapes it (``{"content": [...], "refusal": ...}``),
+    #: for the tokens of this chunk; only when the client asked for them
+    logprobs: dict[str, Any] | None = None
 
 
 class ChatEngine(Protocol):
@@ -93,14 +120,19 @@ class ChatEngine(Protocol):
         """
         return self.stream(params)
 
-    def estimate_prompt_tokens(self, messages: list[Message]) -> int | None:
-        """This engine's count of the prompt's tokens, at most (it goes into the hold); None
-        when the pipeline's own count (OpenAI's tokenizers) is already this engine's.
+    def estimate_prompt_tokens(
+        self, messages: list[Message], tools: list[dict[str, Any]] | None = None
+    ) -> int | None:
+        """This engine's count of the prompt's tokens, at most (it goes into the hold),
+        offered ``tools`` included; None when the pipeline's own count (OpenAI's tokenizers)
+        is already this engine's.
 
         By default an upper bound from ``count_tokens`` with a per-message allowance for the
-        chat template.
+        chat template, and the tools' JSON.
         """
         text = "".join(text_of(m) for m in messages)
+        if tools:
+            text += orjson.dumps(tools).decode()
         return self.count_tokens(text) + 8 * len(messages) + 16
 
     def count_tokens(self, text: str) -> int:
@@ -116,6 +148,8 @@ class SpeechParams:
     voice: str
     response_format: str  # mp3 | opus | aac | flac | wav | pcm
     speed: float = 1.0
+    #: how to speak (gpt-4o-mini-tts); upstreams get it, the local voices have one way only
+    instructions: str | None = None
 
 
 class SpeechEngine(Protocol):
@@ -190,3 +224,51 @@ class ImageEngine(Protocol):
         raises aborts the generation and propagates (that is how a worker stops a lost job).
         """
         ...
+
+
+# -- embeddings: one request's inputs to one vector each, whole ---------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class EmbeddingParams:
+    """A validated embeddings request as an engine receives it.
+
+    ``inputs`` are texts, or token ids (``cl100k_base``, OpenAI's embedding encoding), as the
+    client sent them: an upstream gets them unchanged. ``texts`` are the same inputs as text
+    (token ids decoded), for a local engine with a tokenizer of its own.
+    ``dimensions``: shorten each vector to this many, then re-normalise (None: the model's own).
+    """
+
+    inputs: list[str] | list[list[int]]
+    texts: list[str]
+    dimensions: int | None = None
+    encoding_format: str = "float"  # float | base64: what the client asked for
+    user: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EmbeddingResult:
+    #: a ``numpy`` float32 array of shape (len(inputs), dimensions), in the inputs' order
+    #: (typed loosely so that the contracts never import numpy)
+    vectors: Any
+    #: the tokens the provider says it embedded; None when it did not say (we bill our count)
+    prompt_tokens: int | None
+    #: the model that really answered, e.g. ``all-minilm-l6-v2``
+    model: str
+
+
+class EmbeddingEngine(Protocol):
+    """Something that embeds texts. ``embed`` raises ``EngineUnavailable`` when it cannot answer
+    (another deployment is tried) and ``EngineRejected`` for a request it cannot serve."""
+
+    model_id: str
+
+    def count_tokens(self, params: EmbeddingParams) -> int | None:
+        """The tokens this engine will bill for ``params`` (what it really embeds: a local model
+        truncates at its window), known before any work; None when the provider reports usage
+        and the API's own count (OpenAI's tokenizer) is already its count. May block briefly."""
+        ...
+
+    async def embed(self, params: EmbeddingParams) -> EmbeddingResult: ...
+
+    async def aclose(self) -> None: ...

@@ -48,7 +48,7 @@ import orjson
 
 from minitoolai.chat.schemas import Message
 from minitoolai.chat.tokens import count_text
-from minitoolai.engines.base import ChatChunk, ChatEngine, ChatParams, Usage
+from minitoolai.engines.base import ChatChunk, ChatEngine, ChatParams, ToolCallPart, Usage
 from minitoolai.engines.errors import EngineError, EngineRejected, EngineUnavailable
 from minitoolai.redact import redact, register, secret_header_values
 from minitoolai.settings import ProviderConfig
@@ -76,8 +76,12 @@ def chat_body(params: ChatParams, model: str, stream: bool = True) -> dict[str, 
         "frequency_penalty": params.frequency_penalty,
         "response_format": params.response_format,
         "user": params.user,
+        "tools": params.tools,  # the client's own JSON, unchanged
+        "tool_choice": params.tool_choice,
+        "parallel_tool_calls": params.parallel_tool_calls,
     }
     body.update({k: v for k, v in optional.items() if v is not None})
+    body.update(params.forwarded)
     if stream:
         body["stream_options"] = {"include_usage": True}
     return body
@@ -269,7 +273,9 @@ class OpenAICompatEngine(ProviderEndpoint, ChatEngine):
     def count_tokens(self, text: str) -> int:
         return count_text(text, self.model_id)
 
-    def estimate_prompt_tokens(self, messages: list[Message]) -> int | None:
+    def estimate_prompt_tokens(
+        self, messages: list[Message], tools: list[dict[str, Any]] | None = None
+    ) -> int | None:
         return None  # OpenAI's tokenizers count for it: the pipeline's own count is its count
 
     async def complete(self, params: ChatParams) -> AsyncIterator[ChatChunk]:
@@ -310,12 +316,15 @@ class OpenAICompatEngine(ProviderEndpoint, ChatEngine):
         if not isinstance(message, dict):
             raise _Malformed("message is not an object")
         content = _text(message.get("content"), "content") or ""
+        calls = message.get("tool_calls")
         return ChatChunk(
             content=content,
             finish_reason=_text(choice.get("finish_reason"), "finish_reason") or "stop",
             usage=self._usage(data.get("usage"), warn=True),
             model=_model(data),
             role="assistant",
+            tool_calls=_tool_calls(calls, whole=True) if calls else None,
+            logprobs=_logprobs(choice.get("logprobs")),
         )
 
     async def stream(self, params: ChatParams) -> AsyncIterator[ChatChunk]:
@@ -376,12 +385,16 @@ class OpenAICompatEngine(ProviderEndpoint, ChatEngine):
                 delta = {}
             if not isinstance(delta, dict):
                 raise _Malformed("delta is not an object")
+            calls = delta.get("tool_calls")
+            logprobs = choice.get("logprobs")
             yield ChatChunk(
                 content=_text(delta.get("content"), "content"),
                 finish_reason=_text(choice.get("finish_reason"), "finish_reason"),
                 usage=usage,
                 model=_model(data),
                 role=_text(delta.get("role"), "role"),
+                tool_calls=_tool_calls(calls, whole=False) if calls else None,
+                logprobs=_logprobs(logprobs) if logprobs is not None else None,
             )
 
     def _usage(self, value: object, *, warn: bool) -> Usage | None:
@@ -411,3 +424,37 @@ def _text(value: object, name: str) -> str | None:
 def _model(data: dict[str, Any]) -> str | None:
     model = data.get("model")
     return model if isinstance(model, str) and model else None
+
+
+def _tool_calls(value: object, *, whole: bool) -> list[ToolCallPart]:
+    """An answer's ``tool_calls`` (``whole``: a message's, each call complete) or a stream
+    delta's (pieces, each with its ``index``), as engine pieces."""
+    if not isinstance(value, list):
+        raise _Malformed("tool_calls is not a list")
+    parts = []
+    for position, call in enumerate(value):
+        if not isinstance(call, dict):
+            raise _Malformed("a tool call is not an object")
+        function = call.get("function")
+        if function is None and not whole:
+            function = {}
+        if not isinstance(function, dict):
+            raise _Malformed("a tool call's function is not an object")
+        index = position if whole else call.get("index", position)
+        if type(index) is not int or index < 0:
+            raise _Malformed("a tool call's index is not a count")
+        parts.append(
+            ToolCallPart(
+                index=index,
+                id=_text(call.get("id"), "tool call id"),
+                name=_text(function.get("name"), "function name"),
+                arguments=_text(function.get("arguments"), "function arguments") or "",
+            )
+        )
+    return parts
+
+
+def _logprobs(value: object) -> dict[str, Any] | None:
+    if value is None or isinstance(value, dict):
+        return value
+    raise _Malformed("logprobs is not an object")

@@ -28,6 +28,8 @@ class OpenAICompatSpeech(ProviderEndpoint):
             "response_format": params.response_format,
             "speed": params.speed,
         }
+        if params.instructions is not None:
+            body["instructions"] = params.instructions
         response = await self._open(orjson.dumps(body))
         started = False
         try:

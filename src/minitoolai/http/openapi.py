@@ -29,9 +29,11 @@ from minitoolai.catalog import (
     SPEECH_MEDIA_TYPES,
 )
 from minitoolai.chat.schemas import ChatRequest
+from minitoolai.embeddings.schemas import EmbeddingRequest
 from minitoolai.http.responses import MAX_BODY
 from minitoolai.http.routes.admin import NewAccount, NewKey, Usd
 from minitoolai.images.schemas import JobRef, JobRequest, OpenAIImageRequest
+from minitoolai.settings import DEFAULT_OPENAI_IMAGE_MODELS
 from minitoolai.speech.schemas import OpenAISpeechRequest, SeedSpeechRequest
 
 Schema = dict[str, Any]
@@ -46,6 +48,7 @@ REQUEST_MODELS: tuple[type[BaseModel], ...] = (
     OpenAIImageRequest,
     OpenAISpeechRequest,
     SeedSpeechRequest,
+    EmbeddingRequest,
     NewAccount,
     Usd,
     NewKey,
@@ -90,6 +93,40 @@ def _obj(properties: dict[str, Schema], required: list[str] | None = None) -> Sc
 
 STR: Schema = {"type": "string"}
 INT: Schema = {"type": "integer"}
+#: a function a client offers the model (``chat.schemas.FunctionDefinition``), as a tool
+FUNCTION: Schema = {
+    **_obj(
+        {
+            "name": {"type": "string", "pattern": "^[a-zA-Z0-9_-]{1,64}$"},
+            "description": _nullable(STR),
+            "parameters": _nullable({"type": "object"}),
+            "strict": _nullable({"type": "boolean"}),
+        },
+        required=["name"],
+    ),
+    "additionalProperties": False,
+}
+FUNCTION_TOOL: Schema = {
+    **_obj({"type": {"const": "function"}, "function": FUNCTION}),
+    "additionalProperties": False,
+}
+#: a tool call in an answer, and a piece of one in a stream (the first has id, type and name)
+TOOL_CALL: Schema = _obj(
+    {
+        "id": STR,
+        "type": {"const": "function"},
+        "function": _obj({"name": STR, "arguments": STR}),
+    }
+)
+TOOL_CALL_PIECE: Schema = _obj(
+    {
+        "index": INT,
+        "id": STR,
+        "type": {"const": "function"},
+        "function": _obj({"name": STR, "arguments": STR}, required=[]),
+    },
+    required=["index"],
+)
 USD: Schema = {
     "type": "string",
     "pattern": r"^-?\d+(\.\d{9})?$",
@@ -164,9 +201,15 @@ RESPONSE_SCHEMAS: dict[str, Schema] = {
                     {
                         "index": INT,
                         "message": _obj(
-                            {"role": {"const": "assistant"}, "content": _nullable(STR)},
+                            {
+                                "role": {"const": "assistant"},
+                                "content": _nullable(STR),
+                                "tool_calls": {"type": "array", "items": TOOL_CALL},
+                                "function_call": _obj({"name": STR, "arguments": STR}),
+                            },
                             ["role", "content"],
                         ),
+                        "logprobs": _nullable({"type": "object"}),
                         "finish_reason": STR,
                     }
                 ),
@@ -189,8 +232,17 @@ RESPONSE_SCHEMAS: dict[str, Schema] = {
                         {
                             "index": INT,
                             "delta": _obj(
-                                {"role": {"const": "assistant"}, "content": STR}, required=[]
+                                {
+                                    "role": {"const": "assistant"},
+                                    "content": STR,
+                                    "tool_calls": {"type": "array", "items": TOOL_CALL_PIECE},
+                                    "function_call": _obj(
+                                        {"name": STR, "arguments": STR}, required=[]
+                                    ),
+                                },
+                                required=[],
                             ),
+                            "logprobs": _nullable({"type": "object"}),
                             "finish_reason": _nullable(STR),
                         }
                     ),
@@ -228,16 +280,36 @@ RESPONSE_SCHEMAS: dict[str, Schema] = {
         "`Error` when the answer broke off after the stream had started, or the final `[DONE]`.",
     },
     "Usage": USAGE,
-    "ModelList": _obj(
+    "EmbeddingList": _obj(
         {
             "object": {"const": "list"},
             "data": {
                 "type": "array",
                 "items": _obj(
-                    {"id": STR, "object": {"const": "model"}, "created": INT, "owned_by": STR}
+                    {
+                        "object": {"const": "embedding"},
+                        "index": INT,
+                        "embedding": {
+                            "anyOf": [{"type": "array", "items": {"type": "number"}}, STR],
+                            "description": "floats, or base64 of little-endian float32",
+                        },
+                    }
                 ),
             },
+            "model": STR,
+            "usage": _obj({"prompt_tokens": INT, "total_tokens": INT}),
         }
+    ),
+    "Model": _obj(
+        {
+            "id": STR,
+            "object": {"const": "model"},
+            "created": INT,
+            "owned_by": {"const": "minitoolai"},
+        }
+    ),
+    "ModelList": _obj(
+        {"object": {"const": "list"}, "data": {"type": "array", "items": _ref("Model")}}
     ),
     "ImagesResponse": _obj(
         {
@@ -248,13 +320,39 @@ RESPONSE_SCHEMAS: dict[str, Schema] = {
                     {
                         "url": {"type": "string", "format": "uri"},
                         "b64_json": STR,
-                        "revised_prompt": {"type": "null"},
                     },
                     [],
                 ),
             },
         }
     ),
+    "SpeechAudioEvent": {
+        "oneOf": [
+            _obj({"type": {"const": "speech.audio.delta"}, "audio": STR}),
+            _obj(
+                {
+                    "type": {"const": "speech.audio.done"},
+                    "usage": _obj({"input_tokens": INT, "output_tokens": INT, "total_tokens": INT}),
+                }
+            ),
+        ],
+    },
+    "SpeechEvent": {
+        **_obj(
+            {
+                "event": STR,
+                "id": STR,
+                "data": {
+                    "type": "string",
+                    "contentMediaType": JSON_TYPE,
+                    "contentSchema": _ref("SpeechAudioEvent"),
+                },
+            },
+            ["data"],
+        ),
+        "description": "One Server-Sent Event of `stream_format: sse` speech: its `data` is a "
+        "`speech.audio.delta` (a piece of the audio, base64) or, last, `speech.audio.done`.",
+    },
     "Balance": _obj(
         {
             "object": {"const": "balance"},
@@ -283,6 +381,7 @@ RESPONSE_SCHEMAS: dict[str, Schema] = {
                         "estimated": {"type": "boolean"},
                         "cost": USD,
                         "created_at": TIME,
+                        "request_id": _nullable(STR),
                     }
                 ),
             },
@@ -353,18 +452,37 @@ RESPONSE_SCHEMAS: dict[str, Schema] = {
 
 #: what field validators check in code, stated from the same constants
 VALIDATOR_FACTS: dict[tuple[str, str], Schema] = {
+    ("EmbeddingRequest", "input"): {
+        "anyOf": [
+            {"type": "string", "minLength": 1},
+            {"type": "array", "minItems": 1, "items": {"type": "string", "minLength": 1}},
+            {"type": "array", "minItems": 1, "items": INT},
+            {
+                "type": "array",
+                "minItems": 1,
+                "items": {"type": "array", "minItems": 1, "items": INT},
+            },
+        ],
+        "description": "A string, an array of strings, an array of token ids, or an array of "
+        "token-id arrays (at most 2,048 inputs); every item of one kind.",
+    },
     ("JobRequest", "model"): {"type": "string", "enum": list(IMAGE_MODELS)},
     ("JobRequest", "scheduler"): _nullable({"type": "string", "enum": list(IMAGE_SCHEDULERS)}),
     ("OpenAIImageRequest", "model"): {
         "type": "string",
-        "enum": list(IMAGE_MODELS),
+        "maxLength": 200,
         "default": "realvision",
+        "examples": [*IMAGE_MODELS, *DEFAULT_OPENAI_IMAGE_MODELS],
+        "description": "One of the image models, or an OpenAI name that the operator's "
+        "`[openai_image_models]` maps to one (by default "
+        f"{', '.join(DEFAULT_OPENAI_IMAGE_MODELS)}); any other name is a 404 `model_not_found`.",
     },
     ("OpenAIImageRequest", "size"): {
         "type": "string",
-        "pattern": r"^\d{3,4}x\d{3,4}$",
+        "pattern": r"^(\d{3,4}x\d{3,4}|auto)$",
         "default": "1024x1024",
-        "description": f"WIDTHxHEIGHT, each {IMAGE_SIZE_RANGE[0]} to {IMAGE_SIZE_RANGE[1]}.",
+        "description": f"WIDTHxHEIGHT, each {IMAGE_SIZE_RANGE[0]} to {IMAGE_SIZE_RANGE[1]}, "
+        "or `auto` (1024x1024).",
     },
     ("JobRef", "jobid"): {
         "anyOf": [
@@ -386,6 +504,12 @@ VALIDATOR_FACTS: dict[tuple[str, str], Schema] = {
         "description": "The first top-up in US dollars as a decimal string (at most 9 "
         "decimals); `0` for none.",
     },
+    ("ChatRequest", "tools"): _nullable(
+        {"type": "array", "items": FUNCTION_TOOL, "minItems": 1, "maxItems": 128}
+    ),
+    ("ChatRequest", "functions"): _nullable(
+        {"type": "array", "items": FUNCTION, "minItems": 1, "maxItems": 128}
+    ),
     ("ChatRequest", "stop"): _nullable(
         {"anyOf": [STR, {"type": "array", "items": STR, "maxItems": 4}]}
     ),
@@ -497,12 +621,18 @@ def _path_param(name: str, description: str) -> Schema:
 def paths() -> dict[str, Schema]:
     seed_error = _ref("SeedJobSubmitError")
     job_status = _ref("SeedJobStatus")
+    audio_types: dict[str, Schema] = {
+        media: {"schema": {"type": "string", "format": "binary"}}
+        for media in dict.fromkeys(SPEECH_MEDIA_TYPES.values())
+    }
     audio = {
         "description": "The audio, streamed as it is made; `response_format` picks the type.",
-        "content": {
-            media: {"schema": {"type": "string", "format": "binary"}}
-            for media in dict.fromkeys(SPEECH_MEDIA_TYPES.values())
-        },
+        "content": audio_types,
+    }
+    speech_audio = {
+        "description": "The audio, streamed as it is made; `response_format` picks the type, "
+        "or with `stream_format: sse` Server-Sent Events carrying it.",
+        "content": {**audio_types, SSE_TYPE: {"schema": _ref("SpeechEvent")}},
     }
     name = _path_param("name", "the account's name")
     return {
@@ -532,9 +662,18 @@ def paths() -> dict[str, Schema]:
         "/v1/models": {
             "get": _op(
                 "listModels",
-                "The public model names this server routes",
+                "Every model this server sells: chat, images, speech, embeddings",
                 "chat",
                 {"200": _json(_ref("ModelList"), "the models"), **_errors((401,))},
+            )
+        },
+        "/v1/models/{model}": {
+            "get": _op(
+                "retrieveModel",
+                "One model, or 404 `model_not_found`",
+                "chat",
+                {"200": _json(_ref("Model"), "the model"), **_errors((401, 404))},
+                parameters=[_path_param("model", "the model's name")],
             )
         },
         "/api/texttoimage/": {
@@ -611,12 +750,22 @@ def paths() -> dict[str, Schema]:
                 ],
             )
         },
+        "/v1/embeddings": {
+            "post": _op(
+                "createEmbeddings",
+                "Embeddings (OpenAI's API); offline from all-MiniLM-L6-v2",
+                "embeddings",
+                {"200": _json(_ref("EmbeddingList"), "the vectors"), **_errors(METERED)},
+                body="EmbeddingRequest",
+                parameters=[IDEMPOTENCY],
+            )
+        },
         "/v1/audio/speech": {
             "post": _op(
                 "createSpeech",
                 "Text to speech (OpenAI's API)",
                 "speech",
-                {"200": audio, **_errors(METERED)},
+                {"200": speech_audio, **_errors(METERED)},
                 body="OpenAISpeechRequest",
                 parameters=[IDEMPOTENCY],
             )
@@ -789,7 +938,7 @@ def build_document() -> Schema:
         },
         "tags": [
             {"name": name}
-            for name in ("chat", "images", "speech", "account", "admin", "operations")
+            for name in ("chat", "embeddings", "images", "speech", "account", "admin", "operations")
         ],
         "paths": paths(),
         "components": {

@@ -1,12 +1,14 @@
 """Text-to-image requests: the seed's job API and OpenAI's images API.
 
 Names, ranges and defaults come from ``minitoolai.catalog``; a request gets the same defaults
-whichever model it names.
+whichever model it names. OpenAI's endpoint also takes OpenAI's image names (``dall-e-3``...),
+answered by the image model the operator's ``[openai_image_models]`` maps each one to.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -28,6 +30,7 @@ from minitoolai.catalog import (
     IMAGE_STEPS_RANGE,
     ImageFormat,
 )
+from minitoolai.settings import DEFAULT_OPENAI_IMAGE_MODELS
 
 _MIN_SIZE, _MAX_SIZE = IMAGE_SIZE_RANGE
 
@@ -109,7 +112,8 @@ class OpenAIImageRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     prompt: str = Field(min_length=1, max_length=IMAGE_MAX_PROMPT_CHARS)
-    model: str = IMAGE_DEFAULT_MODEL
+    #: one of the 15 models, or an OpenAI name (the route checks it: it knows the map)
+    model: str = Field(default=IMAGE_DEFAULT_MODEL, max_length=200)
     n: int = Field(default=1, ge=1, le=IMAGE_MAX_PER_REQUEST)
     size: str = f"{IMAGE_DEFAULT_SIZE}x{IMAGE_DEFAULT_SIZE}"
     response_format: Literal["url", "b64_json"] = "url"
@@ -117,11 +121,11 @@ class OpenAIImageRequest(BaseModel):
     quality: str | None = None
     style: str | None = None
 
-    _model = field_validator("model")(_known_model)
-
     @field_validator("size")
     @classmethod
     def _size(cls, value: str) -> str:
+        if value == "auto":  # gpt-image-1's default: ours
+            return f"{IMAGE_DEFAULT_SIZE}x{IMAGE_DEFAULT_SIZE}"
         match = _SIZE.match(value)
         if not match or not all(_MIN_SIZE <= int(v) <= _MAX_SIZE for v in match.groups()):
             raise ValueError(
@@ -129,6 +133,10 @@ class OpenAIImageRequest(BaseModel):
             )
         return value
 
-    def job_request(self) -> JobRequest:
+    def job_request(
+        self, openai_names: Mapping[str, str] = DEFAULT_OPENAI_IMAGE_MODELS
+    ) -> JobRequest:
+        """The seed's job for one image, an OpenAI name replaced by the model it maps to."""
+        model = openai_names.get(self.model, self.model)
         width, height = (int(v) for v in self.size.split("x"))
-        return JobRequest(model=self.model, prompt=self.prompt, width=width, height=height)
+        return JobRequest(model=model, prompt=self.prompt, width=width, height=height)

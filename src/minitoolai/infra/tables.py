@@ -60,7 +60,7 @@ charges = Table(
     Column("id", String(64), primary_key=True),
     Column("account_id", Integer, ForeignKey("accounts.id"), nullable=False),
     Column("api_key_id", Integer, ForeignKey("api_keys.id"), nullable=True),
-    Column("kind", String(16), nullable=False),  # chat | image | speech
+    Column("kind", String(16), nullable=False),  # chat | image | speech | embeddings
     Column("model", String(200), nullable=False),
     Column("status", String(16), nullable=False),  # held | settled | released | refunded
     Column("held_amount", BigInteger, nullable=False),
@@ -77,6 +77,7 @@ charges = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("expires_at", DateTime(timezone=True), nullable=False),  # the hold's deadline
     Column("settled_at", DateTime(timezone=True), nullable=True),
+    Column("request_id", String(64), nullable=True),  # the HTTP request's x-request-id
     UniqueConstraint("account_id", "idempotency_key", name="uq_charges_idempotency"),
     CheckConstraint("held_amount >= 0", name="ck_charges_hold_nonneg"),
     Index("ix_charges_account_created", "account_id", "created_at"),

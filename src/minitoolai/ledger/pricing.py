@@ -48,6 +48,14 @@ DEFAULT_PRICES: dict[str, Price] = {
     **{name: Price(per_image=usd_to_nano("0.0015")) for name in IMAGE_MODELS},
     "tts-1": Price(per_m_chars=usd_to_nano("15")),
     "tts-1-hd": Price(per_m_chars=usd_to_nano("30")),
+    # OpenAI bills gpt-4o-mini-tts per token (US$0.60/1M text in, US$12/1M audio out) and
+    # estimates US$0.015 a minute of audio: tts-1's US$15/1M characters at ~1,000 a minute.
+    "gpt-4o-mini-tts": Price(per_m_chars=usd_to_nano("15")),
+    # embeddings: per 1M input tokens; the packaged local model at text-embedding-3-small's
+    "text-embedding-3-small": Price(input_per_m=usd_to_nano("0.02")),
+    "text-embedding-3-large": Price(input_per_m=usd_to_nano("0.13")),
+    "text-embedding-ada-002": Price(input_per_m=usd_to_nano("0.10")),
+    "all-minilm-l6-v2": Price(input_per_m=usd_to_nano("0.02")),
 }
 
 #: what a model without its own row costs (local models' own names): gpt-4.1-nano's price

@@ -30,7 +30,7 @@ from minitoolai.infra.db import Database
 from minitoolai.ledger.idempotency import IdempotencyKey, reused_with_another_body
 from minitoolai.ledger.store import Entry, Finish, LedgerStore, NewCharge, UsageRow, store_for
 from minitoolai.money import nano_to_usd
-from minitoolai.observability import CHARGED, TOKENS
+from minitoolai.observability import CHARGED, REQUEST_ID, TOKENS
 
 log = logging.getLogger("minitoolai.ledger")
 
@@ -181,6 +181,7 @@ class Ledger:
                 request_hash=idempotency.fingerprint if idempotency else None,
                 now=utcnow(),
                 expires_at=utcnow() + (ttl or self.hold_timeout),
+                request_id=REQUEST_ID.get(),  # set per HTTP request by observability.RequestLog
             )
             outcome = await self.store.hold(charge)
             if outcome == "held":

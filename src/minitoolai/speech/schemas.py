@@ -1,8 +1,13 @@
-"""Speech requests: OpenAI's ``/v1/audio/speech`` and the seed-style ``/api/texttospeech/``."""
+"""Speech requests: OpenAI's ``/v1/audio/speech`` and the seed-style ``/api/texttospeech/``.
+
+``instructions`` (gpt-4o-mini-tts's voice direction) is accepted and checked; the local engines
+ignore it. ``stream_format`` is ``audio`` (the encoded audio itself) or ``sse`` (OpenAI's
+``speech.audio.delta`` / ``speech.audio.done`` events, the audio base64-encoded in them).
+"""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
@@ -47,9 +52,12 @@ class OpenAISpeechRequest(BaseModel):
     speed: Speed = SPEECH_DEFAULT_SPEED
     # accepted, not used locally
     instructions: str | None = Field(default=None, max_length=SPEECH_MAX_INSTRUCTIONS_CHARS)
+    stream_format: Literal["audio", "sse"] = "audio"
 
     def params(self) -> SpeechParams:
-        return SpeechParams(self.input, self.voice, self.response_format, self.speed)
+        return SpeechParams(
+            self.input, self.voice, self.response_format, self.speed, self.instructions
+        )
 
 
 class SeedSpeechRequest(BaseModel):

@@ -14,11 +14,13 @@ from collections.abc import AsyncGenerator
 from functools import partial
 from typing import Any
 
+from minitoolai.chat.schemas import Message
 from minitoolai.engines.base import ChatChunk, ChatEngine, ChatParams
-from minitoolai.engines.errors import EngineUnavailable
+from minitoolai.engines.errors import EngineRejected, EngineUnavailable
 from minitoolai.engines.llamacpp.generation import run_generation
 from minitoolai.engines.llamacpp.loader import import_llama_cpp, load_llama
 from minitoolai.engines.llamacpp.prompt import ChatPrompter
+from minitoolai.engines.llamacpp.toolcalls import function_of, offered_tools
 from minitoolai.engines.llamacpp.worker import END, Generation, ModelWorker
 from minitoolai.settings import LocalModelConfig
 
@@ -72,6 +74,18 @@ class LlamaCppEngine(ChatEngine):
                 self._eog = [t for t in range(llama.n_vocab()) if is_eog(vocab, t)]
             return self._eog
 
+    def estimate_prompt_tokens(
+        self, messages: list[Message], tools: list[dict[str, Any]] | None = None
+    ) -> int | None:
+        """The prompt's exact length: rendered as ``stream`` renders it (tool calls and results
+        as the model sees them and, given ``tools``, the tools section of the system turn).
+        """
+        functions = [function_of(tool) for tool in tools] if tools else None
+        try:
+            return len(self._prompter.prepare(messages, functions).tokens)
+        except EngineRejected:  # images, a template's refusal: the request fails anyway
+            return super().estimate_prompt_tokens(messages, tools)
+
     def count_tokens(self, text: str) -> int:
         """Tokens in ``text`` by the model's tokenizer, without BOS or special-token parsing
         (so user text that looks like ``<|im_end|>`` counts as the plain text it is).
@@ -86,7 +100,7 @@ class LlamaCppEngine(ChatEngine):
             self._llama_cpp,
             self.n_ctx,
             self.config.reuse_prefix,
-            self._prompter.prepare(params.messages),
+            self._prompter.prepare(params.messages, offered_tools(params)),
             params,
             self.model_id,
             self.eog_tokens,

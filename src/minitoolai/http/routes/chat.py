@@ -65,7 +65,10 @@ async def _handle(request: Request, flavour: Flavour) -> Response | EventStream:
     answer = await unless_disconnected(request, chat.answer(who, prepared, key))
     return EventStream(
         render.sse(
-            answer, role_in_first_delta=flavour.role_in_first_delta, include_usage=include_usage
+            answer,
+            role_in_first_delta=flavour.role_in_first_delta,
+            include_usage=include_usage,
+            legacy_functions=chat_request.legacy_functions,
         )
     )
 
@@ -74,7 +77,8 @@ async def _whole(
     chat: ChatService, principal: Principal, prepared: Prepared, key: IdempotencyKey | None
 ) -> dict[str, Any]:
     """The whole completion, for a client that wants one JSON body."""
-    return await render.whole(await chat.answer(principal, prepared, key, whole=True))
+    answer = await chat.answer(principal, prepared, key, whole=True)
+    return await render.whole(answer, legacy_functions=prepared.request.legacy_functions)
 
 
 async def seed_chat(request: Request) -> Any:
@@ -85,22 +89,7 @@ async def openai_chat(request: Request) -> Any:
     return await _handle(request, OPENAI)
 
 
-async def list_models(request: Request) -> JSON:
-    await principal(request)
-    chat: ChatService = services(request).chat
-    names = chat.router.models()
-    return JSON(
-        {
-            "object": "list",
-            "data": [
-                {"id": n, "object": "model", "created": 0, "owned_by": "minitoolai"} for n in names
-            ],
-        }
-    )
-
-
 routes = [
     *slashed("/api/chat-completions/", seed_chat, ["POST"]),
     Route("/v1/chat/completions", openai_chat, methods=["POST"]),
-    Route("/v1/models", list_models, methods=["GET"]),
 ]

@@ -16,7 +16,8 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 
-from minitoolai.errors import APIError, InvalidRequest, NotFound, UpstreamError
+from minitoolai.catalog import IMAGE_MODELS
+from minitoolai.errors import APIError, InvalidRequest, ModelNotFound, NotFound, UpstreamError
 from minitoolai.http.deps import idempotency, principal, services, slashed
 from minitoolai.http.responses import JSON, parse, read_json
 from minitoolai.images.queue import JobStatus
@@ -92,8 +93,16 @@ async def openai_generate(request: Request) -> Response:
     body = parse(OpenAIImageRequest, raw)
     images = _images(request)
     key = idempotency(request, raw)
+    openai_names = services(request).config.openai_image_models
+    if body.model not in IMAGE_MODELS and body.model not in openai_names:
+        raise ModelNotFound(
+            f"The model '{body.model}' does not exist; use one of: "
+            f"{', '.join([*IMAGE_MODELS, *openai_names])}",
+            param="model",
+        )
+    job_request = body.job_request(openai_names)
     tickets = [
-        await images.create_job(who, body.job_request(), key.part(i) if key else None)
+        await images.create_job(who, job_request, key.part(i) if key else None)
         for i in range(body.n)
     ]
     wait_s = services(request).settings.job_wait_s
@@ -109,14 +118,10 @@ async def openai_generate(request: Request) -> Response:
             image = await images.image_bytes(job.result_key)
             if image is None:
                 raise InvalidRequest("the image is no longer stored")
-            data.append({"b64_json": base64.b64encode(image).decode(), "revised_prompt": None})
+            # no revised_prompt: the prompt is used as written (OpenAI omits it then, too)
+            data.append({"b64_json": base64.b64encode(image).decode()})
         else:
-            data.append(
-                {
-                    "url": images.image_url(job.result_key, _base_url(request)),
-                    "revised_prompt": None,
-                }
-            )
+            data.append({"url": images.image_url(job.result_key, _base_url(request))})
     return JSON({"created": int(time.time()), "data": data})
 
 

@@ -1,16 +1,23 @@
 """Speech synthesis: OpenAI's ``/v1/audio/speech`` and the seed-style ``/api/texttospeech/``.
 
-JSON in, audio out, streamed as it is produced.
+JSON in, audio out, streamed as it is produced: the audio itself, or (OpenAI's
+``stream_format: "sse"``) as ``speech.audio.delta`` events carrying base64 audio, then one
+``speech.audio.done`` with the usage. The money is the same either way (per input character).
 """
 
 from __future__ import annotations
 
+import base64
 from collections.abc import AsyncGenerator, AsyncIterator
+from typing import Any
 
+import orjson
 from starlette.requests import Request
 from starlette.routing import Route
 
-from minitoolai.catalog import SPEECH_MEDIA_TYPES
+from minitoolai.catalog import SPEECH_MEDIA_TYPES, SPEECH_MODELS
+from minitoolai.chat.tokens import count_text
+from minitoolai.errors import ModelNotFound
 from minitoolai.http.deps import idempotency, principal, services, slashed, unless_disconnected
 from minitoolai.http.responses import parse, read_json
 from minitoolai.http.sse import EventStream
@@ -31,10 +38,40 @@ async def _gen(audio: AsyncIterator[bytes]) -> AsyncGenerator[bytes, None]:
         await audio.aclose()  # type: ignore[attr-defined]
 
 
-async def _speak(request: Request, seed_style: bool) -> AudioStream:
+def _event(data: dict[str, Any]) -> bytes:
+    return b"data: " + orjson.dumps(data) + b"\n\n"
+
+
+async def _sse(audio: AsyncIterator[bytes], text: str) -> AsyncGenerator[bytes, None]:
+    """OpenAI's speech events. The usage counts the input's tokens (o200k, as OpenAI counts
+    gpt-4o-mini-tts's text); the price is per character, and no audio tokens are counted."""
+    try:
+        async for chunk in audio:
+            yield _event({"type": "speech.audio.delta", "audio": base64.b64encode(chunk).decode()})
+        tokens = count_text(text)
+        usage = {"input_tokens": tokens, "output_tokens": 0, "total_tokens": tokens}
+        yield _event({"type": "speech.audio.done", "usage": usage})
+    finally:
+        await audio.aclose()  # type: ignore[attr-defined]
+
+
+def _known_model(data: Any) -> None:
+    """An unknown name is OpenAI's 404 ``model_not_found`` (the SDKs' ``NotFoundError``); any
+    other wrong ``model`` (not a string) is the schema's 400."""
+    model = data.get("model") if isinstance(data, dict) else None
+    if isinstance(model, str) and model not in SPEECH_MODELS:
+        raise ModelNotFound(
+            f"The model '{model}' does not exist; use one of: {', '.join(SPEECH_MODELS)}",
+            param="model",
+        )
+
+
+async def _speak(request: Request, seed_style: bool) -> EventStream:
     who = await principal(request)
     svc = services(request)
     data = await read_json(request)
+    if not seed_style:
+        _known_model(data)
     body: OpenAISpeechRequest | SeedSpeechRequest = (
         parse(SeedSpeechRequest, data) if seed_style else parse(OpenAISpeechRequest, data)
     )
@@ -42,14 +79,16 @@ async def _speak(request: Request, seed_style: bool) -> AudioStream:
     audio = await unless_disconnected(
         request, svc.speech.start(who, body.model, params, idempotency(request, data))
     )
+    if isinstance(body, OpenAISpeechRequest) and body.stream_format == "sse":
+        return EventStream(_sse(audio, params.input))
     return AudioStream(_gen(audio), SPEECH_MEDIA_TYPES[params.response_format])
 
 
-async def openai_speech(request: Request) -> AudioStream:
+async def openai_speech(request: Request) -> EventStream:
     return await _speak(request, seed_style=False)
 
 
-async def seed_speech(request: Request) -> AudioStream:
+async def seed_speech(request: Request) -> EventStream:
     return await _speak(request, seed_style=True)
 
 

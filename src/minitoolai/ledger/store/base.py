@@ -31,6 +31,7 @@ class NewCharge:
     request_hash: str | None
     now: datetime
     expires_at: datetime
+    request_id: str | None = None  # the HTTP request's ``x-request-id``
 
 
 @dataclass(slots=True)
@@ -113,6 +114,7 @@ class UsageRow:
     estimated: bool
     cost: int
     created_at: datetime
+    request_id: str | None
 
 
 class LedgerStore(Protocol):

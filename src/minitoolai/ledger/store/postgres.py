@@ -47,8 +47,9 @@ WITH acct AS (
     RETURNING id
 ), charge AS (
     INSERT INTO charges (id, account_id, api_key_id, kind, model, status, held_amount,
-                         usage_estimated, idempotency_key, request_hash, created_at, expires_at)
-    SELECT $1, id, $4, $5, $6, 'held', $3, false, $7, $10, $8, $9 FROM acct
+                         usage_estimated, idempotency_key, request_hash, created_at, expires_at,
+                         request_id)
+    SELECT $1, id, $4, $5, $6, 'held', $3, false, $7, $10, $8, $9, $11 FROM acct
     RETURNING id
 ), entry AS (
     INSERT INTO ledger_entries (account_id, charge_id, kind, amount, held, created_at)
@@ -115,7 +116,7 @@ _RENEW = "UPDATE charges SET expires_at = $2 WHERE id = ANY($1::text[]) AND stat
 
 _USAGE = """
 SELECT id, kind, model, served_by, status, prompt_tokens, completion_tokens, units,
-       usage_estimated, cost, created_at
+       usage_estimated, cost, created_at, request_id
 FROM charges WHERE account_id = $1 AND status <> 'held'
 ORDER BY created_at DESC LIMIT $2
 """
@@ -175,6 +176,7 @@ class PostgresLedgerStore:
                 c.now,
                 c.expires_at,
                 c.request_hash,
+                c.request_id,
             )
         except asyncpg.UniqueViolationError:  # the statement rolled back whole: nothing held
             if c.idempotency_key is None:
@@ -350,6 +352,7 @@ class PostgresLedgerStore:
                 bool(r["usage_estimated"]),
                 int(r["cost"] or 0),
                 r["created_at"],
+                r["request_id"],
             )
             for r in rows
         ]

@@ -212,7 +212,7 @@ class SqliteLedgerStore:
                 conn.execute(
                     "INSERT INTO charges (id, account_id, api_key_id, kind, model, status,"
                     " held_amount, usage_estimated, idempotency_key, request_hash, created_at,"
-                    " expires_at) VALUES (?, ?, ?, ?, ?, 'held', ?, 0, ?, ?, ?, ?)",
+                    " expires_at, request_id) VALUES (?, ?, ?, ?, ?, 'held', ?, 0, ?, ?, ?, ?, ?)",
                     (
                         c.id,
                         c.account_id,
@@ -224,6 +224,7 @@ class SqliteLedgerStore:
                         c.request_hash,
                         now,
                         expires,
+                        c.request_id,
                     ),
                 )
             except sqlite3.IntegrityError:
@@ -427,7 +428,7 @@ class SqliteLedgerStore:
         rows = await self._scan(
             lambda conn: conn.execute(
                 "SELECT id, kind, model, served_by, status, prompt_tokens, completion_tokens,"
-                " units, usage_estimated, cost, created_at FROM charges"
+                " units, usage_estimated, cost, created_at, request_id FROM charges"
                 " WHERE account_id = ? AND status != 'held' ORDER BY created_at DESC LIMIT ?",
                 (account_id, limit),
             ).fetchall()
@@ -445,6 +446,7 @@ class SqliteLedgerStore:
                 bool(r[8]),
                 int(r[9] or 0),
                 _read_time(r[10]),
+                r[11],
             )
             for r in rows
         ]
