@@ -6,43 +6,20 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from enum import StrEnum
 from typing import Any
 
 import openai
 import pytest
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
 
 from tests.support.gateway import Gateway, running_gateway
+from tests.support.structured import Person, Strict
 
 pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed")
 pytestmark = pytest.mark.slow
 
 #: gpt-4o-mini's price, which the embedded default answers for (nano-dollars per token)
 PROMPT_NANO, COMPLETION_NANO = 150, 600
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class Color(StrEnum):
-    red = "red"
-    green = "green"
-    blue = "blue"
-
-
-class Address(Strict):
-    city: str
-    street: str
-
-
-class Person(Strict):
-    name: str
-    age: int
-    favourite: Color
-    hobbies: list[str]
-    address: Address
 
 
 class Weather(Strict):

@@ -12,13 +12,14 @@ from enum import StrEnum
 from typing import Any
 
 import pytest
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
 
 from minitoolai.chat.schemas import Message
 from minitoolai.engines.base import ChatChunk, ChatParams
 from minitoolai.engines.errors import EngineRejected
 from minitoolai.engines.llamacpp import LlamaCppEngine, default_model_config
 from minitoolai.engines.llamacpp.prompt import template_messages, tools_section
+from tests.support.structured import Person, Strict
 
 from .helpers import ask, collect, text_of
 
@@ -26,34 +27,9 @@ pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed")
 pytestmark = pytest.mark.slow
 
 
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class Color(StrEnum):
-    red = "red"
-    green = "green"
-    blue = "blue"
-
-
 class Unit(StrEnum):
     celsius = "celsius"
     fahrenheit = "fahrenheit"
-
-
-class Address(Strict):
-    city: str
-    street: str
-
-
-class Person(Strict):
-    """Nested object, enum, array without maxItems (as pydantic writes ``list[str]``), ints."""
-
-    name: str
-    age: int
-    favourite: Color
-    hobbies: list[str]
-    address: Address
 
 
 class Weather(Strict):
