@@ -29,6 +29,10 @@ from tests.vision.helpers import make_image
 pytestmark = pytest.mark.alone
 
 BIG = 30 * 1024 * 1024  # just under the 32 MiB body cap
+#: The slowest /healthz answer allowed while a heavy request runs. The stall these tests guard
+#: against lasted tens of seconds (tokenizing on the loop); reading and validating a 30 MB body
+#: on the loop itself takes ~0.1 s, more on a busy 2-core machine, so the bound leaves room.
+STALL_S = 0.5
 
 
 def big_prompt(size: int = BIG) -> bytes:
@@ -105,7 +109,7 @@ def test_a_huge_prompt_from_an_empty_account_is_refused_at_once(served: Served) 
     response, worst = healthz_while(served, lambda: post(served, key, body))
     assert response.status_code == 402, response.text[:300]
     assert served.balances(name) == (0, 0)
-    assert worst < 0.1, f"/healthz took {worst * 1e3:.0f} ms"
+    assert worst < STALL_S, f"/healthz took {worst * 1e3:.0f} ms"
 
 
 def test_a_huge_prompt_that_can_be_paid_is_served_without_stalling_the_loop(
@@ -118,7 +122,7 @@ def test_a_huge_prompt_that_can_be_paid_is_served_without_stalling_the_loop(
     usage = response.json()["usage"]
     assert usage["prompt_tokens"] > 5_000_000
     assert served.balances(name)[1] == 0
-    assert worst < 0.1, f"/healthz took {worst * 1e3:.0f} ms"
+    assert worst < STALL_S, f"/healthz took {worst * 1e3:.0f} ms"
 
 
 def test_images_from_an_empty_account_are_never_fetched(served: Served) -> None:
@@ -154,7 +158,7 @@ def test_the_most_images_allowed_are_served_without_stalling_the_loop(served: Se
     response, worst = healthz_while(served, lambda: post(served, key, orjson.dumps(body)))
     assert response.status_code == 200, response.text[:300]
     assert served.balances(name)[1] == 0
-    assert worst < 0.1, f"/healthz took {worst * 1e3:.0f} ms"
+    assert worst < STALL_S, f"/healthz took {worst * 1e3:.0f} ms"
 
 
 def test_fields_forwarded_upstream_are_in_the_hold(served: Served) -> None:
