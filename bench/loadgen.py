@@ -9,7 +9,8 @@ request answered inside the measurement window:
 - latency: request written -> last byte of the answer (requests whose answer completes
   inside the measurement window);
 - time to first token (streams): request written -> first body bytes holding a non-empty
-  ``"content"`` delta (the role-only first event of OpenAI streams does not count).
+  ``"content"`` delta or a ``"tool_calls"`` delta (the role-only first event of OpenAI streams
+  does not count).
 
 Phases: connect, ``--warmup`` seconds unrecorded, then it prints ``START`` (flushed), measures
 for ``--duration`` seconds, prints ``END``, gives in-flight requests up to 2 s, and prints one
@@ -37,7 +38,7 @@ import orjson
 
 from bench.aio import run
 
-_TOKEN = re.compile(rb'"content"\s*:\s*"[^"]')
+_TOKEN = re.compile(rb'"content"\s*:\s*"[^"]|"tool_calls"\s*:\s*\[')
 
 
 @dataclass

@@ -26,10 +26,21 @@ from minitoolai.errors import APIError
 from minitoolai.http import deps
 from minitoolai.http.openapi import openapi_json
 from minitoolai.http.responses import JSON, on_api_error, on_http_error, on_unexpected
-from minitoolai.http.routes import account, admin, chat, embeddings, images, models, speech
+from minitoolai.http.routes import (
+    account,
+    admin,
+    chat,
+    codes,
+    embeddings,
+    images,
+    models,
+    responses,
+    speech,
+)
 from minitoolai.images.worker_thread import WorkerThread
 from minitoolai.observability import REGISTRY, RequestLog
 from minitoolai.settings import Settings
+from minitoolai.web.routes import routes as web_routes
 
 log = logging.getLogger("minitoolai")
 
@@ -123,12 +134,15 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         Route("/metrics", metrics, methods=["GET"]),
         Route("/openapi.json", openapi_json, methods=["GET"]),
         *account.routes,
+        *codes.routes,
         *admin.routes,
         *models.routes,  # before chat's: the first route that matches a path answers it
         *chat.routes,
+        *responses.routes,
         *images.routes,
         *speech.routes,
         *embeddings.routes,
+        *web_routes,  # the storefront's pages: only their own paths (docs/web.md)
     ]
     return _App(
         routes=routes,

@@ -15,6 +15,7 @@ from minitoolai.accounts.auth import Authenticator
 from minitoolai.accounts.service import AccountService
 from minitoolai.chat.images import ImageResolver
 from minitoolai.chat.pipeline import ChatService
+from minitoolai.codes.service import CodeService
 from minitoolai.embeddings.service import EmbeddingService
 from minitoolai.engines.diffusion.checkpoints import resolve_checkpoints
 from minitoolai.images.build import build_image_service, start_wakeup
@@ -25,6 +26,10 @@ from minitoolai.infra.http import upstream_session
 from minitoolai.infra.migrate import upgrade
 from minitoolai.ledger.pricing import PriceTable
 from minitoolai.ledger.service import Ledger
+from minitoolai.people.mail import Mailer
+from minitoolai.people.service import PeopleService
+from minitoolai.responses.service import ResponsesService
+from minitoolai.responses.store import ResponseStore
 from minitoolai.routing.build import Engines, build_engines
 from minitoolai.settings import FileConfig, Settings
 from minitoolai.speech.service import SpeechService
@@ -40,14 +45,17 @@ class Services:
     db: Database
     ledger: Ledger
     accounts: AccountService
+    codes: CodeService
     auth: Authenticator
     http: aiohttp.ClientSession
     chat: ChatService
+    responses: ResponsesService
     speech: SpeechService
     embeddings: EmbeddingService
     engines: Engines
     images: ImageService
     wakeup: Wakeup
+    people: PeopleService
     _admin_key: str | None = None
 
     @property
@@ -113,18 +121,26 @@ async def build_services(
     # can judge (a checkpoint's form, a .ckpt file)
     resolve_checkpoints(config.image_models)
     wakeup = await start_wakeup(settings, db)
+    accounts = AccountService(db, ledger)
+    smtp_url = settings.smtp_url.get_secret_value() if settings.smtp_url else None
+    people = PeopleService(
+        db, accounts, session_ttl_s=settings.session_ttl_s, mailer=Mailer(smtp_url)
+    )
     return Services(
         settings=settings,
         config=config,
         db=db,
         ledger=ledger,
-        accounts=AccountService(db, ledger),
+        accounts=accounts,
+        codes=CodeService(db, ledger),
         auth=Authenticator(db, ttl=settings.key_cache_ttl_s),
         http=http,
         chat=chat,
+        responses=ResponsesService(chat, ResponseStore(db)),
         speech=SpeechService(ledger, prices, routing.speech),
         embeddings=EmbeddingService(ledger, prices, routing.embeddings),
         engines=routing,
         images=build_image_service(settings, db, ledger, prices, wakeup),
         wakeup=wakeup,
+        people=people,
     )

@@ -27,6 +27,9 @@ CHAT_MODELS: Final[tuple[str, ...]] = (
 )
 #: What a chat request that names no ``max_completion_tokens`` may generate (the seed's default).
 CHAT_DEFAULT_MAX_COMPLETION_TOKENS: Final = 1000
+#: The most choices (``n``) one chat request may ask for. OpenAI allows 128; here each choice
+#: is held at ``max_completion_tokens`` and a local model generates them one after another.
+CHAT_MAX_CHOICES: Final = 8
 
 # -- speech -------------------------------------------------------------------------------------
 

@@ -9,13 +9,14 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import UTC, date, datetime, timedelta
+from datetime import time as dt_time
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import orjson
 import typer
 from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
 
 from minitoolai.bootstrap import Services, build_services
 from minitoolai.catalog import IMAGE_DEFAULT_CFG_SCALE, IMAGE_DEFAULT_SCHEDULER, IMAGE_DEFAULT_STEPS
@@ -51,10 +52,14 @@ keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help
 app.add_typer(accounts_app, name="accounts")
 app.add_typer(credit_app, name="credit")
 app.add_typer(keys_app, name="keys")
+codes_app = typer.Typer(help="Make and inspect redeem codes.", no_args_is_help=True)
+app.add_typer(codes_app, name="codes")
 models_app = typer.Typer(
     help="Image models: what serves each name, fetch weights.", no_args_is_help=True
 )
 app.add_typer(models_app, name="models")
+users_app = typer.Typer(help="Storefront logins: people and their accounts.", no_args_is_help=True)
+app.add_typer(users_app, name="users")
 
 console = Console()
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
@@ -319,6 +324,41 @@ def keys_revoke(
     console.print(f"revoked {key_prefix[:12]}")
 
 
+@users_app.command("create")
+def users_create(
+    email: Annotated[str, typer.Argument(help="The person's email; they log in with it.")],
+    admin: Annotated[bool, typer.Option("--admin", help="Give the admin role.")] = False,
+    account: Annotated[
+        str | None,
+        typer.Option(help="Give this existing account the login (default: a new account)."),
+    ] = None,
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from standard input.")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Create a login for the storefront (prompts for the password unless --password-stdin)."""
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    role = "admin" if admin else "customer"
+    person, key = _run(lambda svc: svc.people.create(email, password, role=role, account=account))
+    if as_json:
+        _print_json(
+            {
+                "email": person.email,
+                "role": person.role,
+                "account": person.account_name,
+                "api_key": key,
+            }
+        )
+        return
+    console.print(f"created {person.role} {person.email} (account {person.account_name})")
+    if key:
+        console.print(f"the new account's API key (shown once): {key}", highlight=False)
+
+
 def _image_checkpoints() -> dict[str, CheckpointConfig]:
     """What serves each image name, from the config file; a bad file is a one-line error."""
     from minitoolai.engines.diffusion import resolve_checkpoints
@@ -397,6 +437,109 @@ def models_pull(name: Annotated[str, typer.Argument(help="A public image model n
         console.print(f"[red]error:[/red] {exc}", highlight=False)
         raise typer.Exit(1) from None
     console.print(f"{name}: weights ready at {located.path}")
+
+
+def _expiry(value: str | None) -> datetime | None:
+    """``--expires``: a date alone is valid through that day (UTC); a time without a zone is
+    UTC."""
+    if value is None:
+        return None
+    text = value.strip()
+    try:
+        if len(text) == 10:
+            day = date.fromisoformat(text) + timedelta(days=1)
+            return datetime.combine(day, dt_time(), tzinfo=UTC)
+        moment = datetime.fromisoformat(text)
+    except (ValueError, OverflowError):
+        raise typer.BadParameter(
+            f"not a date: {value!r} (e.g. 2027-01-31 or 2027-01-31T18:00:00+01:00)"
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+@codes_app.command("create")
+def codes_create(
+    usd: Annotated[str, typer.Argument(help="What each code credits, in USD, e.g. 5 or 0.50.")],
+    count: Annotated[int, typer.Option(help="How many codes (1 to 1000).")] = 1,
+    expires: Annotated[
+        str | None,
+        typer.Option(help="Last day (UTC) the codes work, e.g. 2027-01-31, or an exact time."),
+    ] = None,
+    note: Annotated[str | None, typer.Option(help="What the batch is for.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Make a batch of single-use redeem codes. They are shown this once: keep them."""
+    amount = _usd(usd)
+    expires_at = _expiry(expires)
+
+    async def go(svc: Services) -> dict[str, Any]:
+        batch = await svc.codes.create_batch(
+            amount, count, expires_at=expires_at, note=note, created_by="cli"
+        )
+        return batch.to_dict()
+
+    data = _run(go)
+    if as_json:
+        _print_json(data)
+        return
+    until = f", valid until {data['expires_at']}" if data["expires_at"] else ""
+    console.print(
+        f"batch [bold]{data['id']}[/bold]: {data['count']} code(s) of US${data['amount']}{until}"
+        " (shown once, keep them safe):",
+        highlight=False,
+    )
+    for code in data["codes"]:
+        console.print(code, highlight=False)
+
+
+@codes_app.command("list")
+def codes_list(as_json: JsonOpt = False) -> None:
+    """List code batches, newest first, with how many codes were redeemed."""
+    data = [b.to_dict() for b in _run(lambda svc: svc.codes.batches())]
+    if as_json:
+        _print_json(data)
+        return
+    # the id and the amount whole, however narrow the terminal: `codes show` needs the id
+    table = Table(
+        Column("batch", no_wrap=True),
+        Column("each (USD)", no_wrap=True),
+        "redeemed",
+        "expires",
+        "note",
+        "created",
+    )
+    for b in data:
+        table.add_row(
+            b["id"],
+            b["amount"],
+            f"{b['redeemed']}/{b['count']}",
+            (b["expires_at"] or "")[:19],
+            b["note"] or "",
+            b["created_at"][:19],
+        )
+    console.print(table)
+
+
+@codes_app.command("show")
+def codes_show(
+    batch: Annotated[str, typer.Argument(help="The batch id (batch_...).")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Show a batch and its redemptions: which code (its last 4), by which account, when."""
+    data = _run(lambda svc: svc.codes.batch(batch)).to_dict()
+    if as_json:
+        _print_json(data)
+        return
+    until = f"  expires {data['expires_at']}" if data["expires_at"] else ""
+    console.print(
+        f"[bold]{data['id']}[/bold]  US${data['amount']} each  "
+        f"{data['redeemed']}/{data['count']} redeemed{until}  {data['note'] or ''}",
+        highlight=False,
+    )
+    table = Table("code", "account", "redeemed at")
+    for r in data["redemptions"]:
+        table.add_row(r["code"], r["account"], r["redeemed_at"][:19])
+    console.print(table)
 
 
 def main() -> None:

@@ -301,6 +301,9 @@ class Settings(BaseSettings):
     upstream_cooldown_s: float = Field(default=30.0, ge=0)
     local_default: bool = True  # route unserved gpt-* names to the packaged local model
     local_speech: bool = True  # serve tts-1 / tts-1-hd with the local speech engine
+    # the storefront (docs/web.md): mail for password resets, and how long a login lasts
+    smtp_url: SecretStr | None = None  # smtp://, smtp+starttls:// or smtps://; unset: log the link
+    session_ttl_s: int = Field(default=14 * 86_400, ge=60)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["text", "json"] = "text"
 

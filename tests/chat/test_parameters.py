@@ -98,7 +98,8 @@ def test_logprobs_reach_the_client_whole_and_streamed(gateway: Gateway) -> None:
 @pytest.mark.parametrize(
     ("extra", "param"),
     [
-        ({"n": 2}, "n"),
+        ({"n": 9}, "n"),
+        ({"n": 0}, "n"),
         ({"audio": {"voice": "alloy", "format": "mp3"}}, "audio"),
         ({"modalities": ["text", "audio"]}, "modalities"),
         ({"tool_choice": "auto"}, "tool_choice"),

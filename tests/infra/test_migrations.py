@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 from alembic import command
+from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, inspect, text
 
 from minitoolai.infra.db import Database
@@ -20,6 +21,16 @@ def _version(conn: Connection) -> str:
     return str(conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one())
 
 
+def _tables(conn: Connection) -> set[str]:
+    return set(inspect(conn).get_table_names())
+
+
+def _head() -> str:
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert head is not None
+    return head
+
+
 def _downgrade_to_0003(conn: Connection) -> None:
     command.downgrade(alembic_config(conn), "0003")
 
@@ -32,21 +43,26 @@ def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return fresh
 
 
-async def test_0004_adds_and_removes_the_charges_request_id(url: str) -> None:
+async def test_the_migrations_after_0003_go_down_and_up_again(url: str) -> None:
+    """0004's request id and every later table go away on a downgrade to 0003, and come back."""
     db = Database(url)
     try:
         await upgrade(db.engine)
         async with db.engine.connect() as conn:
-            assert await conn.run_sync(_version) == "0004"
+            assert await conn.run_sync(_version) == _head()
             assert "request_id" in await conn.run_sync(_charge_columns)
+            at_head = await conn.run_sync(_tables)
+        assert {"responses", "redeem_codes"} <= at_head
         async with db.engine.begin() as conn:
             await conn.run_sync(_downgrade_to_0003)
         async with db.engine.connect() as conn:
             assert await conn.run_sync(_version) == "0003"
             columns = await conn.run_sync(_charge_columns)
             assert "request_id" not in columns and "request_hash" in columns
+            assert not {"responses", "redeem_codes", "code_batches"} & await conn.run_sync(_tables)
         await upgrade(db.engine)
         async with db.engine.connect() as conn:
             assert "request_id" in await conn.run_sync(_charge_columns)
+            assert await conn.run_sync(_tables) == at_head
     finally:
         await db.dispose()

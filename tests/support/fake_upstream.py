@@ -13,6 +13,10 @@ With ``tool_calls`` set it plays a model that calls tools: a conversation whose 
 not a ``tool`` result is answered with those calls (streamed as OpenAI streams them, the
 arguments in pieces of ``argument_piece`` characters), one that ends with a tool result with
 the words. ``logprobs`` in a request gets a logprob per word.
+
+A request with ``n`` > 1 is answered as OpenAI answers it: ``n`` choices (choice ``c`` says the
+words with ``c{c}`` appended, so choices differ), streamed interleaved, each chunk naming its
+choice's ``index``, a finish chunk per choice, then one usage that sums every choice.
 """
 
 from __future__ import annotations
@@ -72,7 +76,9 @@ class FakeUpstream:
     stall_s: float = 0.0  # at fault_at (non-streamed: after the headers) say nothing this long
     bad_answer: bytes | None = None  # a non-streamed answer's body, verbatim (status 200)
     usage_json: bytes | None = None  # the ``usage`` value, verbatim JSON, instead of true counts
-    tool_calls: list[dict[str, str]] | None = None  # calls to make: {"id", "name", "arguments"}
+    # calls to make: {"id", "name", "arguments"}, or a custom tool's {"type": "custom", "id",
+    # "name", "input"}
+    tool_calls: list[dict[str, str]] | None = None
     argument_piece: int = 4  # a streamed call's arguments come this many characters at a time
     calls: int = 0
     requests: list[dict[str, Any]] = field(default_factory=list)
@@ -80,8 +86,11 @@ class FakeUpstream:
     cancelled: int = 0  # streams whose client went away
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def words(self) -> list[str]:
-        return [f"w{i} " for i in range(self.chunks)]
+    def words(self, choice: int = 0) -> list[str]:
+        """What choice ``choice`` says, one token per word (as the usage counts them)."""
+        if choice == 0:
+            return [f"w{i} " for i in range(self.chunks)]
+        return [f"w{i}c{choice} " for i in range(self.chunks)]
 
     def app(self) -> Any:
         app = Starlette(
@@ -147,13 +156,14 @@ class FakeUpstream:
         if body.get("tools"):
             prompt += count_tools(body["tools"], body["model"])
         limit = body.get("max_completion_tokens") or body.get("max_tokens") or 10**9
-        words = self.words()[:limit]
+        n = body.get("n") or 1
+        answers = [self.words(c)[:limit] for c in range(n)]
         finish = "length" if len(self.words()) > limit else "stop"
         calls = self._calls_due(body)
-        generated = len(words)
+        generated = n * len(answers[0])
         if calls:
-            words, finish = [], "tool_calls"
-            generated = sum(count_text(c["name"] + c["arguments"]) for c in calls)
+            answers, finish = [[] for _ in range(n)], "tool_calls"
+            generated = n * sum(count_text(c["name"] + _call_text(c)) for c in calls)
         logprobs = bool(body.get("logprobs"))
         true_usage = orjson.dumps(
             {
@@ -172,11 +182,12 @@ class FakeUpstream:
                     "model": model,
                     "choices": [
                         {
-                            "index": 0,
+                            "index": c,
                             "message": _message(words, calls),
                             "logprobs": _logprobs(words) if logprobs else None,
                             "finish_reason": finish,
                         }
+                        for c, words in enumerate(answers)
                     ],
                 }
             )
@@ -197,7 +208,7 @@ class FakeUpstream:
         include_usage = (body.get("stream_options") or {}).get("include_usage")
         return StreamingResponse(
             self._stream(
-                request, model, words, finish, usage_json, bool(include_usage), calls, logprobs
+                request, model, answers, finish, usage_json, bool(include_usage), calls, logprobs
             ),
             media_type="text/event-stream",
         )
@@ -209,17 +220,18 @@ class FakeUpstream:
         return [] if body["messages"][-1].get("role") == "tool" else self.tool_calls
 
     def _call_events(self, calls: list[dict[str, str]]) -> list[dict[str, Any]]:
-        """The deltas of the calls, as OpenAI streams them: an opening, then argument pieces."""
+        """The deltas of the calls, as OpenAI streams them: an opening, then argument pieces
+        (a custom tool's call: its ``input`` in pieces)."""
         deltas: list[dict[str, Any]] = []
         for index, call in enumerate(calls):
-            opening = {"name": call["name"], "arguments": ""}
-            deltas.append(
-                {"index": index, "id": call["id"], "type": "function", "function": opening}
-            )
-            arguments, step = call["arguments"], self.argument_piece
-            for start in range(0, len(arguments), step):
-                piece = arguments[start : start + step]
-                deltas.append({"index": index, "function": {"arguments": piece}})
+            kind = call.get("type", "function")
+            text_key = "input" if kind == "custom" else "arguments"
+            opening = {"name": call["name"], text_key: ""}
+            deltas.append({"index": index, "id": call["id"], "type": kind, kind: opening})
+            text, step = call[text_key], self.argument_piece
+            for start in range(0, len(text), step):
+                piece = text[start : start + step]
+                deltas.append({"index": index, kind: {text_key: piece}})
         return deltas
 
     async def _fault(self, request: Request) -> bytes | None:
@@ -241,7 +253,7 @@ class FakeUpstream:
         self,
         request: Request,
         model: str,
-        words: list[str],
+        answers: list[list[str]],
         finish: str,
         usage_json: bytes,
         usage: bool,
@@ -271,19 +283,12 @@ class FakeUpstream:
                 yield bad
                 if self.error_event:
                     return
-            yield event(
-                {
-                    "choices": [
-                        {
-                            "index": 0,
-                            "delta": {"role": "assistant", "content": ""},
-                            "finish_reason": None,
-                        }
-                    ]
-                }
-            )
+            choices = range(len(answers))
+            for c in choices:
+                role = {"index": c, "delta": {"role": "assistant", "content": ""}}
+                yield event({"choices": [{**role, "finish_reason": None}]})
             sent += 1
-            for i, word in enumerate(words):
+            for i in range(len(answers[0])):
                 if self.break_after is not None and i >= self.break_after:
                     raise ConnectionResetError("fake upstream drops the connection")
                 if (bad := await fault_due()) is not None:
@@ -292,15 +297,19 @@ class FakeUpstream:
                         return
                 if self.delay_s:
                     await asyncio.sleep(self.delay_s)
-                choice: dict[str, Any] = {"index": 0, "delta": {"content": word}}
-                if logprobs:
-                    choice["logprobs"] = _logprobs([word])
-                yield event({"choices": [{**choice, "finish_reason": None}]})
+                for c in choices:
+                    word = answers[c][i]
+                    choice: dict[str, Any] = {"index": c, "delta": {"content": word}}
+                    if logprobs:
+                        choice["logprobs"] = _logprobs([word])
+                    yield event({"choices": [{**choice, "finish_reason": None}]})
                 sent += 1
-            for call_delta in self._call_events(calls):
-                delta = {"tool_calls": [call_delta]}
-                yield event({"choices": [{"index": 0, "delta": delta, "finish_reason": None}]})
-            yield event({"choices": [{"index": 0, "delta": {}, "finish_reason": finish}]})
+            for c in choices:
+                for call_delta in self._call_events(calls):
+                    delta = {"tool_calls": [call_delta]}
+                    yield event({"choices": [{"index": c, "delta": delta, "finish_reason": None}]})
+            for c in choices:
+                yield event({"choices": [{"index": c, "delta": {}, "finish_reason": finish}]})
             if usage and self.send_usage:
                 yield (event({"choices": []})[:-3] + b',"usage":' + usage_json + b"}\n\n")
             yield b"data: [DONE]\n\n"
@@ -312,17 +321,21 @@ class FakeUpstream:
             raise
 
 
+def _call_text(call: dict[str, str]) -> str:
+    return call["input"] if call.get("type") == "custom" else call["arguments"]
+
+
 def _message(words: list[str], calls: list[dict[str, str]]) -> dict[str, Any]:
     if not calls:
         return {"role": "assistant", "content": "".join(words)}
-    tool_calls = [
-        {
-            "id": call["id"],
-            "type": "function",
-            "function": {"name": call["name"], "arguments": call["arguments"]},
+    tool_calls = []
+    for call in calls:
+        kind = call.get("type", "function")
+        body = {
+            "name": call["name"],
+            ("input" if kind == "custom" else "arguments"): _call_text(call),
         }
-        for call in calls
-    ]
+        tool_calls.append({"id": call["id"], "type": kind, kind: body})
     return {"role": "assistant", "content": None, "tool_calls": tool_calls}
 
 

@@ -29,6 +29,8 @@ ALLOWED_ENTRIES: dict[str, list[Counter[str]]] = {
 }
 #: the states a charge may end in: paid, or given back whole
 FINAL = ("settled", "released", "expired", "refunded")
+#: the entries that belong to no charge: money in, by the operator or by a redeem code
+CREDIT_KINDS = ("topup", "redeem")
 
 
 @dataclass
@@ -59,10 +61,13 @@ class Audit:
     entries_held: int
     charges: list[Charge]
     topups: int
+    redeemed: int = 0  # what ``redeem`` entries credited
+    #: what is wrong with the entries that belong to no charge, and with the codes that paid
+    credit_problems: list[str] = field(default_factory=list)
 
     def problems(self) -> list[str]:
         """Every broken invariant, in words; empty when the ledger is sound."""
-        out = []
+        out = list(self.credit_problems)
         if self.balance != self.entries_amount:
             out.append(f"balance {self.balance} != sum of entries {self.entries_amount}")
         if self.held != self.entries_held:
@@ -126,9 +131,62 @@ async def _audit(database_url: str, account: str) -> Audit:
                 c.entries[kind] += 1
                 c.amount_sum += int(amount)
                 c.held_sum += int(held_change)
+            redeemed, credit_problems = await _credits(conn, account_id)
     finally:
         await engine.dispose()
-    return Audit(balance, held, int(sums[0]), int(sums[1]), list(charges.values()), int(sums[2]))
+    return Audit(
+        balance,
+        held,
+        int(sums[0]),
+        int(sums[1]),
+        list(charges.values()),
+        int(sums[2]),
+        redeemed,
+        credit_problems,
+    )
+
+
+async def _credits(conn: Any, account_id: int) -> tuple[int, list[str]]:
+    """Entries without a charge: each a known kind that holds nothing, and each ``redeem``
+    entry paid by exactly one code of this account, for its batch's amount, and no code of
+    this account redeemed without its entry. Returns what the codes credited, and problems."""
+    problems, redeemed = [], 0
+    for entry_id, kind, amount, held_change in await conn.execute(
+        text(
+            "SELECT id, kind, amount, held FROM ledger_entries"
+            " WHERE account_id = :a AND charge_id IS NULL"
+        ),
+        {"a": account_id},
+    ):
+        if kind not in CREDIT_KINDS:
+            problems.append(f"entry {entry_id}: {kind!r} with no charge")
+        if int(held_change) != 0:
+            problems.append(f"entry {entry_id}: a {kind} that changes the held amount")
+        if kind == "redeem":
+            redeemed += int(amount)
+    paid: Counter[int] = Counter()
+    for entry_id, amount, entry_account, code_amount in await conn.execute(
+        text(
+            "SELECT e.id, e.amount, e.account_id, b.amount FROM redeem_codes c"
+            " JOIN code_batches b ON b.id = c.batch_id"
+            " LEFT JOIN ledger_entries e ON e.id = c.entry_id"
+            " WHERE c.redeemed_by = :a"
+        ),
+        {"a": account_id},
+    ):
+        if entry_id is None:
+            problems.append("a code redeemed by the account with no entry paying it")
+            continue
+        paid[int(entry_id)] += 1
+        if int(entry_account) != account_id or int(amount) != int(code_amount):
+            problems.append(f"entry {entry_id}: a code of {code_amount} paid {amount}")
+    for (entry_id,) in await conn.execute(
+        text("SELECT id FROM ledger_entries WHERE account_id = :a AND kind = 'redeem'"),
+        {"a": account_id},
+    ):
+        if paid[int(entry_id)] != 1:
+            problems.append(f"redeem entry {entry_id} is paid by {paid[int(entry_id)]} codes")
+    return redeemed, problems
 
 
 def audit(database_url: str, account: str) -> Audit:

@@ -8,6 +8,10 @@ and marked estimated. It keeps the finished completion with the charge for idemp
 only when asked to and only when nothing failed. Settling happens in its own ``finally``,
 shielded from cancellation, and again in ``aclose`` for an answer nobody iterated. A replayed
 answer yields the stored completion's events and bills nothing.
+
+An answer with ``n`` > 1 choices (``ChatParams.n``) interleaves its choices' events, each
+naming its ``choice``; its bill is the engine's usage (which covers every choice) or, cut
+short, the prompt once plus every choice's counted tokens.
 """
 
 from __future__ import annotations
@@ -20,9 +24,18 @@ from typing import Any
 
 import anyio
 
-from minitoolai.chat.assembly import Logprobs, ToolCalls
-from minitoolai.chat.events import BEGAN, Billed, ChatEvent, Delta, Failure, Finish, ToolCallDelta
-from minitoolai.chat.wire import completion
+from minitoolai.chat.assembly import Choices
+from minitoolai.chat.events import (
+    BEGAN,
+    Began,
+    Billed,
+    ChatEvent,
+    Delta,
+    Failure,
+    Finish,
+    ToolCallDelta,
+)
+from minitoolai.chat.wire import completion_of
 from minitoolai.engines.base import ChatChunk, ChatEngine, Usage
 from minitoolai.engines.errors import EngineError
 from minitoolai.ledger.pricing import Price
@@ -74,10 +87,7 @@ class LiveAnswer(ChatAnswer):
         self._first = answering.first
         self._stream = answering.rest
         self._keep_result = keep_result
-        self._text: list[str] = []
-        self._calls: ToolCalls | None = None  # made at the first tool call
-        self._logprobs: Logprobs | None = None  # made at the first logprobs
-        self._finish_reason: str | None = None
+        self._choices = Choices()
         self._engine_usage: Usage | None = None
         self._settled = False
         self._closed = False
@@ -89,30 +99,32 @@ class LiveAnswer(ChatAnswer):
         )
 
     async def _run(self) -> AsyncGenerator[ChatEvent, None]:
-        text = self._text
+        choices = self._choices
+        first = choices.first
         next_chunk = self._stream.__anext__
         chunk = self._first
         failure: Failure | None = None
         try:
             while True:
+                index = chunk.choice
+                parts = first if index == 0 else choices.of(index)
                 if chunk.usage is not None:  # kept for billing, never shown as it came
                     self._engine_usage = chunk.usage
                 if chunk.logprobs is not None:
-                    self._logprobs = self._logprobs or Logprobs()
-                    self._logprobs.add(chunk.logprobs)
+                    parts.add_logprobs(chunk.logprobs)
                 if chunk.content:
-                    text.append(chunk.content)
-                    yield Delta(chunk.content, chunk.logprobs)
+                    parts.text.append(chunk.content)
+                    yield Delta(chunk.content, chunk.logprobs, index)
                 elif chunk.role and not chunk.tool_calls:
-                    yield BEGAN
+                    yield BEGAN if index == 0 else Began(index)
                 if chunk.tool_calls:
-                    calls = self._calls = self._calls or ToolCalls()
                     for part in chunk.tool_calls:
-                        calls.add(part)
+                        part.choice = index  # the chunk's choice is the call's
+                        parts.add_call(part)
                         yield part
                 if chunk.finish_reason:
-                    self._finish_reason = chunk.finish_reason
-                    yield Finish(chunk.finish_reason)
+                    parts.finish_reason = chunk.finish_reason
+                    yield Finish(chunk.finish_reason, index)
                 try:
                     chunk = await next_chunk()
                 except StopAsyncIteration:
@@ -137,13 +149,10 @@ class LiveAnswer(ChatAnswer):
         estimated = self._engine_usage is None
         if self._engine_usage is not None:
             usage = self._engine_usage
-        else:
-            text = "".join(self._text)
-            if self._calls is not None:  # the calls' names and arguments were generated too
-                text += "".join(
-                    c["function"]["name"] + c["function"]["arguments"] for c in self._calls.whole()
-                )
-            usage = Usage(self._prompt_tokens, self._engine.count_tokens(text) if text else 0)
+        else:  # the prompt once, and what each choice generated (text and calls)
+            count = self._engine.count_tokens
+            texts = (parts.generated_text() for parts in self._choices)
+            usage = Usage(self._prompt_tokens, sum(count(text) for text in texts if text))
         cost = self._price.tokens(usage.prompt_tokens, usage.completion_tokens)
         record = UsageRecord(
             prompt_tokens=usage.prompt_tokens,
@@ -159,17 +168,8 @@ class LiveAnswer(ChatAnswer):
         return usage
 
     def _completion(self, usage: Usage) -> dict[str, Any]:
-        text = "".join(self._text)
-        return completion(
-            self.id,
-            self.created,
-            self.model,
-            self.fingerprint,
-            text,
-            self._finish_reason,
-            usage,
-            tool_calls=self._calls.whole() if self._calls else None,
-            logprobs=self._logprobs.whole() if self._logprobs else None,
+        return completion_of(
+            self.id, self.created, self.model, self.fingerprint, self._choices.whole(), usage
         )
 
     async def _close(self) -> None:
@@ -199,15 +199,18 @@ class ReplayedAnswer(ChatAnswer):
         )
 
     async def _run(self) -> AsyncGenerator[ChatEvent, None]:
-        choice = self._stored["choices"][0]
-        message = choice["message"]
+        for choice in self._stored["choices"]:
+            index = choice.get("index", 0)
+            message = choice["message"]
+            if message["content"] or not message.get("tool_calls"):
+                yield Delta(message["content"] or "", choice.get("logprobs"), index)
+            for position, call in enumerate(message.get("tool_calls") or ()):
+                kind = call.get("type", "function")
+                body = call[kind]
+                text = body["input"] if kind == "custom" else body["arguments"]
+                yield ToolCallDelta(position, call["id"], body["name"], text, index, kind)
+            yield Finish(choice["finish_reason"], index)
         usage = self._stored["usage"]
-        if message["content"] or not message.get("tool_calls"):
-            yield Delta(message["content"] or "", choice.get("logprobs"))
-        for index, call in enumerate(message.get("tool_calls") or ()):
-            function = call["function"]
-            yield ToolCallDelta(index, call["id"], function["name"], function["arguments"])
-        yield Finish(choice["finish_reason"])
         yield Billed(
             Usage(
                 usage["prompt_tokens"],

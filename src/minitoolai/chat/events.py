@@ -4,6 +4,10 @@ A live answer yields ``Began``, ``Delta`` or ``ToolCallDelta`` first, then ``Del
 ``ToolCallDelta``\\ s, ``Finish``, and last ``Billed`` once the money has settled; an engine
 failing half-way yields ``Failure`` before ``Billed``. The HTTP layer renders these
 (``chat.render``) and decides nothing.
+
+An answer with ``n`` > 1 choices interleaves its choices' events: each event names its
+``choice`` (0..n-1; 0, the default, for the usual single choice), each choice ends with its own
+``Finish``, and one ``Billed`` covers them all.
 """
 
 from __future__ import annotations
@@ -20,8 +24,10 @@ from minitoolai.engines.base import ToolCallPart, Usage
 class Began:
     """The assistant's turn began, nothing said yet (an engine's role-only chunk)."""
 
+    choice: int = 0
 
-#: the one ``Began`` there is: it carries nothing, so a stream costs no allocation for it
+
+#: the ``Began`` of the first choice: it carries nothing else, so a stream costs no allocation
 BEGAN = Began()
 
 
@@ -31,18 +37,21 @@ class Delta:
 
     text: str
     logprobs: dict[str, Any] | None = None
+    choice: int = 0
 
 
 #: A piece of a tool call, as OpenAI streams it: the engine's own piece, passed on as it is
-#: (the first piece of call ``index`` has its ``id`` and ``name``, later ones more arguments)
+#: (the first piece of call ``index`` has its ``id`` and ``name``, later ones more arguments;
+#: ``choice`` names its choice, ``kind`` says ``function`` or ``custom``)
 ToolCallDelta = ToolCallPart
 
 
 @dataclass(slots=True)
 class Finish:
-    """Why the answer ended: ``stop``, ``length``..."""
+    """Why the answer (its choice ``choice``) ended: ``stop``, ``length``..."""
 
     reason: str
+    choice: int = 0
 
 
 @dataclass(slots=True)

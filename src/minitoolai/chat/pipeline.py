@@ -1,8 +1,9 @@
 """One chat request's life: validate -> hold -> pick a deployment -> answer -> settle.
 
 The money rules live here and in ``chat.answer``, nowhere else:
-- the hold is the worst case (prompt estimate + ``max_completion_tokens`` at the model's price)
-  and is taken before any engine is called; 402 if the balance cannot cover it;
+- the hold is the worst case (prompt estimate + ``max_completion_tokens`` for each of the ``n``
+  choices, at the model's price: the prompt is billed once, every choice's completion) and is
+  taken before any engine is called; 402 if the balance cannot cover it;
 - deployments are tried in the router's order until one produces a first chunk
   (``routing.failover``); if none does, the hold is released (the client pays nothing) and the
   client gets the failover's error (502, 429 or 400);
@@ -154,13 +155,14 @@ class ChatService:
             tools=tools,
             tool_choice=tool_choice,
             parallel_tool_calls=request.parallel_tool_calls,
+            n=request.choices,
             forwarded=request.forwarded(),
         )
         return Prepared(
             request=request,
             params=params,
             prompt_tokens=text_tokens + image_tokens,
-            hold_amount=price.tokens(hold_prompt, request.completion_limit),
+            hold_amount=price.tokens(hold_prompt, request.completion_limit * request.choices),
             price=price,
             candidates=candidates,
         )
@@ -189,7 +191,7 @@ class ChatService:
             + images * image_tokens_floor(request.model)
             + REPLY_PRIMING
         )
-        least = price.tokens(floor_tokens, request.completion_limit)
+        least = price.tokens(floor_tokens, request.completion_limit * request.choices)
         available = await self.ledger.available(principal.account_id)
         if least > available:
             raise InsufficientCredit(

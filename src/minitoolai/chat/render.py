@@ -6,7 +6,14 @@ answer whatever happens, which is what bills a client that left half-way.
 Tool calls stream as OpenAI streams them, in the same place for both flavours: per call a
 first delta ``{"tool_calls": [{"index", "id", "type": "function", "function": {"name",
 "arguments": ""}}]}``, then ``{"tool_calls": [{"index", "function": {"arguments": piece}}]}``.
-A client of the older ``functions`` API gets ``function_call`` deltas instead.
+A custom tool's call opens with ``{"type": "custom", "custom": {"name", "input": ""}}`` and
+its ``input`` follows in pieces. A client of the older ``functions`` API gets ``function_call``
+deltas instead.
+
+An answer of ``n`` > 1 choices streams each choice's deltas under its own ``index`` (the role in
+each choice's first delta, in OpenAI's flavour), a finish chunk per choice, then one usage
+chunk; one JSON body has every choice. The single choice's path is unchanged: its text events
+are still one prebuilt byte prefix and one small ``dumps``.
 """
 
 from __future__ import annotations
@@ -15,9 +22,9 @@ from collections.abc import AsyncGenerator, Iterator
 from typing import Any
 
 from minitoolai.chat.answer import ChatAnswer
-from minitoolai.chat.assembly import Logprobs, ToolCalls
+from minitoolai.chat.assembly import Choices
 from minitoolai.chat.events import Began, Billed, Delta, Failure, Finish, ToolCallDelta
-from minitoolai.chat.wire import DONE, ChunkWriter, completion, legacy_finish
+from minitoolai.chat.wire import DONE, ChunkWriter, completion_of, legacy_finish
 from minitoolai.engines.base import Usage
 from minitoolai.errors import UpstreamError
 
@@ -34,34 +41,58 @@ async def sse(
     """``chat.completion.chunk`` events, then ``[DONE]``. OpenAI's flavour names the role in
     the first delta; the usage chunk comes only with ``include_usage``."""
     writer = ChunkWriter(answer.id, answer.created, answer.model, answer.fingerprint)
-    owe_role = role_in_first_delta
+    owe_role = role_in_first_delta  # the first choice's
+    greeted: set[int] = set()  # the other choices that have had their role
+
+    def role_due(choice: int) -> bool:
+        """Whether this choice's next delta is its first (for choices after the first)."""
+        if not role_in_first_delta or choice in greeted:
+            return False
+        greeted.add(choice)
+        return True
+
     try:
         async for event in answer:
             if isinstance(event, Delta):  # nearly every event: tested first
-                if event.logprobs is None:
+                choice = event.choice
+                if choice == 0 and event.logprobs is None:
                     yield writer.text(event.text, with_role=owe_role)
+                    owe_role = False
+                    continue
+                if choice == 0:
+                    with_role, owe_role = owe_role, False
                 else:
-                    delta = (
-                        {**_ROLE, "content": event.text} if owe_role else {"content": event.text}
-                    )
-                    yield writer.delta(delta, logprobs=event.logprobs)
-                owe_role = False
+                    with_role = role_due(choice)
+                delta = {**_ROLE, "content": event.text} if with_role else {"content": event.text}
+                yield writer.delta(delta, logprobs=event.logprobs, choice=choice)
             elif isinstance(event, ToolCallDelta):
+                choice = event.choice
                 for delta in _call_deltas(event, legacy_functions):
-                    if owe_role:
+                    if choice == 0:
+                        with_role, owe_role = owe_role, False
+                    else:
+                        with_role = role_due(choice)
+                    if with_role:
                         delta = {**_ROLE, **delta}
-                        owe_role = False
-                    yield writer.delta(delta)
+                    yield writer.delta(delta, choice=choice)
             elif isinstance(event, Finish):
-                if owe_role:
-                    yield writer.delta(_ROLE)
-                    owe_role = False
+                choice = event.choice
+                if choice == 0:
+                    with_role, owe_role = owe_role, False
+                else:
+                    with_role = role_due(choice)
+                if with_role:
+                    yield writer.delta(_ROLE, choice=choice)
                 reason = legacy_finish(event.reason) if legacy_functions else event.reason
-                yield writer.delta({}, reason)
+                yield writer.delta({}, reason, choice=choice)
             elif isinstance(event, Began):
-                if owe_role:
-                    yield writer.delta(_ROLE)
-                    owe_role = False
+                choice = event.choice
+                if choice == 0:
+                    with_role, owe_role = owe_role, False
+                else:
+                    with_role = role_due(choice)
+                if with_role:
+                    yield writer.delta(_ROLE, choice=choice)
             elif isinstance(event, Billed):
                 if include_usage:
                     yield writer.usage(event.usage)
@@ -83,6 +114,18 @@ def _call_deltas(part: ToolCallDelta, legacy: bool) -> Iterator[dict[str, Any]]:
         if part.arguments:
             yield {"function_call": {"arguments": part.arguments}}
         return
+    if part.kind == "custom":
+        if part.id:
+            opening = {
+                "index": part.index,
+                "id": part.id,
+                "type": "custom",
+                "custom": {"name": part.name or "", "input": ""},
+            }
+            yield {"tool_calls": [opening]}
+        if part.arguments:
+            yield {"tool_calls": [{"index": part.index, "custom": {"input": part.arguments}}]}
+        return
     if part.id:
         opening = {
             "index": part.index,
@@ -96,24 +139,20 @@ def _call_deltas(part: ToolCallDelta, legacy: bool) -> Iterator[dict[str, Any]]:
 
 
 async def whole(answer: ChatAnswer, *, legacy_functions: bool = False) -> dict[str, Any]:
-    """One ``chat.completion``; an engine that broke half-way is a 502."""
-    text: list[str] = []
-    calls: ToolCalls | None = None
-    logprobs: Logprobs | None = None
-    finish_reason: str | None = None
+    """One ``chat.completion`` (every choice); an engine that broke half-way is a 502."""
+    choices = Choices()
     usage: Usage | None = None
     try:
         async for event in answer:
             if isinstance(event, Delta):
-                text.append(event.text)
+                parts = choices.of(event.choice)
+                parts.text.append(event.text)
                 if event.logprobs is not None:
-                    logprobs = logprobs or Logprobs()
-                    logprobs.add(event.logprobs)
+                    parts.add_logprobs(event.logprobs)
             elif isinstance(event, ToolCallDelta):
-                calls = calls or ToolCalls()
-                calls.add(event)
+                choices.of(event.choice).add_call(event)
             elif isinstance(event, Finish):
-                finish_reason = event.reason
+                choices.of(event.choice).finish_reason = event.reason
             elif isinstance(event, Billed):
                 usage = event.usage
             elif isinstance(event, Failure):
@@ -121,15 +160,11 @@ async def whole(answer: ChatAnswer, *, legacy_functions: bool = False) -> dict[s
     finally:
         await answer.aclose()
     assert usage is not None  # every answer ends with its bill
-    return completion(
+    return completion_of(
         answer.id,
         answer.created,
         answer.model,
         answer.fingerprint,
-        "".join(text),
-        finish_reason,
+        choices.whole(legacy_functions=legacy_functions),
         usage,
-        tool_calls=calls.whole() if calls else None,
-        logprobs=logprobs.whole() if logprobs else None,
-        legacy_functions=legacy_functions,
     )

@@ -17,7 +17,7 @@ from pydantic import (
     model_validator,
 )
 
-from minitoolai.catalog import CHAT_DEFAULT_MAX_COMPLETION_TOKENS
+from minitoolai.catalog import CHAT_DEFAULT_MAX_COMPLETION_TOKENS, CHAT_MAX_CHOICES
 
 
 class _Model(BaseModel):
@@ -52,10 +52,37 @@ class FunctionCall(_Model):
     arguments: str
 
 
+def _tagged(kind: str, members: dict[str, object]) -> None:
+    """OpenAI's tagged objects (``{"type": "custom", "custom": {...}}``): the member the
+    ``type`` names is there, no other kind's is. (One model per family, not a discriminated
+    union, so that an error's ``param`` is the client's own path, e.g. ``tools.0.function``.)"""
+    if members[kind] is None:
+        raise ValueError(f"a '{kind}' entry needs its '{kind}' object")
+    others = [k for k, member in members.items() if k != kind and member is not None]
+    if others:
+        raise ValueError(f"a '{kind}' entry cannot carry '{others[0]}'")
+
+
+class CustomCall(_Model):
+    """A call the assistant made to a custom tool: its name and its free-form input."""
+
+    name: str
+    input: str
+
+
 class ToolCall(_Model):
+    """A call of an assistant turn: a function's (``function``) or a custom tool's
+    (``custom``)."""
+
     id: str
-    type: Literal["function"]
-    function: FunctionCall
+    type: Literal["function", "custom"]
+    function: FunctionCall | None = None
+    custom: CustomCall | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> ToolCall:
+        _tagged(self.type, {"function": self.function, "custom": self.custom})
+        return self
 
 
 #: checks an assistant turn's ``tool_calls``, which stay the client's dicts (forwarded and
@@ -127,13 +154,44 @@ class FunctionDefinition(_Model):
     strict: bool | None = None
 
 
-class FunctionTool(_Model):
-    type: Literal["function"]
-    function: FunctionDefinition
+class TextFormat(_Model):
+    type: Literal["text"]
+
+
+class Grammar(_Model):
+    definition: str
+    syntax: Literal["lark", "regex"]
+
+
+class GrammarFormat(_Model):
+    type: Literal["grammar"]
+    grammar: Grammar
+
+
+class CustomDefinition(_Model):
+    """A tool whose input is free-form text rather than JSON arguments."""
+
+    name: str = Field(min_length=1, max_length=64)
+    description: str | None = None
+    #: what the model writes as the call's input: free text (the default) or a grammar's
+    format: Annotated[TextFormat | GrammarFormat, Field(discriminator="type")] | None = None
+
+
+class Tool(_Model):
+    """A tool offered to the model: a function (``function``) or a custom tool (``custom``)."""
+
+    type: Literal["function", "custom"]
+    function: FunctionDefinition | None = None
+    custom: CustomDefinition | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Tool:
+        _tagged(self.type, {"function": self.function, "custom": self.custom})
+        return self
 
 
 #: checks the request's tools and older functions, which stay the client's JSON
-_TOOLS = TypeAdapter(list[FunctionTool])
+_TOOLS = TypeAdapter(list[Tool])
 _FUNCTIONS = TypeAdapter(list[FunctionDefinition])
 
 
@@ -141,9 +199,44 @@ class FunctionName(_Model):
     name: str
 
 
-class NamedToolChoice(_Model):
-    type: Literal["function"]
-    function: FunctionName
+class NamedTool(_Model):
+    """A tool named by a choice: ``{"type": "function", "function": {"name"}}`` or
+    ``{"type": "custom", "custom": {"name"}}``."""
+
+    type: Literal["function", "custom"]
+    function: FunctionName | None = None
+    custom: FunctionName | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> NamedTool:
+        _tagged(self.type, {"function": self.function, "custom": self.custom})
+        return self
+
+
+class AllowedTools(_Model):
+    mode: Literal["auto", "required"]
+    #: the tools the model may call (``required``: one of them), each named
+    tools: list[NamedTool] = Field(min_length=1, max_length=128)
+
+
+class ToolChoice(_Model):
+    """An object ``tool_choice``: call this function, call this custom tool, or offer every
+    tool but let the model call only ``allowed_tools``."""
+
+    type: Literal["function", "custom", "allowed_tools"]
+    function: FunctionName | None = None
+    custom: FunctionName | None = None
+    allowed_tools: AllowedTools | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> ToolChoice:
+        members = {"function": self.function, "custom": self.custom}
+        _tagged(self.type, {**members, "allowed_tools": self.allowed_tools})
+        return self
+
+
+#: checks an object ``tool_choice``, which stays the client's JSON (forwarded unchanged)
+_TOOL_CHOICE = TypeAdapter(ToolChoice)
 
 
 #: Parameters of OpenAI's reference that only an upstream acts on: forwarded to it as the client
@@ -183,10 +276,11 @@ class ChatRequest(_Model):
     frequency_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
     response_format: ResponseFormat | None = None
     user: str | None = Field(default=None, max_length=256)
-    n: int | None = Field(default=None, ge=1, le=1)  # one choice per answer (see below)
-    # tools stay the client's JSON (checked as ``FunctionTool``\ s): upstreams get them unchanged
+    n: int | None = Field(default=None, ge=1, le=CHAT_MAX_CHOICES)
+    # tools stay the client's JSON (checked as ``Tool``\ s): upstreams get them unchanged
     tools: list[dict[str, Any]] | None = Field(default=None, min_length=1, max_length=128)
-    tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
+    # an object choice stays the client's JSON too (checked as a ``ToolChoice``)
+    tool_choice: Literal["none", "auto", "required"] | dict[str, Any] | None = None
     parallel_tool_calls: bool | None = None
     functions: list[dict[str, Any]] | None = Field(default=None, min_length=1, max_length=128)
     function_call: Literal["none", "auto"] | FunctionName | None = None
@@ -216,6 +310,13 @@ class ChatRequest(_Model):
     def _tools(cls, value: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
         if value is not None:
             _TOOLS.validate_python(value)
+        return value
+
+    @field_validator("tool_choice")
+    @classmethod
+    def _tool_choice(cls, value: str | dict[str, Any] | None) -> str | dict[str, Any] | None:
+        if isinstance(value, dict):
+            _TOOL_CHOICE.validate_python(value)
         return value
 
     @field_validator("messages")
@@ -257,9 +358,12 @@ class ChatRequest(_Model):
 
     @field_validator("n", mode="before")
     @classmethod
-    def _one_choice(cls, value: Any) -> Any:
-        if isinstance(value, int) and value > 1:
-            raise ValueError("this server answers with one choice: only n=1 is supported")
+    def _choices_limit(cls, value: Any) -> Any:
+        if isinstance(value, int) and value > CHAT_MAX_CHOICES:
+            raise ValueError(
+                f"this server answers with at most {CHAT_MAX_CHOICES} choices: n must be "
+                f"between 1 and {CHAT_MAX_CHOICES}"
+            )
         return value
 
     # no engine here answers in audio: refused rather than silently answered in text
@@ -289,6 +393,11 @@ class ChatRequest(_Model):
         return self.max_completion_tokens or self.max_tokens or CHAT_DEFAULT_MAX_COMPLETION_TOKENS
 
     @property
+    def choices(self) -> int:
+        """How many choices the answer has (``n``)."""
+        return self.n or 1
+
+    @property
     def stop_list(self) -> list[str] | None:
         if self.stop is None:
             return None
@@ -307,9 +416,10 @@ class ChatRequest(_Model):
         return self.tools
 
     def engine_tool_choice(self) -> str | dict[str, Any] | None:
-        choice = self.tool_choice if self.tools is not None else self.function_call
-        if isinstance(choice, NamedToolChoice):
-            return choice.model_dump()
+        """The client's own ``tool_choice`` (the older ``function_call`` as a tool choice)."""
+        if self.tools is not None:
+            return self.tool_choice
+        choice = self.function_call
         if isinstance(choice, FunctionName):  # the older API names the function alone
             return {"type": "function", "function": choice.model_dump()}
         return choice

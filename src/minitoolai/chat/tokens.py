@@ -124,7 +124,7 @@ TOOLS_PRIMING = 12
 
 
 def count_tools(tools: Sequence[Mapping[str, Any]], model: str = "gpt-4o") -> int:
-    """An upper bound of what OpenAI bills for function definitions.
+    """An upper bound of what OpenAI bills for tool definitions (functions and custom tools).
 
     OpenAI renders them into the system prompt in a TypeScript-like form (the tiktoken
     cookbook's ``num_tokens_for_tools`` approximates it: 7 tokens per function, 3 per property,
@@ -135,7 +135,9 @@ def count_tools(tools: Sequence[Mapping[str, Any]], model: str = "gpt-4o") -> in
     enc = encoding_for(model)
     total = TOOLS_PRIMING
     for tool in tools:
-        total += TOKENS_PER_TOOL + encoded_length(enc, orjson.dumps(tool.get("function")).decode())
+        # a function tool's ``function``; a custom tool's ``custom`` (its grammar included)
+        definition = tool.get("function") or tool.get("custom") or tool
+        total += TOKENS_PER_TOOL + encoded_length(enc, orjson.dumps(definition).decode())
     return total
 
 

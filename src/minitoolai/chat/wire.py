@@ -61,16 +61,19 @@ class ChunkWriter:
         delta: dict[str, Any],
         finish_reason: str | None = None,
         logprobs: dict[str, Any] | None = None,
+        choice: int = 0,
     ) -> bytes:
-        choice = (
-            b'[{"index":0,"delta":'
+        """One choice's delta (``choice``: its index, for answers with ``n`` > 1)."""
+        opening = b'[{"index":0,"delta":' if choice == 0 else b'[{"index":%d,"delta":' % choice
+        body = (
+            opening
             + orjson.dumps(delta)
             + b',"logprobs":'
             + orjson.dumps(logprobs)
             + b',"finish_reason":'
         )
         finish = orjson.dumps(finish_reason)
-        return self._head + choice + finish + b'}],"usage":null}\n\n'
+        return self._head + body + finish + b'}],"usage":null}\n\n'
 
     def usage(self, usage: Usage) -> bytes:
         return self._head + b'[],"usage":' + orjson.dumps(usage_dict(usage)) + b"}\n\n"
@@ -94,8 +97,51 @@ def completion(
     logprobs: dict[str, Any] | None = None,
     legacy_functions: bool = False,
 ) -> dict[str, Any]:
-    """One ``chat.completion``. With tool calls and no text, ``content`` is null, as OpenAI
-    answers; ``legacy_functions``: the older API's one ``function_call`` instead."""
+    """One ``chat.completion`` of one choice (see ``choice_of``)."""
+    choice = choice_of(
+        0,
+        text,
+        finish_reason,
+        tool_calls=tool_calls,
+        logprobs=logprobs,
+        legacy_functions=legacy_functions,
+    )
+    return completion_of(completion_id, created, model, fingerprint, [choice], usage)
+
+
+def completion_of(
+    completion_id: str,
+    created: int,
+    model: str,
+    fingerprint: str,
+    choices: list[dict[str, Any]],
+    usage: Usage,
+) -> dict[str, Any]:
+    """One ``chat.completion`` of the given choices (``choice_of``\\ s, by index); ``usage``
+    covers them all."""
+    return {
+        "id": completion_id,
+        "object": "chat.completion",
+        "created": created,
+        "model": model,
+        "choices": choices,
+        "usage": usage_dict(usage),
+        "service_tier": "default",
+        "system_fingerprint": fingerprint,
+    }
+
+
+def choice_of(
+    index: int,
+    text: str,
+    finish_reason: str | None,
+    *,
+    tool_calls: list[dict[str, Any]] | None = None,
+    logprobs: dict[str, Any] | None = None,
+    legacy_functions: bool = False,
+) -> dict[str, Any]:
+    """One choice of a ``chat.completion``. With tool calls and no text, ``content`` is null,
+    as OpenAI answers; ``legacy_functions``: the older API's one ``function_call`` instead."""
     message: dict[str, Any] = {
         "role": "assistant",
         "content": text if text or not tool_calls else None,
@@ -110,21 +156,10 @@ def completion(
         else:
             message["tool_calls"] = tool_calls
     return {
-        "id": completion_id,
-        "object": "chat.completion",
-        "created": created,
-        "model": model,
-        "choices": [
-            {
-                "index": 0,
-                "message": message,
-                "logprobs": logprobs,
-                "finish_reason": finish_reason,
-            }
-        ],
-        "usage": usage_dict(usage),
-        "service_tier": "default",
-        "system_fingerprint": fingerprint,
+        "index": index,
+        "message": message,
+        "logprobs": logprobs,
+        "finish_reason": finish_reason,
     }
 
 

@@ -51,12 +51,17 @@ class ChatParams:
     frequency_penalty: float | None = None
     response_format: dict[str, Any] | None = None
     user: str | None = None
-    #: OpenAI's function tools, as the client sent them (``{"type": "function", "function":
-    #: {"name", "description", "parameters", "strict"}}``); None: no tools
+    #: OpenAI's tools, as the client sent them: functions (``{"type": "function", "function":
+    #: {"name", "description", "parameters", "strict"}}``) and custom tools (``{"type":
+    #: "custom", "custom": {"name", "description", "format"}}``); None: no tools
     tools: list[dict[str, Any]] | None = None
     #: ``"none"`` | ``"auto"`` | ``"required"`` | ``{"type": "function", "function": {"name"}}``
+    #: | ``{"type": "custom", "custom": {"name"}}`` | ``{"type": "allowed_tools",
+    #: "allowed_tools": {"mode", "tools"}}``, as the client sent it
     tool_choice: str | dict[str, Any] | None = None
     parallel_tool_calls: bool | None = None
+    #: how many choices to answer with (``n``): each is a whole answer to the same prompt
+    n: int = 1
     extra: dict[str, Any] = field(default_factory=dict)
     #: OpenAI parameters only an upstream acts on (``logprobs``, ``metadata``, ``store``...:
     #: ``chat.schemas.FORWARDED``), as the client sent them; local engines ignore them
@@ -67,19 +72,27 @@ class ChatParams:
 class ToolCallPart:
     """A piece of one tool call as it streams, as OpenAI streams it: the first piece of call
     ``index`` carries its ``id`` and ``name``, later pieces add ``arguments`` text. An engine
-    that has a call whole yields it as one piece."""
+    that has a call whole yields it as one piece.
+
+    ``kind`` is ``function`` (``arguments``: JSON text) or ``custom`` (a custom tool's call:
+    ``arguments`` holds its free-form ``input``); ``choice`` is the answer's choice it belongs
+    to (0 unless the request asked for ``n`` > 1).
+    """
 
     index: int
     id: str | None = None
     name: str | None = None
     arguments: str = ""
+    choice: int = 0
+    kind: str = "function"
 
 
 @dataclass(slots=True)
 class ChatChunk:
     """One step of a streamed answer. Any field may be empty.
 
-    ``usage`` arrives at most once, normally last. ``model`` names what really answered.
+    ``usage`` arrives at most once, normally last, and covers every choice. ``model`` names
+    what really answered. ``choice``: which of the request's ``n`` choices this step belongs to.
     """
 
     content: str | None = None
@@ -91,6 +104,7 @@ class ChatChunk:
     #: the choice's ``logprobs`` as OpenAI shapes it (``{"content": [...], "refusal": ...}``),
     #: for the tokens of this chunk; only when the client asked for them
     logprobs: dict[str, Any] | None = None
+    choice: int = 0
 
 
 class ChatEngine(Protocol):

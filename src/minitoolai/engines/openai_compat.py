@@ -81,6 +81,8 @@ def chat_body(params: ChatParams, model: str, stream: bool = True) -> dict[str, 
         "parallel_tool_calls": params.parallel_tool_calls,
     }
     body.update({k: v for k, v in optional.items() if v is not None})
+    if params.n != 1:
+        body["n"] = params.n
     body.update(params.forwarded)
     if stream:
         body["stream_options"] = {"include_usage": True}
@@ -279,11 +281,13 @@ class OpenAICompatEngine(ProviderEndpoint, ChatEngine):
         return None  # OpenAI's tokenizers count for it: the pipeline's own count is its count
 
     async def complete(self, params: ChatParams) -> AsyncIterator[ChatChunk]:
-        """One non-streamed answer (for clients that asked for one), as its only chunk: a
-        single JSON parse instead of one per token. Usage comes with every such answer."""
-        yield await self._complete(params)
+        """One non-streamed answer (for clients that asked for one), a chunk per choice: a
+        single JSON parse instead of one per token. Usage comes with every such answer (on
+        the first chunk, covering every choice)."""
+        for chunk in await self._complete(params):
+            yield chunk
 
-    async def _complete(self, params: ChatParams) -> ChatChunk:
+    async def _complete(self, params: ChatParams) -> list[ChatChunk]:
         body = orjson.dumps(chat_body(params, self.model_id, stream=False))
         response = await self._open(body, whole=True)
         try:
@@ -299,11 +303,11 @@ class OpenAICompatEngine(ProviderEndpoint, ChatEngine):
         except orjson.JSONDecodeError:
             raise EngineUnavailable(f"{self.provider_name}: malformed answer (not JSON)") from None
         try:
-            return self._answer(data)
+            return self._answer(data, params.n)
         except _Malformed as exc:
             raise EngineUnavailable(f"{self.provider_name}: malformed answer ({exc})") from None
 
-    def _answer(self, data: object) -> ChatChunk:
+    def _answer(self, data: object, n: int) -> list[ChatChunk]:
         if not isinstance(data, dict):
             raise _Malformed("not an object")
         if data.get("error"):
@@ -311,27 +315,38 @@ class OpenAICompatEngine(ProviderEndpoint, ChatEngine):
         choices = data.get("choices")
         if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
             raise _Malformed("no choice")
-        choice = choices[0]
-        message = choice.get("message")
-        if not isinstance(message, dict):
-            raise _Malformed("message is not an object")
-        content = _text(message.get("content"), "content") or ""
-        calls = message.get("tool_calls")
-        return ChatChunk(
-            content=content,
-            finish_reason=_text(choice.get("finish_reason"), "finish_reason") or "stop",
-            usage=self._usage(data.get("usage"), warn=True),
-            model=_model(data),
-            role="assistant",
-            tool_calls=_tool_calls(calls, whole=True) if calls else None,
-            logprobs=_logprobs(choice.get("logprobs")),
-        )
+        if n == 1:
+            choices = choices[:1]
+        usage = self._usage(data.get("usage"), warn=True)
+        model = _model(data)
+        chunks = []
+        for position, choice in enumerate(choices):
+            if not isinstance(choice, dict):
+                raise _Malformed("a choice is not an object")
+            message = choice.get("message")
+            if not isinstance(message, dict):
+                raise _Malformed("message is not an object")
+            content = _text(message.get("content"), "content") or ""
+            calls = message.get("tool_calls")
+            chunks.append(
+                ChatChunk(
+                    content=content,
+                    finish_reason=_text(choice.get("finish_reason"), "finish_reason") or "stop",
+                    usage=usage if position == 0 else None,
+                    model=model,
+                    role="assistant",
+                    tool_calls=_tool_calls(calls, whole=True) if calls else None,
+                    logprobs=_logprobs(choice.get("logprobs")),
+                    choice=0 if n == 1 else _choice_index(choice, position, n),
+                )
+            )
+        return chunks
 
     async def stream(self, params: ChatParams) -> AsyncIterator[ChatChunk]:
         response = await self._open(orjson.dumps(chat_body(params, self.model_id)))
         started = False
         try:
-            async for chunk in self._chunks(response):
+            async for chunk in self._chunks(response, params.n):
                 started = True
                 yield chunk
             if not started:
@@ -349,7 +364,10 @@ class OpenAICompatEngine(ProviderEndpoint, ChatEngine):
         finally:
             response.close()  # stops the upstream when the client went away
 
-    async def _chunks(self, response: aiohttp.ClientResponse) -> AsyncIterator[ChatChunk]:
+    async def _chunks(self, response: aiohttp.ClientResponse, n: int) -> AsyncIterator[ChatChunk]:
+        """The stream's events as chunks. With ``n`` == 1 only an event's first choice is read
+        (as index 0, whatever the upstream says); with more, every choice of every event, each
+        with its ``index``."""
         warn = True  # about unbelievable usage, once per stream
         async for line in _lines(response):
             if not line.startswith(b"data:"):
@@ -377,6 +395,13 @@ class OpenAICompatEngine(ProviderEndpoint, ChatEngine):
                 if usage is not None:
                     yield ChatChunk(usage=usage, model=_model(data))
                 continue
+            if n > 1:
+                model = _model(data)
+                for position, choice in enumerate(choices):
+                    index = _choice_index(choice, position, n)
+                    yield _delta_chunk(choice, usage if position == 0 else None, model, index)
+                continue
+            # one choice: the token's path, inline (``_delta_chunk`` without the call)
             choice = choices[0]
             if not isinstance(choice, dict):
                 raise _Malformed("a choice is not an object")
@@ -426,29 +451,67 @@ def _model(data: dict[str, Any]) -> str | None:
     return model if isinstance(model, str) and model else None
 
 
+def _delta_chunk(choice: object, usage: Usage | None, model: str | None, index: int) -> ChatChunk:
+    """One streamed choice's step as a chunk."""
+    if not isinstance(choice, dict):
+        raise _Malformed("a choice is not an object")
+    delta = choice.get("delta")
+    if delta is None:
+        delta = {}
+    if not isinstance(delta, dict):
+        raise _Malformed("delta is not an object")
+    calls = delta.get("tool_calls")
+    logprobs = choice.get("logprobs")
+    return ChatChunk(
+        content=_text(delta.get("content"), "content"),
+        finish_reason=_text(choice.get("finish_reason"), "finish_reason"),
+        usage=usage,
+        model=model,
+        role=_text(delta.get("role"), "role"),
+        tool_calls=_tool_calls(calls, whole=False) if calls else None,
+        logprobs=_logprobs(logprobs) if logprobs is not None else None,
+        choice=index,
+    )
+
+
+def _choice_index(choice: object, position: int, n: int) -> int:
+    """A choice's ``index`` (its place in the list when it names none), one of the ``n``."""
+    if not isinstance(choice, dict):
+        raise _Malformed("a choice is not an object")
+    index = choice.get("index", position)
+    if type(index) is not int or not 0 <= index < n:
+        raise _Malformed(f"a choice's index is not one of the {n} asked for")
+    return index
+
+
 def _tool_calls(value: object, *, whole: bool) -> list[ToolCallPart]:
     """An answer's ``tool_calls`` (``whole``: a message's, each call complete) or a stream
-    delta's (pieces, each with its ``index``), as engine pieces."""
+    delta's (pieces, each with its ``index``), as engine pieces: a function call's
+    ``function`` (name, arguments) or a custom tool's ``custom`` (name, input)."""
     if not isinstance(value, list):
         raise _Malformed("tool_calls is not a list")
     parts = []
     for position, call in enumerate(value):
         if not isinstance(call, dict):
             raise _Malformed("a tool call is not an object")
-        function = call.get("function")
-        if function is None and not whole:
-            function = {}
-        if not isinstance(function, dict):
-            raise _Malformed("a tool call's function is not an object")
+        custom = call.get("type") == "custom" or "custom" in call
+        kind = "custom" if custom else "function"
+        body = call.get(kind)
+        if body is None and not whole:
+            body = {}
+        if not isinstance(body, dict):
+            raise _Malformed(f"a tool call's {kind} is not an object")
         index = position if whole else call.get("index", position)
         if type(index) is not int or index < 0:
             raise _Malformed("a tool call's index is not a count")
+        text = body.get("input") if custom else body.get("arguments")
         parts.append(
             ToolCallPart(
                 index=index,
                 id=_text(call.get("id"), "tool call id"),
-                name=_text(function.get("name"), "function name"),
-                arguments=_text(function.get("arguments"), "function arguments") or "",
+                name=_text(body.get("name"), f"{kind} name"),
+                arguments=_text(text, f"{kind} input" if custom else "function arguments") or "",
+                kind=kind,
             )
         )
     return parts

@@ -29,10 +29,12 @@ from minitoolai.catalog import (
     SPEECH_MEDIA_TYPES,
 )
 from minitoolai.chat.schemas import ChatRequest
+from minitoolai.codes.schemas import RedeemRequest
 from minitoolai.embeddings.schemas import EmbeddingRequest
 from minitoolai.http.responses import MAX_BODY
-from minitoolai.http.routes.admin import NewAccount, NewKey, Usd
+from minitoolai.http.routes.admin import NewAccount, NewCodes, NewKey, Usd
 from minitoolai.images.schemas import JobRef, JobRequest, OpenAIImageRequest
+from minitoolai.responses.schemas import ResponsesRequest
 from minitoolai.settings import DEFAULT_OPENAI_IMAGE_MODELS
 from minitoolai.speech.schemas import OpenAISpeechRequest, SeedSpeechRequest
 
@@ -49,9 +51,12 @@ REQUEST_MODELS: tuple[type[BaseModel], ...] = (
     OpenAISpeechRequest,
     SeedSpeechRequest,
     EmbeddingRequest,
+    ResponsesRequest,
     NewAccount,
     Usd,
     NewKey,
+    NewCodes,
+    RedeemRequest,
 )
 
 #: HTTP status -> what it means here (the descriptions of the error responses).
@@ -146,6 +151,55 @@ USAGE: Schema = _obj(
     },
     ["prompt_tokens", "completion_tokens", "total_tokens"],
 )
+
+NUMBER: Schema = {"type": "number"}
+BOOL: Schema = {"type": "boolean"}
+#: the output items of a response (``responses.render``)
+RESPONSE_MESSAGE: Schema = _obj(
+    {
+        "id": STR,
+        "type": {"const": "message"},
+        "status": {"enum": ["in_progress", "completed", "incomplete"]},
+        "role": {"const": "assistant"},
+        "content": {
+            "type": "array",
+            "items": _obj(
+                {
+                    "type": {"const": "output_text"},
+                    "text": STR,
+                    "annotations": {"type": "array"},
+                    "logprobs": {"type": "array"},
+                }
+            ),
+        },
+    }
+)
+RESPONSE_FUNCTION_CALL: Schema = _obj(
+    {
+        "id": STR,
+        "type": {"const": "function_call"},
+        "status": {"enum": ["in_progress", "completed", "incomplete"]},
+        "call_id": STR,
+        "name": STR,
+        "arguments": STR,
+    }
+)
+RESPONSE_EVENT_TYPES = [
+    "response.created",
+    "response.in_progress",
+    "response.output_item.added",
+    "response.content_part.added",
+    "response.output_text.delta",
+    "response.output_text.done",
+    "response.content_part.done",
+    "response.function_call_arguments.delta",
+    "response.function_call_arguments.done",
+    "response.output_item.done",
+    "response.completed",
+    "response.incomplete",
+    "response.failed",
+    "error",
+]
 
 RESPONSE_SCHEMAS: dict[str, Schema] = {
     "Error": {
@@ -280,6 +334,74 @@ RESPONSE_SCHEMAS: dict[str, Schema] = {
         "`Error` when the answer broke off after the stream had started, or the final `[DONE]`.",
     },
     "Usage": USAGE,
+    "Response": _obj(
+        {
+            "id": STR,
+            "object": {"const": "response"},
+            "created_at": INT,
+            "status": {"enum": ["completed", "incomplete", "failed", "in_progress"]},
+            "error": _nullable(_obj({"code": STR, "message": STR})),
+            "incomplete_details": _nullable(_obj({"reason": STR})),
+            "instructions": _nullable(STR),
+            "max_output_tokens": _nullable(INT),
+            "metadata": {"type": "object"},
+            "model": STR,
+            "output": {
+                "type": "array",
+                "items": {"oneOf": [RESPONSE_MESSAGE, RESPONSE_FUNCTION_CALL]},
+            },
+            "parallel_tool_calls": BOOL,
+            "previous_response_id": _nullable(STR),
+            "store": BOOL,
+            "temperature": NUMBER,
+            "text": {"type": "object"},
+            "tool_choice": {"anyOf": [STR, {"type": "object"}]},
+            "tools": {"type": "array", "items": {"type": "object"}},
+            "top_p": NUMBER,
+            "usage": _nullable(
+                _obj(
+                    {
+                        "input_tokens": INT,
+                        "input_tokens_details": _obj({"cached_tokens": INT}),
+                        "output_tokens": INT,
+                        "output_tokens_details": _obj({"reasoning_tokens": INT}),
+                        "total_tokens": INT,
+                    }
+                )
+            ),
+            "user": _nullable(STR),
+        },
+        ["id", "object", "created_at", "status", "model", "output", "usage"],
+    ),
+    "ResponseStreamEvent": {
+        **_obj(
+            {
+                "event": {"enum": RESPONSE_EVENT_TYPES},
+                "id": STR,
+                "data": {
+                    "type": "string",
+                    "contentMediaType": JSON_TYPE,
+                    "contentSchema": _obj(
+                        {
+                            "type": {"enum": RESPONSE_EVENT_TYPES},
+                            "sequence_number": INT,
+                            "response": _ref("Response"),
+                        },
+                        ["type", "sequence_number"],
+                    ),
+                },
+            },
+            ["event", "data"],
+        ),
+        "description": "One Server-Sent Event of a Responses stream, OpenAI's: `event` is "
+        "the `type` of its `data`, every event numbered by `sequence_number`. A stream is "
+        "`response.created`, `response.in_progress`, the output items' events, then "
+        "`response.completed` (`response.incomplete` at `max_output_tokens`), or `error` and "
+        "`response.failed` when the engine broke mid-way.",
+    },
+    "ResponseDeleted": _obj(
+        {"id": STR, "object": {"const": "response"}, "deleted": {"const": True}}
+    ),
     "EmbeddingList": _obj(
         {
             "object": {"const": "list"},
@@ -448,6 +570,63 @@ RESPONSE_SCHEMAS: dict[str, Schema] = {
     "ApiKeyRevoked": _obj(
         {"object": {"const": "api_key"}, "prefix": STR, "revoked": {"const": True}}
     ),
+    "Redemption": _obj(
+        {
+            "object": {"const": "redemption"},
+            "amount": USD,
+            "batch": {**STR, "description": "the code's batch (the ledger entry names it)"},
+            "balance": {**USD, "description": "the account's balance after the credit"},
+        }
+    ),
+    "CodeBatch": _obj(
+        {
+            "object": {"const": "code_batch"},
+            "id": STR,
+            "amount": USD,
+            "count": INT,
+            "redeemed": INT,
+            "expires_at": _nullable(TIME),
+            "note": _nullable(STR),
+            "created_by": STR,
+            "created_at": TIME,
+        }
+    ),
+    "CodeBatchCreated": _obj(
+        {
+            "object": {"const": "code_batch"},
+            "id": STR,
+            "amount": USD,
+            "count": INT,
+            "expires_at": _nullable(TIME),
+            "note": _nullable(STR),
+            "created_by": STR,
+            "created_at": TIME,
+            "codes": {"type": "array", "items": STR, "description": "shown once"},
+        }
+    ),
+    "CodeBatchList": _obj(
+        {"object": {"const": "list"}, "data": {"type": "array", "items": _ref("CodeBatch")}}
+    ),
+    "CodeBatchDetail": {
+        "allOf": [
+            _ref("CodeBatch"),
+            _obj(
+                {
+                    "redemptions": {
+                        "type": "array",
+                        "items": _obj(
+                            {
+                                "code": {**STR, "description": "`MTAI-...-` and its last 4"},
+                                "last4": STR,
+                                "account": STR,
+                                "redeemed_at": TIME,
+                            }
+                        ),
+                    }
+                }
+            ),
+        ]
+    },
 }
 
 #: what field validators check in code, stated from the same constants
@@ -496,6 +675,12 @@ VALIDATOR_FACTS: dict[tuple[str, str], Schema] = {
         "pattern": USD_IN,
         "description": "A positive amount of US dollars as a decimal string (at most 9 "
         "decimals), e.g. `10` or `0.5`.",
+    },
+    ("NewCodes", "amount"): {
+        "type": "string",
+        "pattern": USD_IN,
+        "description": "What each code credits, in US dollars as a positive decimal string (at "
+        "most 9 decimals).",
     },
     ("NewAccount", "credit"): {
         "type": "string",
@@ -658,6 +843,44 @@ def paths() -> dict[str, Schema]:
                 parameters=[IDEMPOTENCY],
                 description="The usage chunk is streamed only with `stream_options.include_usage`.",
             )
+        },
+        "/v1/responses": {
+            "post": _op(
+                "createResponse",
+                "The Responses API: one `response` object unless `stream` is true",
+                "responses",
+                {
+                    "200": {
+                        "description": "Server-Sent Events when `stream` is true, else the "
+                        "`response` object.",
+                        "content": {
+                            SSE_TYPE: {"schema": _ref("ResponseStreamEvent")},
+                            JSON_TYPE: {"schema": _ref("Response")},
+                        },
+                    },
+                    **_errors(METERED),
+                },
+                body="ResponsesRequest",
+                parameters=[IDEMPOTENCY],
+                description="Answered through the chat pipeline (held and settled as a chat). "
+                "Kept for `GET` and `previous_response_id` unless `store` is false.",
+            )
+        },
+        "/v1/responses/{response_id}": {
+            "get": _op(
+                "getResponse",
+                "A stored response of this account",
+                "responses",
+                {"200": _json(_ref("Response"), "the response"), **_errors((401, 404))},
+                parameters=[_path_param("response_id", "the response's id (`resp_...`)")],
+            ),
+            "delete": _op(
+                "deleteResponse",
+                "Delete a stored response of this account",
+                "responses",
+                {"200": _json(_ref("ResponseDeleted"), "deleted"), **_errors((401, 404))},
+                parameters=[_path_param("response_id", "the response's id (`resp_...`)")],
+            ),
         },
         "/v1/models": {
             "get": _op(
@@ -913,7 +1136,58 @@ def paths() -> dict[str, Schema]:
                 parameters=[_path_param("prefix", "a key's prefix, or the whole key")],
             )
         },
+        "/api/redeem/": {"post": _redeem_op()},
+        "/admin/codes": {
+            "get": _op(
+                "adminListCodeBatches",
+                "Redeem-code batches, newest first, with how many were redeemed",
+                "admin",
+                {"200": _json(_ref("CodeBatchList"), "the batches"), **_errors((401,))},
+                security=ADMIN,
+            ),
+            "post": _op(
+                "adminCreateCodes",
+                "Make a batch of single-use redeem codes (shown once)",
+                "admin",
+                {
+                    "201": _json(_ref("CodeBatchCreated"), "made; the codes are shown once"),
+                    **_errors(ADMIN_WRITE),
+                },
+                security=ADMIN,
+                body="NewCodes",
+            ),
+        },
+        "/admin/codes/{batch_id}": {
+            "get": _op(
+                "adminShowCodeBatch",
+                "A batch and its redemptions (which code by its last 4, who, when)",
+                "admin",
+                {"200": _json(_ref("CodeBatchDetail"), "the batch"), **_errors((401, 404))},
+                security=ADMIN,
+                parameters=[_path_param("batch_id", "the batch's id (`batch_...`)")],
+            )
+        },
     }
+
+
+def _redeem_op() -> Schema:
+    responses = {
+        "200": _json(_ref("Redemption"), "credited"),
+        **_errors((400, 401, 413, 429)),
+    }
+    responses["400"]["description"] = (
+        "`invalid_code` for a code that is unknown, already redeemed or expired (one message "
+        "for all three), or a malformed body."
+    )
+    responses["429"]["description"] = "Too many failed redemptions by this account lately."
+    return _op(
+        "redeemCode",
+        "Redeem a code: its amount is credited to the key's account, once per code",
+        "account",
+        responses,
+        body="RedeemRequest",
+        description=SLASH_NOTE,
+    )
 
 
 def _version() -> str:
@@ -938,7 +1212,16 @@ def build_document() -> Schema:
         },
         "tags": [
             {"name": name}
-            for name in ("chat", "embeddings", "images", "speech", "account", "admin", "operations")
+            for name in (
+                "chat",
+                "responses",
+                "embeddings",
+                "images",
+                "speech",
+                "account",
+                "admin",
+                "operations",
+            )
         ],
         "paths": paths(),
         "components": {

@@ -90,7 +90,7 @@ ledger_entries = Table(
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("account_id", Integer, ForeignKey("accounts.id"), nullable=False),
     Column("charge_id", String(64), ForeignKey("charges.id"), nullable=True),
-    Column("kind", String(16), nullable=False),  # topup hold settle release refund
+    Column("kind", String(16), nullable=False),  # topup hold settle release refund redeem
     Column("amount", BigInteger, nullable=False),  # change to the balance
     Column("held", BigInteger, nullable=False),  # change to the held amount
     Column("note", Text, nullable=True),
@@ -122,4 +122,89 @@ image_jobs = Table(
     Column("started_at", DateTime(timezone=True), nullable=True),
     Column("finished_at", DateTime(timezone=True), nullable=True),
     Index("ix_image_jobs_status_created", "status", "created_at"),
+)
+
+# -- people (the storefront's users; issue 14) -----------------------------------------------
+
+# A person signs in with an email and a password (argon2id) and owns one billing account.
+users = Table(
+    "users",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("email", String(254), nullable=False, unique=True),  # lowercased
+    Column("password_hash", String(200), nullable=False),
+    Column("role", String(16), nullable=False),  # customer | admin
+    Column("account_id", Integer, ForeignKey("accounts.id"), nullable=False, unique=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+# A browser session: the cookie holds a random token, the row only its SHA-256.
+web_sessions = Table(
+    "web_sessions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("user_id", Integer, ForeignKey("users.id"), nullable=False, index=True),
+    Column("csrf_token", String(64), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+)
+
+# A password-reset link: single use, expiring, stored as the SHA-256 of its token.
+password_resets = Table(
+    "password_resets",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("user_id", Integer, ForeignKey("users.id"), nullable=False, index=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("used_at", DateTime(timezone=True), nullable=True),
+)
+
+# Responses the Responses API kept (``store``, the default): the response object as the client
+# got it, and the conversation it ends in chat's messages, which ``previous_response_id``
+# continues. Deleting a response deletes its row.
+responses = Table(
+    "responses",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("account_id", Integer, ForeignKey("accounts.id"), nullable=False),
+    Column("model", String(200), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("body", JSON, nullable=False),
+    Column("conversation", JSON, nullable=False),
+    Index("ix_responses_account_created", "account_id", "created_at"),
+)
+
+# Redeem codes (issue 14): a batch is what the operator made at once (one amount, one expiry);
+# each code is kept only as the sha256 of its normalised text, with its last 4 characters to
+# tell codes apart in listings. Redeeming fills ``redeemed_by``/``redeemed_at``/``entry_id`` in
+# the same transaction as the account's credit and its ``redeem`` ledger entry
+# (``ledger.store``), so a used code always names the one entry that paid it.
+code_batches = Table(
+    "code_batches",
+    metadata,
+    Column("id", String(40), primary_key=True),  # batch_<hex>
+    Column("amount", BigInteger, nullable=False),  # nano-dollars, each code of the batch
+    Column("count", Integer, nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=True),
+    Column("note", Text, nullable=True),
+    Column("created_by", String(200), nullable=False),  # cli | admin-api | a console user
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    CheckConstraint("amount > 0", name="ck_code_batches_amount_positive"),
+    CheckConstraint("count > 0", name="ck_code_batches_count_positive"),
+)
+
+redeem_codes = Table(
+    "redeem_codes",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("batch_id", String(40), ForeignKey("code_batches.id"), nullable=False, index=True),
+    Column("code_hash", String(64), nullable=False, unique=True),
+    Column("last4", String(4), nullable=False),
+    Column("redeemed_by", Integer, ForeignKey("accounts.id"), nullable=True),
+    Column("redeemed_at", DateTime(timezone=True), nullable=True),
+    Column("entry_id", Integer, ForeignKey("ledger_entries.id"), nullable=True, unique=True),
+    CheckConstraint("(redeemed_at IS NULL) = (entry_id IS NULL)", name="ck_redeem_codes_paid_once"),
 )

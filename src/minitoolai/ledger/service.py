@@ -28,7 +28,15 @@ from minitoolai.clock import utcnow
 from minitoolai.errors import Conflict, InsufficientCredit, InvalidRequest, NotFound
 from minitoolai.infra.db import Database
 from minitoolai.ledger.idempotency import IdempotencyKey, reused_with_another_body
-from minitoolai.ledger.store import Entry, Finish, LedgerStore, NewCharge, UsageRow, store_for
+from minitoolai.ledger.store import (
+    CodeCredit,
+    Entry,
+    Finish,
+    LedgerStore,
+    NewCharge,
+    UsageRow,
+    store_for,
+)
 from minitoolai.money import nano_to_usd
 from minitoolai.observability import CHARGED, REQUEST_ID, TOKENS
 
@@ -143,6 +151,25 @@ class Ledger:
                 f"a balance may not exceed US${nano_to_usd(MAX_BALANCE)}", param="amount"
             )
         return balance
+
+    async def redeem_code(
+        self, account_id: int, code_hash: str, now: datetime | None = None
+    ) -> CodeCredit | None:
+        """Redeem the code with this hash: marked used and its batch's amount credited with a
+        ``redeem`` entry naming the batch, in one transaction, only if it is unused and
+        unexpired; so however many redeem it at once, it credits once. None when the code is
+        unknown, used or expired (nothing written: the caller tells them apart to no one)."""
+        credit = await self.store.redeem_code(
+            account_id, code_hash, cap=MAX_BALANCE, now=now or utcnow()
+        )
+        if isinstance(credit, CodeCredit):
+            return credit
+        if credit == "invalid":
+            return None
+        await self._available(account_id)  # refused: a 404 when there is no such account
+        raise InvalidRequest(
+            f"a balance may not exceed US${nano_to_usd(MAX_BALANCE)}", param="code"
+        )
 
     # -- spending ----------------------------------------------------------------------------
 

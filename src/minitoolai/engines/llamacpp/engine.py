@@ -9,13 +9,14 @@ task cancellation on client disconnect, or an abandoned iterator being finalised
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import threading
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from functools import partial
 from typing import Any
 
 from minitoolai.chat.schemas import Message
-from minitoolai.engines.base import ChatChunk, ChatEngine, ChatParams
+from minitoolai.engines.base import ChatChunk, ChatEngine, ChatParams, Usage
 from minitoolai.engines.errors import EngineRejected, EngineUnavailable
 from minitoolai.engines.llamacpp.generation import run_generation
 from minitoolai.engines.llamacpp.loader import import_llama_cpp, load_llama
@@ -80,10 +81,10 @@ class LlamaCppEngine(ChatEngine):
         """The prompt's exact length: rendered as ``stream`` renders it (tool calls and results
         as the model sees them and, given ``tools``, the tools section of the system turn).
         """
-        functions = [function_of(tool) for tool in tools] if tools else None
         try:
+            functions = [function_of(tool) for tool in tools] if tools else None
             return len(self._prompter.prepare(messages, functions).tokens)
-        except EngineRejected:  # images, a template's refusal: the request fails anyway
+        except EngineRejected:  # images, custom tools, a template's refusal: it fails anyway
             return super().estimate_prompt_tokens(messages, tools)
 
     def count_tokens(self, text: str) -> int:
@@ -94,18 +95,32 @@ class LlamaCppEngine(ChatEngine):
         return len(tokens)
 
     def _work(self, params: ChatParams, job: Generation) -> None:
+        """The request's ``n`` answers, one after another, then one usage for them all: the
+        prompt once, every choice's tokens. A cancelled job reports no usage (the answer is
+        billed on what it delivered)."""
         llama = self._loaded()
-        run_generation(
-            llama,
-            self._llama_cpp,
-            self.n_ctx,
-            self.config.reuse_prefix,
-            self._prompter.prepare(params.messages, offered_tools(params)),
-            params,
-            self.model_id,
-            self.eog_tokens,
-            job.emit,
-            lambda: job.cancelled,
+        prompt = self._prompter.prepare(params.messages, offered_tools(params))
+        generated = 0
+        for choice in range(params.n):
+            if job.cancelled:  # the client left between two choices
+                return
+            made = run_generation(
+                llama,
+                self._llama_cpp,
+                self.n_ctx,
+                self.config.reuse_prefix,
+                prompt,
+                _for_choice(params, choice),
+                self.model_id,
+                self.eog_tokens,
+                job.emit if choice == 0 else partial(_emit_as, job.emit, choice),
+                lambda: job.cancelled,
+            )
+            if made is None:
+                return
+            generated += made
+        job.emit(
+            ChatChunk(usage=Usage(prompt_tokens=len(prompt.tokens), completion_tokens=generated))
         )
 
     async def stream(self, params: ChatParams) -> AsyncGenerator[ChatChunk, None]:
@@ -136,3 +151,16 @@ class LlamaCppEngine(ChatEngine):
             llama.close()
         # else: the thread is stuck in a long prompt evaluation; leaving the model to the
         # garbage collector is safer than freeing memory a native call still uses.
+
+
+def _for_choice(params: ChatParams, choice: int) -> ChatParams:
+    """The parameters of one choice: a given seed moves on by one per choice, so that choices
+    differ (as OpenAI's do) and the whole answer stays reproducible."""
+    if choice == 0 or params.seed is None:
+        return params
+    return dataclasses.replace(params, seed=(params.seed + choice) % 2**32)
+
+
+def _emit_as(emit: Callable[[ChatChunk], None], choice: int, chunk: ChatChunk) -> None:
+    chunk.choice = choice
+    emit(chunk)

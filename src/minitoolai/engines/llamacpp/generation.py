@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from minitoolai.engines.base import ChatChunk, ChatParams, Usage
+from minitoolai.engines.base import ChatChunk, ChatParams
 from minitoolai.engines.errors import EngineRejected
 from minitoolai.engines.llamacpp.prompt import Prompt
 from minitoolai.engines.llamacpp.textstream import StopScanner
@@ -101,6 +101,7 @@ class AnswerChunks:
         self._mode = "call" if plan.calls_only else ("undecided" if plan.may_call else "text")
         self._scanner = StopScanner([] if plan.structured or plan.calls_only else stops)
         self._call = bytearray()
+        self._custom = plan.custom
 
     @property
     def stopped(self) -> bool:
@@ -121,7 +122,7 @@ class AnswerChunks:
             self._send(self._scanner.flush())
             return reason
         text = self._call.decode("utf-8", "replace")
-        call = parse_call(text)
+        call = parse_call(text, self._custom)
         if call is None:  # cut short (an unbounded schema ran out of tokens): show what came
             self._send(text)
             return reason
@@ -144,8 +145,9 @@ def run_generation(
     eog_tokens: Callable[[], list[int]],
     emit: Callable[[ChatChunk], None],
     cancelled: Callable[[], bool],
-) -> None:
-    """Generate one answer, reporting through ``emit``; returns early when ``cancelled()``."""
+) -> int | None:
+    """Generate one answer, reporting its chunks through ``emit``; the tokens it generated, or
+    None when ``cancelled()`` stopped it (the caller reports the usage)."""
     budget = token_budget(len(prompt.tokens), params.max_tokens, n_ctx, model_id)
     sampling = Sampling.from_params(params)
     plan = plan_output(params, budget)
@@ -175,7 +177,7 @@ def run_generation(
         grammar=grammar,
     ):
         if cancelled():
-            return
+            return None
         if llama_cpp.llama_vocab_is_eog(vocab, token):
             finish = "stop"
             break
@@ -187,4 +189,4 @@ def run_generation(
         if generated >= budget:
             break
     emit(ChatChunk(finish_reason=answer.finish(finish)))
-    emit(ChatChunk(usage=Usage(prompt_tokens=len(prompt.tokens), completion_tokens=generated)))
+    return generated

@@ -57,7 +57,11 @@ def _calls_of(message: Message) -> list[tuple[str, str, str]]:
     out: list[tuple[str, str, str]] = []
     for call in [*calls, *([{"function": legacy}] if legacy else [])]:
         function = _field(call, "function")
-        if function is not None:
+        custom = _field(call, "custom")
+        if custom is not None:  # as the model wrote it: the input as a function's argument
+            arguments = json.dumps({"input": str(_field(custom, "input") or "")})
+            out.append((str(_field(call, "id") or ""), str(_field(custom, "name")), arguments))
+        elif function is not None:
             out.append(
                 (
                     str(_field(call, "id") or ""),

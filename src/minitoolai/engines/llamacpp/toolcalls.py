@@ -8,6 +8,13 @@ one of the offered tools and the arguments follow that tool's ``parameters`` sch
 it allows a call or an answer (free text, or the ``response_format`` JSON), and the first
 character the model writes decides which. One call per answer (``parallel_tool_calls`` is
 accepted; the model is too small to plan several calls at once).
+
+``tool_choice`` ``allowed_tools`` keeps every tool in the prompt and lets the grammar call only
+the allowed ones (``required``: a call is forced, as with ``required``). A custom tool with
+free-form input (``format`` text, the default) is offered as a function taking one string,
+``{"input": ...}``, so the same grammar bounds it, and its call comes back as a custom tool's
+(``{"custom": {"name", "input"}}``); one whose input follows a Lark or regex grammar is a 400
+naming ``tools``: llama.cpp reads neither syntax, and its input could not be enforced.
 """
 
 from __future__ import annotations
@@ -32,13 +39,51 @@ TOOL_CALL_MARKER = "<tool_call>"
 NO_PARAMETERS: dict[str, Any] = {"type": "object", "properties": {}, "additionalProperties": False}
 
 
+#: what a custom tool takes, as the local model is told and the grammar enforces it
+CUSTOM_INPUT: dict[str, Any] = {
+    "type": "object",
+    "properties": {"input": {"type": "string"}},
+    "required": ["input"],
+    "additionalProperties": False,
+}
+
+
 def function_of(tool: dict[str, Any]) -> dict[str, Any]:
+    """A tool as a function the model can call (a custom tool's: one ``input`` string)."""
+    if tool.get("type") == "custom":
+        return _custom_as_function(tool)
     function = tool.get("function") if tool.get("type", "function") == "function" else None
     if not isinstance(function, dict) or not isinstance(function.get("name"), str):
         raise EngineRejected(
             "each tool must be {'type': 'function', 'function': {'name': ...}}", param="tools"
         )
     return function
+
+
+def _custom_as_function(tool: dict[str, Any]) -> dict[str, Any]:
+    custom = tool.get("custom")
+    if not isinstance(custom, dict) or not isinstance(custom.get("name"), str):
+        raise EngineRejected("each custom tool needs custom.name", param="tools")
+    kind = (custom.get("format") or {}).get("type", "text")
+    if kind != "text":
+        raise EngineRejected(
+            f"custom tool {custom['name']!r} takes input in a {kind} format, which the local "
+            "engine cannot enforce (only free-form text input); route this request to an "
+            "upstream that supports grammar-format custom tools",
+            param="tools",
+        )
+    return {
+        "name": custom["name"],
+        "description": custom.get("description") or "Takes free-form text as its input.",
+        "parameters": CUSTOM_INPUT,
+    }
+
+
+def custom_tools(params: ChatParams) -> frozenset[str]:
+    """The names of the request's custom tools (their calls are custom tools' calls)."""
+    return frozenset(
+        tool["custom"]["name"] for tool in params.tools or () if tool.get("type") == "custom"
+    )
 
 
 def offered_tools(params: ChatParams) -> list[dict[str, Any]]:
@@ -57,6 +102,8 @@ class OutputPlan:
     calls_only: bool
     may_call: bool
     structured: bool
+    #: the names of the custom tools among the callable ones
+    custom: frozenset[str] = frozenset()
 
 
 def _answer_of(response_format: dict[str, Any] | None) -> Answer:
@@ -86,16 +133,35 @@ def _call_schema(function: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _chosen(tools: list[dict[str, Any]], choice: str | dict[str, Any] | None) -> list[Any]:
-    if not isinstance(choice, dict):
-        return tools
-    name = (choice.get("function") or {}).get("name")
-    named = [f for f in tools if f["name"] == name]
-    if not named:
+def _named(tools: list[dict[str, Any]], choice: dict[str, Any]) -> str:
+    """The function a named choice names (a custom tool's name cannot be among ``tools``)."""
+    name = (choice.get(choice.get("type") or "function") or {}).get("name")
+    if not any(f["name"] == name for f in tools):
         raise EngineRejected(
             f"tool_choice names {name!r}, which is not among the tools", param="tool_choice"
         )
-    return named
+    return str(name)
+
+
+def _chosen(tools: list[dict[str, Any]], choice: str | dict[str, Any] | None) -> list[Any]:
+    """The functions the model may call: all of them, the named one, or the allowed ones."""
+    if not isinstance(choice, dict):
+        return tools
+    if choice.get("type") == "allowed_tools":
+        allowed = {_named(tools, named) for named in choice["allowed_tools"]["tools"]}
+        return [f for f in tools if f["name"] in allowed]
+    name = _named(tools, choice)
+    return [f for f in tools if f["name"] == name]
+
+
+def _forced(choice: str | dict[str, Any] | None) -> bool:
+    """Whether the answer must be a call: ``required``, a named tool, allowed tools in
+    ``required`` mode."""
+    if isinstance(choice, dict):
+        if choice.get("type") == "allowed_tools":
+            return bool(choice["allowed_tools"]["mode"] == "required")
+        return True
+    return choice == "required"
 
 
 def plan_output(params: ChatParams, budget: int) -> OutputPlan:
@@ -104,7 +170,7 @@ def plan_output(params: ChatParams, budget: int) -> OutputPlan:
     answer = _answer_of(params.response_format)
     tools = offered_tools(params)
     choice = params.tool_choice or "auto"
-    calls_only = bool(tools) and (choice == "required" or isinstance(choice, dict))
+    calls_only = bool(tools) and _forced(choice)
     schemas = [_call_schema(f) for f in _chosen(tools, choice)] if tools else None
     try:
         grammar = build_grammar(
@@ -122,15 +188,25 @@ def plan_output(params: ChatParams, budget: int) -> OutputPlan:
         calls_only=calls_only,
         may_call=bool(tools),
         structured=answer != TEXT,
+        custom=custom_tools(params) if tools else frozenset(),
     )
 
 
-def parse_call(text: str) -> ToolCallPart | None:
-    """The call in a finished ``<tool_call>{...}`` answer; None when it is cut short."""
+def parse_call(text: str, custom: frozenset[str] = frozenset()) -> ToolCallPart | None:
+    """The call in a finished ``<tool_call>{...}`` answer; None when it is cut short. A call of
+    one of the ``custom`` tools is a custom tool's call, its ``input`` the text."""
     try:
         call = json.loads(text.removeprefix(TOOL_CALL_MARKER))
     except ValueError:
         return None
+    if call["name"] in custom:
+        return ToolCallPart(
+            index=0,
+            id="call_" + secrets.token_hex(12),
+            name=call["name"],
+            arguments=call["arguments"]["input"],
+            kind="custom",
+        )
     return ToolCallPart(
         index=0,
         id="call_" + secrets.token_hex(12),

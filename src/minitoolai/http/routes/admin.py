@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.requests import Request
 from starlette.routing import Route
 
+from minitoolai.codes.service import MAX_BATCH
 from minitoolai.errors import AuthenticationFailed
 from minitoolai.http.deps import services
 from minitoolai.http.responses import JSON, parse, read_json
@@ -64,13 +65,29 @@ class NewKey(_Body):
     @field_validator("expires_at")
     @classmethod
     def _representable(cls, value: datetime | None) -> datetime | None:
-        """A date that has no UTC equivalent (year 1 at +01:00, say) is a 400, not a 500."""
-        if value is not None:
-            try:
-                (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC)
-            except OverflowError:
-                raise ValueError("must lie between the years 1 and 9999 in UTC") from None
-        return value
+        return _in_utc_range(value)
+
+
+class NewCodes(Usd):
+    """A batch of redeem codes: ``count`` codes worth ``amount`` each."""
+
+    count: int = Field(default=1, ge=1, le=MAX_BATCH)
+    expires_at: datetime | None = None
+
+    @field_validator("expires_at")
+    @classmethod
+    def _representable(cls, value: datetime | None) -> datetime | None:
+        return _in_utc_range(value)
+
+
+def _in_utc_range(value: datetime | None) -> datetime | None:
+    """A date that has no UTC equivalent (year 1 at +01:00, say) is a 400, not a 500."""
+    if value is not None:
+        try:
+            (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC)
+        except OverflowError:
+            raise ValueError("must lie between the years 1 and 9999 in UTC") from None
+    return value
 
 
 async def list_accounts(request: Request) -> JSON:
@@ -134,6 +151,31 @@ async def revoke_key(request: Request) -> JSON:
     return JSON({"object": "api_key", "prefix": request.path_params["prefix"], "revoked": True})
 
 
+async def create_codes(request: Request) -> JSON:
+    _require_admin(request)
+    body = parse(NewCodes, await read_json(request))
+    batch = await services(request).codes.create_batch(
+        usd_to_nano(body.amount),
+        body.count,
+        expires_at=body.expires_at,
+        note=body.note,
+        created_by="admin-api",
+    )
+    return JSON(batch.to_dict(), status_code=201)
+
+
+async def list_codes(request: Request) -> JSON:
+    _require_admin(request)
+    batches = await services(request).codes.batches()
+    return JSON({"object": "list", "data": [b.to_dict() for b in batches]})
+
+
+async def show_codes(request: Request) -> JSON:
+    _require_admin(request)
+    batch = await services(request).codes.batch(request.path_params["batch_id"])
+    return JSON(batch.to_dict())
+
+
 routes = [
     Route("/admin/accounts", list_accounts, methods=["GET"]),
     Route("/admin/accounts", create_account, methods=["POST"]),
@@ -142,4 +184,7 @@ routes = [
     Route("/admin/accounts/{name}/keys", list_keys, methods=["GET"]),
     Route("/admin/accounts/{name}/keys", create_key, methods=["POST"]),
     Route("/admin/keys/{prefix}", revoke_key, methods=["DELETE"]),
+    Route("/admin/codes", list_codes, methods=["GET"]),
+    Route("/admin/codes", create_codes, methods=["POST"]),
+    Route("/admin/codes/{batch_id}", show_codes, methods=["GET"]),
 ]

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from minitoolai.infra.db import Database
 from minitoolai.ledger.store.base import (
+    CodeCredit,
+    CodeRefusal,
     Entry,
     Finish,
     Finished,
@@ -24,6 +26,8 @@ from minitoolai.ledger.store.postgres import PostgresLedgerStore
 from minitoolai.ledger.store.sqlite import SqliteLedgerStore
 
 __all__ = [
+    "CodeCredit",
+    "CodeRefusal",
     "Entry",
     "Finish",
     "Finished",

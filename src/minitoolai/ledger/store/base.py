@@ -15,6 +15,9 @@ from datetime import datetime
 from typing import Any, Literal, Protocol
 
 HoldOutcome = Literal["held", "insufficient", "duplicate"]
+#: why a code credited nothing: no such code, used or expired (``invalid``); no such account,
+#: or its balance would pass the cap (``refused``)
+CodeRefusal = Literal["invalid", "refused"]
 #: charges renewed per statement (SQLite's bound-parameter limit; short row locks on PostgreSQL)
 RENEW_BATCH = 500
 
@@ -90,6 +93,20 @@ class KeyedCharge:
 
 
 @dataclass(slots=True)
+class CodeCredit:
+    """A redeemed code: what it credited, from which batch, and the account's balance after."""
+
+    batch_id: str
+    amount: int
+    balance: int
+
+
+def redeem_note(batch_id: str, last4: str) -> str:
+    """The ``redeem`` entry's note: it names the batch (and which code, by its last 4)."""
+    return f"code ...{last4} of {batch_id}"
+
+
+@dataclass(slots=True)
 class Entry:
     kind: str
     amount: int
@@ -125,6 +142,15 @@ class LedgerStore(Protocol):
     ) -> int | None:
         """Add ``amount`` to the balance with a ``topup`` entry; the new balance, or None when
         the account does not exist or its balance would pass ``cap`` (nothing written)."""
+        ...
+
+    async def redeem_code(
+        self, account_id: int, code_hash: str, *, cap: int, now: datetime
+    ) -> CodeCredit | CodeRefusal:
+        """In one transaction: mark the code with this hash used by the account, if it is
+        unused and its batch unexpired at ``now``, and credit the batch's amount with a
+        ``redeem`` entry naming the batch (``redeem_note``); the code row keeps the entry's id.
+        ``invalid`` or ``refused`` (balance past ``cap``, no account) write nothing."""
         ...
 
     # -- spending ----------------------------------------------------------------------------

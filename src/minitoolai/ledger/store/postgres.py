@@ -18,6 +18,8 @@ import orjson
 from minitoolai.infra.db import asyncpg_dsn
 from minitoolai.ledger.store.base import (
     RENEW_BATCH,
+    CodeCredit,
+    CodeRefusal,
     Entry,
     Finish,
     Finished,
@@ -26,6 +28,7 @@ from minitoolai.ledger.store.base import (
     LateSettled,
     NewCharge,
     UsageRow,
+    redeem_note,
 )
 
 _TOP_UP = """
@@ -38,6 +41,32 @@ WITH acct AS (
     SELECT id, 'topup', $2, 0, $4, $5 FROM acct
 )
 SELECT balance FROM acct
+"""
+
+# A code is claimed by locking its row (``FOR UPDATE OF c``): a racing redemption of the same
+# code waits here, then re-reads the row, finds it redeemed and gets nothing. The account is
+# locked after the code (by the credit's UPDATE); no step locks them the other way round.
+_CLAIM_CODE = """
+SELECT c.id, c.batch_id, c.last4, b.amount
+FROM redeem_codes c JOIN code_batches b ON b.id = c.batch_id
+WHERE c.code_hash = $1 AND c.redeemed_at IS NULL AND (b.expires_at IS NULL OR b.expires_at > $2)
+FOR UPDATE OF c
+"""
+
+_CREDIT_CODE = """
+UPDATE accounts SET balance = balance + $2
+WHERE id = $1 AND balance + $2 <= $3
+RETURNING balance
+"""
+
+_PAY_CODE = """
+WITH entry AS (
+    INSERT INTO ledger_entries (account_id, kind, amount, held, note, created_at)
+    VALUES ($1, 'redeem', $2, 0, $3, $4)
+    RETURNING id
+)
+UPDATE redeem_codes SET redeemed_by = $1, redeemed_at = $4, entry_id = entry.id
+FROM entry WHERE redeem_codes.id = $5
 """
 
 _HOLD = """
@@ -156,6 +185,23 @@ class PostgresLedgerStore:
         pool = await self._acquire_pool()
         balance = await pool.fetchval(_TOP_UP, account_id, amount, cap, note, now)
         return None if balance is None else int(balance)
+
+    async def redeem_code(
+        self, account_id: int, code_hash: str, *, cap: int, now: datetime
+    ) -> CodeCredit | CodeRefusal:
+        pool = await self._acquire_pool()
+        # the steps before the last write nothing, so ending early commits nothing
+        async with pool.acquire() as conn, conn.transaction():
+            code = await conn.fetchrow(_CLAIM_CODE, code_hash, now)
+            if code is None:
+                return "invalid"
+            amount, batch_id = int(code["amount"]), code["batch_id"]
+            balance = await conn.fetchval(_CREDIT_CODE, account_id, amount, cap)
+            if balance is None:
+                return "refused"
+            note = redeem_note(batch_id, code["last4"])
+            await conn.execute(_PAY_CODE, account_id, amount, note, now, code["id"])
+        return CodeCredit(batch_id, amount, int(balance))
 
     # -- spending ----------------------------------------------------------------------------
 

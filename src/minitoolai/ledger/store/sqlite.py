@@ -27,6 +27,8 @@ import orjson
 from minitoolai.infra.db import sqlite_pragmas
 from minitoolai.ledger.store.base import (
     RENEW_BATCH,
+    CodeCredit,
+    CodeRefusal,
     Entry,
     Finish,
     Finished,
@@ -35,6 +37,7 @@ from minitoolai.ledger.store.base import (
     LateSettled,
     NewCharge,
     UsageRow,
+    redeem_note,
 )
 
 T = TypeVar("T")
@@ -193,6 +196,49 @@ class SqliteLedgerStore:
                 return None
             _entry(conn, account_id, None, "topup", amount, 0, note, _time(now))
             return int(row[0])
+
+        return await self._run(run)
+
+    async def redeem_code(
+        self, account_id: int, code_hash: str, *, cap: int, now: datetime
+    ) -> CodeCredit | CodeRefusal:
+        at = _time(now)
+
+        def run(conn: sqlite3.Connection) -> CodeCredit | CodeRefusal:
+            # BEGIN IMMEDIATE: no other writer between reading the code unused and marking it
+            code = conn.execute(
+                "SELECT c.id, c.batch_id, c.last4, b.amount FROM redeem_codes c"
+                " JOIN code_batches b ON b.id = c.batch_id"
+                " WHERE c.code_hash = ? AND c.redeemed_at IS NULL"
+                " AND (b.expires_at IS NULL OR b.expires_at > ?)",
+                (code_hash, at),
+            ).fetchone()
+            if code is None:
+                return "invalid"
+            code_id, batch_id, last4, amount = (
+                int(code[0]),
+                str(code[1]),
+                str(code[2]),
+                int(code[3]),
+            )
+            row = conn.execute(
+                "UPDATE accounts SET balance = balance + ? WHERE id = ? AND balance + ? <= ?"
+                " RETURNING balance",
+                (amount, account_id, amount, cap),
+            ).fetchone()
+            if row is None:
+                return "refused"
+            (entry_id,) = conn.execute(
+                "INSERT INTO ledger_entries (account_id, kind, amount, held, note, created_at)"
+                " VALUES (?, 'redeem', ?, 0, ?, ?) RETURNING id",
+                (account_id, amount, redeem_note(batch_id, last4), at),
+            ).fetchone()
+            conn.execute(
+                "UPDATE redeem_codes SET redeemed_by = ?, redeemed_at = ?, entry_id = ?"
+                " WHERE id = ?",
+                (account_id, at, int(entry_id), code_id),
+            )
+            return CodeCredit(batch_id, amount, int(row[0]))
 
         return await self._run(run)
 

@@ -1,0 +1,65 @@
+"""OpenAI's Responses API: ``POST /v1/responses`` (one ``response`` object, or its SSE events
+with ``stream: true``), ``GET`` and ``DELETE /v1/responses/{response_id}``. Answered by chat's
+pipeline (``responses.service``), so it is held and settled exactly as a chat is.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from minitoolai.http.deps import idempotency, principal, services, unless_disconnected
+from minitoolai.http.responses import (
+    JSON,
+    LARGE_BODY,
+    MAX_CHAT_BODY,
+    body_length,
+    read_json,
+)
+from minitoolai.http.sse import EventStream
+from minitoolai.responses import render
+from minitoolai.responses.schemas import parse_request
+
+
+async def create_response(request: Request) -> Response | EventStream:
+    who = await principal(request)
+    service = services(request).responses
+    if (body_length(request) or 0) > LARGE_BODY:
+        await service.refuse_if_nothing_available(who)  # before reading megabytes
+    body = await read_json(request, MAX_CHAT_BODY)
+    responses_request = parse_request(body)
+    key = idempotency(request, body)
+    stream = bool(responses_request.stream)
+    staged = await service.prepare(who, responses_request, stream=stream)
+    keep = service.keeper(who, staged)
+
+    async def whole() -> dict[str, Any]:
+        answer = await service.answer(who, staged, key, whole=True)
+        return await render.whole(responses_request, answer, keep)
+
+    if not stream:  # one watch for the client over the whole answer
+        return JSON(await unless_disconnected(request, whole()))
+    answer = await unless_disconnected(request, service.answer(who, staged, key, whole=False))
+    return EventStream(render.sse(responses_request, answer, keep))
+
+
+async def retrieve_response(request: Request) -> Response:
+    who = await principal(request)
+    found = await services(request).responses.retrieve(who, request.path_params["response_id"])
+    return JSON(found)
+
+
+async def delete_response(request: Request) -> Response:
+    who = await principal(request)
+    deleted = await services(request).responses.delete(who, request.path_params["response_id"])
+    return JSON(deleted)
+
+
+routes = [
+    Route("/v1/responses", create_response, methods=["POST"]),
+    Route("/v1/responses/{response_id}", retrieve_response, methods=["GET"]),
+    Route("/v1/responses/{response_id}", delete_response, methods=["DELETE"]),
+]

@@ -1,0 +1,1 @@
+"""People: the storefront's users (email + password), their sessions and password resets."""
