@@ -38,7 +38,9 @@ from minitoolai.http.routes import (
     speech,
 )
 from minitoolai.images.worker_thread import WorkerThread
+from minitoolai.ledger.price_overrides import REFRESH_S as PRICE_REFRESH_S
 from minitoolai.observability import REGISTRY, RequestLog
+from minitoolai.payments.routes import routes as payment_routes
 from minitoolai.settings import Settings
 from minitoolai.web.routes import routes as web_routes
 
@@ -80,6 +82,26 @@ async def _maintain_forever(svc: Services) -> None:
             log.exception("renewing holds failed; will retry")
 
 
+async def _refresh_prices_forever(svc: Services) -> None:
+    """Follow the console's price overrides made through other processes."""
+    while True:
+        await asyncio.sleep(PRICE_REFRESH_S)
+        try:
+            await svc.price_overrides.refresh()
+        except Exception:  # the database may be away; the table in memory stays as it was
+            log.exception("refreshing the price overrides failed; will retry")
+
+
+async def _alert_forever(svc: Services) -> None:
+    """Send low-balance alerts that crossed, re-arm those that recovered (docs/billing.md)."""
+    while True:
+        await asyncio.sleep(svc.settings.alert_interval_s)
+        try:
+            await svc.alerts.check_once()
+        except Exception:  # the database may be away; the next round retries
+            log.exception("checking low-balance alerts failed; will retry")
+
+
 def _print_routing(svc: Services) -> None:
     rows = svc.chat.router.table() + svc.speech.router.table()
     if not svc.chat.router.table():
@@ -111,6 +133,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         tasks: list[asyncio.Task[Any]] = [
             asyncio.create_task(_sweep_forever(svc), name="hold-sweeper"),
             asyncio.create_task(_maintain_forever(svc), name="hold-renewer"),
+            asyncio.create_task(_alert_forever(svc), name="balance-alerts"),
+            asyncio.create_task(_refresh_prices_forever(svc), name="price-refresher"),
         ]
         workers = None
         if svc.settings.image_workers:
@@ -142,6 +166,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         *images.routes,
         *speech.routes,
         *embeddings.routes,
+        *payment_routes,  # Stripe's webhook: signed, so neither CSRF-checked nor keyed
         *web_routes,  # the storefront's pages: only their own paths (docs/web.md)
     ]
     return _App(

@@ -11,8 +11,11 @@ from pathlib import Path
 
 import aiohttp
 
+from minitoolai.accounts.admin import AccountAdmin
 from minitoolai.accounts.auth import Authenticator
 from minitoolai.accounts.service import AccountService
+from minitoolai.alerts import AlertService, webhook_policy
+from minitoolai.audit import AuditLog
 from minitoolai.chat.images import ImageResolver
 from minitoolai.chat.pipeline import ChatService
 from minitoolai.codes.service import CodeService
@@ -24,8 +27,10 @@ from minitoolai.images.service import ImageService
 from minitoolai.infra.db import Database
 from minitoolai.infra.http import upstream_session
 from minitoolai.infra.migrate import upgrade
+from minitoolai.ledger.price_overrides import PriceOverrides
 from minitoolai.ledger.pricing import PriceTable
 from minitoolai.ledger.service import Ledger
+from minitoolai.payments import Payments, build_payments
 from minitoolai.people.mail import Mailer
 from minitoolai.people.service import PeopleService
 from minitoolai.responses.service import ResponsesService
@@ -56,6 +61,11 @@ class Services:
     images: ImageService
     wakeup: Wakeup
     people: PeopleService
+    alerts: AlertService
+    audit: AuditLog
+    account_admin: AccountAdmin
+    price_overrides: PriceOverrides
+    payments: Payments | None = None  # card top-ups, when Stripe is configured
     _admin_key: str | None = None
 
     @property
@@ -101,6 +111,8 @@ async def build_services(
         await upgrade(db.engine)
     ledger = Ledger(db, hold_timeout_s=settings.hold_timeout_s)
     prices = PriceTable(config.prices)
+    price_overrides = PriceOverrides(db, prices)
+    await price_overrides.refresh()  # the console's overrides; the app refreshes them
     http = upstream_session()
     routing = await build_engines(settings, config, http) if engines else Engines.empty()
     chat = ChatService(
@@ -126,6 +138,7 @@ async def build_services(
     people = PeopleService(
         db, accounts, session_ttl_s=settings.session_ttl_s, mailer=Mailer(smtp_url)
     )
+    auth = Authenticator(db, ttl=settings.key_cache_ttl_s)
     return Services(
         settings=settings,
         config=config,
@@ -133,7 +146,7 @@ async def build_services(
         ledger=ledger,
         accounts=accounts,
         codes=CodeService(db, ledger),
-        auth=Authenticator(db, ttl=settings.key_cache_ttl_s),
+        auth=auth,
         http=http,
         chat=chat,
         responses=ResponsesService(chat, ResponseStore(db)),
@@ -143,4 +156,14 @@ async def build_services(
         images=build_image_service(settings, db, ledger, prices, wakeup),
         wakeup=wakeup,
         people=people,
+        alerts=AlertService(
+            db,
+            people.mailer,
+            webhook_policy(settings.alert_webhook_allow_loopback),
+            base_url=settings.public_base_url,
+        ),
+        audit=AuditLog(db),
+        account_admin=AccountAdmin(db, auth),
+        price_overrides=price_overrides,
+        payments=build_payments(settings, db, ledger),
     )

@@ -18,6 +18,7 @@ import typer
 from rich.console import Console
 from rich.table import Column, Table
 
+from minitoolai import audit
 from minitoolai.bootstrap import Services, build_services
 from minitoolai.catalog import IMAGE_DEFAULT_CFG_SCALE, IMAGE_DEFAULT_SCHEDULER, IMAGE_DEFAULT_STEPS
 from minitoolai.errors import APIError
@@ -182,6 +183,9 @@ def accounts_create(
 
     async def go(svc: Services) -> dict[str, Any]:
         account, key = await svc.accounts.create(name, amount)
+        await svc.audit.record(
+            audit.CLI, "account.create", account.name, {"credit": nano_to_usd(amount)}
+        )
         return {"account": account.to_dict(), "api_key": key}
 
     result = _run(go)
@@ -240,6 +244,52 @@ def accounts_show(name: str, as_json: JsonOpt = False) -> None:
     console.print(table)
 
 
+@accounts_app.command("alert")
+def accounts_alert(
+    name: str,
+    below: Annotated[
+        str | None, typer.Option(help="Alert when the available balance goes below this (USD).")
+    ] = None,
+    webhook: Annotated[
+        str | None, typer.Option(help="Also POST the alert as JSON to this http(s) URL.")
+    ] = None,
+    email: Annotated[
+        bool, typer.Option("--email/--no-email", help="Email the account's owner (its login).")
+    ] = True,
+    off: Annotated[bool, typer.Option("--off", help="Remove the account's alert.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Set a low-balance alert: one email and/or webhook when the balance crosses below."""
+    if off == (below is not None):
+        raise typer.BadParameter("give --below USD, or --off")
+    threshold = None if below is None else _usd(below)
+
+    async def go(svc: Services) -> dict[str, Any]:
+        account = await svc.accounts.get(name)
+        if threshold is None:
+            await svc.alerts.clear(account.id)
+            await svc.audit.record(audit.CLI, "alert.clear", account.name)
+            return {"object": "balance_alert", "account": account.name, "deleted": True}
+        alert = await svc.alerts.configure(account.id, threshold, email=email, webhook_url=webhook)
+        await svc.audit.record(audit.CLI, "alert.set", account.name, alert.audit_details())
+        return alert.to_dict(account.name)
+
+    data = _run(go)
+    if as_json:
+        _print_json(data)
+    elif data.get("deleted"):
+        console.print(f"removed the low-balance alert of [bold]{data['account']}[/bold]")
+    else:
+        to = " and ".join(
+            (["email the owner"] if data["email"] else [])
+            + ([f"POST {data['webhook_url']}"] if data["webhook_url"] else [])
+        )
+        console.print(
+            f"[bold]{data['account']}[/bold]: below US${data['below']} available, {to}",
+            highlight=False,
+        )
+
+
 @credit_app.command("add")
 def credit_add(
     name: str,
@@ -253,6 +303,9 @@ def credit_add(
     async def go(svc: Services) -> dict[str, Any]:
         account = await svc.accounts.get(name)
         await svc.ledger.top_up(account.id, amount, note)
+        await svc.audit.record(
+            audit.CLI, "credit.add", account.name, {"amount": nano_to_usd(amount), "note": note}
+        )
         return (await svc.accounts.get(name)).to_dict()
 
     data = _run(go)
@@ -279,6 +332,9 @@ def keys_create(
     async def go(svc: Services) -> dict[str, Any]:
         key, record = await svc.accounts.create_key(
             name, name=label, expires_at=expires, allowed_models=model or None
+        )
+        await svc.audit.record(
+            audit.CLI, "key.create", record.account_name, {"prefix": record.prefix, "name": label}
         )
         return {**record.to_dict(), "api_key": key}
 
@@ -317,7 +373,12 @@ def keys_revoke(
     as_json: JsonOpt = False,
 ) -> None:
     """Revoke a key. Other replicas stop accepting it within the key cache TTL (5 s)."""
-    _run(lambda svc: svc.accounts.revoke_key(key_prefix))
+
+    async def go(svc: Services) -> None:
+        await svc.accounts.revoke_key(key_prefix)
+        await svc.audit.record(audit.CLI, "key.revoke", key_prefix[:12])
+
+    _run(go)
     if as_json:
         _print_json({"prefix": key_prefix[:12], "revoked": True})
         return
@@ -343,7 +404,15 @@ def users_create(
     else:
         password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
     role = "admin" if admin else "customer"
-    person, key = _run(lambda svc: svc.people.create(email, password, role=role, account=account))
+
+    async def go(svc: Services) -> tuple[Any, str | None]:
+        made = await svc.people.create(email, password, role=role, account=account)
+        await svc.audit.record(
+            audit.CLI, "user.create", made[0].email, {"role": role, "account": made[0].account_name}
+        )
+        return made
+
+    person, key = _run(go)
     if as_json:
         _print_json(
             {
@@ -475,6 +544,12 @@ def codes_create(
     async def go(svc: Services) -> dict[str, Any]:
         batch = await svc.codes.create_batch(
             amount, count, expires_at=expires_at, note=note, created_by="cli"
+        )
+        await svc.audit.record(
+            audit.CLI,
+            "codes.create",
+            batch.id,
+            {"amount": nano_to_usd(amount), "count": batch.count, "note": note},
         )
         return batch.to_dict()
 

@@ -87,6 +87,8 @@ class DeploymentConfig(_Strict):
     upstream_model: str | None = None  # defaults to the public name
     weight: int = Field(default=1, ge=0)
     priority: int = 0  # lower is tried first; weight picks within a priority
+    # the upstream also speaks OpenAI's Responses API: /v1/responses is passed through to it
+    responses: bool = False
 
 
 class LocalModelConfig(_Strict):
@@ -304,6 +306,13 @@ class Settings(BaseSettings):
     # the storefront (docs/web.md): mail for password resets, and how long a login lasts
     smtp_url: SecretStr | None = None  # smtp://, smtp+starttls:// or smtps://; unset: log the link
     session_ttl_s: int = Field(default=14 * 86_400, ge=60)
+    # low-balance alerts (docs/billing.md): how often they are checked; loopback webhooks
+    alert_interval_s: float = Field(default=60.0, gt=0)
+    alert_webhook_allow_loopback: bool = False  # tests and self-hosting only
+    # card top-ups through Stripe Checkout (docs/billing.md): offered only with both secrets
+    stripe_secret_key: SecretStr | None = None  # sk_live_... / sk_test_...
+    stripe_webhook_secret: SecretStr | None = None  # whsec_...: verifies POST /webhooks/stripe
+    stripe_api_base: str | None = None  # Stripe's API elsewhere (a local fake, in tests)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["text", "json"] = "text"
 

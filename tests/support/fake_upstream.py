@@ -17,6 +17,13 @@ the words. ``logprobs`` in a request gets a logprob per word.
 A request with ``n`` > 1 is answered as OpenAI answers it: ``n`` choices (choice ``c`` says the
 words with ``c{c}`` appended, so choices differ), streamed interleaved, each chunk naming its
 choice's ``index``, a finish chunk per choice, then one usage that sums every choice.
+
+``/v1/responses`` speaks OpenAI's Responses API the same way (words, or the ``tool_calls`` as
+``function_call`` items when offered tools and not answering a call's output; streamed with
+every event type OpenAI sends, usage in ``response.completed``; ``status``,
+``reset_before_response``, ``break_after`` and ``usage_json`` apply; ``bad_event`` comes
+first, ``error_event`` after ``fault_at`` words), recording each body in
+``responses_requests``.
 """
 
 from __future__ import annotations
@@ -82,6 +89,7 @@ class FakeUpstream:
     argument_piece: int = 4  # a streamed call's arguments come this many characters at a time
     calls: int = 0
     requests: list[dict[str, Any]] = field(default_factory=list)
+    responses_requests: list[dict[str, Any]] = field(default_factory=list)  # /v1/responses
     completed: int = 0  # streams that ran to the end
     cancelled: int = 0  # streams whose client went away
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -96,6 +104,7 @@ class FakeUpstream:
         app = Starlette(
             routes=[
                 Route("/v1/chat/completions", self._chat, methods=["POST"]),
+                Route("/v1/responses", self._responses, methods=["POST"]),
                 Route("/v1/audio/speech", self._speech, methods=["POST"]),
             ]
         )
@@ -135,6 +144,157 @@ class FakeUpstream:
                 yield f"audio-part-{i};".encode()
 
         return StreamingResponse(audio(), media_type="audio/mpeg")
+
+    async def _responses(self, request: Request) -> Response:
+        """``POST /v1/responses`` as OpenAI answers it: words (or, offered tools and not
+        answering a call's output, the ``tool_calls``), usage in ``response.completed`` or the
+        whole body; ``status``, ``reset_before_response`` and ``break_after`` as for chat."""
+        raw = await request.body()
+        body = orjson.loads(raw)
+        with self._lock:
+            self.calls += 1
+            self.responses_requests.append(body)
+        if self.reset_before_response:
+            _reset(request)
+            return Response(b"")
+        if self.status != 200:
+            message = self._error_message(request, "upstream exploded")
+            return Response(
+                orjson.dumps({"error": {"message": message, "type": "server_error"}}),
+                status_code=self.status,
+                media_type="application/json",
+            )
+        given = body["input"]
+        answering_output = isinstance(given, list) and given[-1].get("type") in (
+            "function_call_output",
+            "custom_tool_call_output",
+        )
+        calls = self.tool_calls if body.get("tools") and not answering_output else []
+        limit = body.get("max_output_tokens") or 10**9
+        words = [] if calls else self.words()[:limit]
+        status = "incomplete" if not calls and len(self.words()) > limit else "completed"
+        prompt = count_text(orjson.dumps(given).decode()) + count_text(
+            body.get("instructions") or ""
+        )
+        if body.get("tools"):
+            prompt += count_text(orjson.dumps(body["tools"]).decode())
+        generated = sum(count_text(c["name"] + _call_text(c)) for c in calls) or len(words)
+        usage = {
+            "input_tokens": prompt,
+            "input_tokens_details": {"cached_tokens": 0},
+            "output_tokens": generated,
+            "output_tokens_details": {"reasoning_tokens": 0},
+            "total_tokens": prompt + generated,
+        }
+        if self.usage_json is not None:  # a lying upstream
+            usage = orjson.loads(self.usage_json)
+        message = {
+            "id": "msg_up",
+            "type": "message",
+            "status": status,
+            "role": "assistant",
+            "content": [
+                {"type": "output_text", "text": "".join(words), "annotations": [], "logprobs": []}
+            ],
+        }
+        items = [_call_item(i, c) for i, c in enumerate(calls)] or [message]
+        response = {
+            "id": "resp_upstream",
+            "object": "response",
+            "created_at": 1,
+            "status": status,
+            "error": None,
+            "incomplete_details": {"reason": "max_output_tokens"}
+            if status != "completed"
+            else None,
+            "instructions": body.get("instructions"),
+            "model": body["model"] + self.model_suffix,
+            "output": items,
+            "parallel_tool_calls": True,
+            "store": body.get("store", True),
+            "text": body.get("text") or {"format": {"type": "text"}},
+            "tool_choice": body.get("tool_choice", "auto"),
+            "tools": body.get("tools") or [],
+            "usage": usage,
+        }
+        if not body.get("stream"):
+            return Response(orjson.dumps(response), media_type="application/json")
+        return StreamingResponse(
+            self._response_stream(response, words), media_type="text/event-stream"
+        )
+
+    async def _response_stream(  # type: ignore[no-untyped-def]
+        self, response: dict[str, Any], words: list[str]
+    ):
+        """The Responses stream of ``response``: created, in_progress, each item's events
+        (a message's text word by word, a call's arguments in pieces), then the ending."""
+        sequence = 0
+
+        def event(kind: str, **data: Any) -> bytes:
+            nonlocal sequence
+            data = {"type": kind, "sequence_number": sequence, **data}
+            sequence += 1
+            return b"event: " + kind.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
+
+        began = {**response, "status": "in_progress", "output": [], "usage": None}
+        try:
+            if self.bad_event is not None:  # before anything else
+                yield b"data: " + self.bad_event + b"\n\n"
+            yield event("response.created", response=began)
+            yield event("response.in_progress", response=began)
+            for index, item in enumerate(response["output"]):
+                opened = {**item, "status": "in_progress"}
+                if item["type"] == "message":
+                    opened["content"] = []
+                    yield event("response.output_item.added", output_index=index, item=opened)
+                    where = {"item_id": item["id"], "output_index": index, "content_index": 0}
+                    empty = {"type": "output_text", "text": "", "annotations": []}
+                    yield event("response.content_part.added", **where, part=empty)
+                    for i, word in enumerate(words):
+                        if self.break_after is not None and i >= self.break_after:
+                            raise ConnectionResetError("fake upstream drops the connection")
+                        if self.error_event and i == self.fault_at:
+                            message = "the model overloaded mid-answer"
+                            yield event("error", code="server_error", message=message, param=None)
+                            return
+                        if self.delay_s:
+                            await asyncio.sleep(self.delay_s)
+                        yield event("response.output_text.delta", **where, delta=word, logprobs=[])
+                    part = item["content"][0]
+                    yield event(
+                        "response.output_text.done", **where, text=part["text"], logprobs=[]
+                    )
+                    yield event("response.content_part.done", **where, part=part)
+                else:
+                    custom = item["type"] == "custom_tool_call"
+                    key, kind = (
+                        ("input", "custom_tool_call_input")
+                        if custom
+                        else (
+                            "arguments",
+                            "function_call_arguments",
+                        )
+                    )
+                    opened[key] = ""
+                    yield event("response.output_item.added", output_index=index, item=opened)
+                    where = {"item_id": item["id"], "output_index": index}
+                    text, step = item[key], self.argument_piece
+                    for start in range(0, len(text), step):
+                        piece = text[start : start + step]
+                        yield event(f"response.{kind}.delta", **where, delta=piece)
+                    named = {} if custom else {"name": item["name"]}
+                    yield event(f"response.{kind}.done", **where, **named, **{key: text})
+                yield event("response.output_item.done", output_index=index, item=item)
+            ending = (
+                "response.completed" if response["status"] == "completed" else "response.incomplete"
+            )
+            yield event(ending, response=response)
+            with self._lock:
+                self.completed += 1
+        except (asyncio.CancelledError, GeneratorExit):
+            with self._lock:
+                self.cancelled += 1
+            raise
 
     async def _chat(self, request: Request) -> Response:
         body = orjson.loads(await request.body())
@@ -319,6 +479,20 @@ class FakeUpstream:
             with self._lock:
                 self.cancelled += 1
             raise
+
+
+def _call_item(index: int, call: dict[str, str]) -> dict[str, Any]:
+    """A call as a Responses output item: a ``function_call`` or a ``custom_tool_call``."""
+    custom = call.get("type") == "custom"
+    item = {
+        "id": f"{'ctc' if custom else 'fc'}_up{index}",
+        "type": "custom_tool_call" if custom else "function_call",
+        "status": "completed",
+        "call_id": call["id"],
+        "name": call["name"],
+    }
+    item["input" if custom else "arguments"] = _call_text(call)
+    return item
 
 
 def _call_text(call: dict[str, str]) -> str:

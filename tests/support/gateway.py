@@ -81,8 +81,8 @@ def running_gateway(
             config=config,
             admin_key=ADMIN_KEY,  # type: ignore[arg-type]
             openai_api_key=None,
-            key_cache_ttl_s=0.0,
             **{
+                "key_cache_ttl_s": 0.0,
                 "image_workers": 0,
                 "image_engine": "test-pattern",
                 "local_default": False,

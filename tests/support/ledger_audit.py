@@ -30,7 +30,9 @@ ALLOWED_ENTRIES: dict[str, list[Counter[str]]] = {
 #: the states a charge may end in: paid, or given back whole
 FINAL = ("settled", "released", "expired", "refunded")
 #: the entries that belong to no charge: money in, by the operator or by a redeem code
-CREDIT_KINDS = ("topup", "redeem")
+CREDIT_KINDS = ("topup", "redeem", "adjustment")  # adjustment: an operator's debit
+#: and card payments (Stripe): the credit, and what refunds and disputes took back
+CREDIT_KINDS += ("payment", "payment_refund", "payment_dispute")
 
 
 @dataclass
@@ -132,6 +134,7 @@ async def _audit(database_url: str, account: str) -> Audit:
                 c.amount_sum += int(amount)
                 c.held_sum += int(held_change)
             redeemed, credit_problems = await _credits(conn, account_id)
+            credit_problems += await _payments(conn, account_id)
     finally:
         await engine.dispose()
     return Audit(
@@ -187,6 +190,59 @@ async def _credits(conn: Any, account_id: int) -> tuple[int, list[str]]:
         if paid[int(entry_id)] != 1:
             problems.append(f"redeem entry {entry_id} is paid by {paid[int(entry_id)]} codes")
     return redeemed, problems
+
+
+async def _payments(conn: Any, account_id: int) -> list[str]:
+    """Card payments: each ``payment`` entry is the credit of exactly one paid order of this
+    account, for its amount; each refund or dispute entry is named by one applied Stripe event
+    of such an order, takes back (never gives), and an order never has more taken back (plus
+    what could not be taken) than it paid."""
+    problems = []
+    orders = {
+        r[0]: r
+        for r in await conn.execute(
+            text(
+                "SELECT id, status, amount, entry_id, taken_back, shortfall FROM payment_orders"
+                " WHERE account_id = :a"
+            ),
+            {"a": account_id},
+        )
+    }
+    paid_by = {int(r[3]): r for r in orders.values() if r[3] is not None}
+    for order_id, status, _amount, entry_id, _taken, _short in orders.values():
+        if (status == "created") != (entry_id is None):
+            problems.append(f"order {order_id}: {status} with payment entry {entry_id}")
+    taken: Counter[str] = Counter()
+    for entry_id, kind, amount, order_id, events in await conn.execute(
+        text(
+            "SELECT e.id, e.kind, e.amount, MIN(p.order_id), COUNT(p.id) FROM ledger_entries e"
+            " LEFT JOIN payment_events p ON p.entry_id = e.id"
+            " WHERE e.account_id = :a AND e.kind IN ('payment', 'payment_refund',"
+            " 'payment_dispute') GROUP BY e.id, e.kind, e.amount"
+        ),
+        {"a": account_id},
+    ):
+        if kind == "payment":
+            order = paid_by.get(int(entry_id))
+            if order is None or int(order[2]) != int(amount):
+                problems.append(
+                    f"payment entry {entry_id} of {amount} pays no order of that amount"
+                )
+            continue
+        if int(events) != 1 or order_id not in orders:
+            problems.append(f"{kind} entry {entry_id} is named by {events} events of its orders")
+            continue
+        if int(amount) > 0:
+            problems.append(f"{kind} entry {entry_id} gives {amount} instead of taking")
+        taken[order_id] -= int(amount)
+    for order_id, _status, amount, _entry, taken_back, shortfall in orders.values():
+        if taken[order_id] != int(taken_back):
+            problems.append(
+                f"order {order_id}: entries took {taken[order_id]}, it says {taken_back}"
+            )
+        if int(taken_back) + int(shortfall) > int(amount):
+            problems.append(f"order {order_id}: {taken_back} + {shortfall} asked back of {amount}")
+    return problems
 
 
 def audit(database_url: str, account: str) -> Audit:

@@ -27,6 +27,7 @@ _INVALID = (
     "you can get a key from your operator."
 )
 _CODE = "invalid_api_key"
+_SUSPENDED = "This account is suspended; ask your operator."
 
 
 def _denied() -> AuthenticationFailed:
@@ -37,12 +38,13 @@ def _denied() -> AuthenticationFailed:
 class Principal:
     """Who is calling: the key and the account it spends from."""
 
-    key_id: int
+    key_id: int | None  # None: a signed-in person's playground run (web/playground_api.py)
     account_id: int
     account_name: str
     key_prefix: str
     allowed_models: frozenset[str] | None
     expires_at: float | None  # unix time
+    suspended: bool = False  # the operator suspended the account (``accounts.admin``)
 
     def check_model(self, model: str) -> None:
         if self.allowed_models is not None and model not in self.allowed_models:
@@ -79,10 +81,18 @@ class Authenticator:
             self._cache[digest] = (now + self.ttl, principal)
         if principal.expires_at is not None and principal.expires_at <= time.time():
             raise _denied()
+        if principal.suspended:  # a valid key: saying so tells a thief nothing new
+            raise PermissionDenied(_SUSPENDED, code="account_suspended")
         return principal
 
     def forget(self, key_hash: str) -> None:
         self._cache.pop(key_hash, None)
+
+    def forget_account(self, account_id: int) -> None:
+        """Drop the account's cached keys (it was suspended or restored through this process)."""
+        for digest, (_, principal) in list(self._cache.items()):
+            if principal.account_id == account_id:
+                self._cache.pop(digest, None)
 
     async def _load(self, digest: str, token: str) -> Principal:
         async with self.db.read() as conn:
@@ -97,6 +107,7 @@ class Authenticator:
                         api_keys.c.revoked_at,
                         accounts.c.id.label("account_id"),
                         accounts.c.name,
+                        accounts.c.suspended,
                     )
                     .join(accounts, accounts.c.id == api_keys.c.account_id)
                     .where(api_keys.c.key_hash == digest)
@@ -108,4 +119,6 @@ class Authenticator:
         if expires is not None and expires <= utcnow().timestamp():
             raise _denied()
         models = frozenset(row.allowed_models) if row.allowed_models else None
-        return Principal(row.id, row.account_id, row.name, row.prefix, models, expires)
+        return Principal(
+            row.id, row.account_id, row.name, row.prefix, models, expires, bool(row.suspended)
+        )

@@ -25,6 +25,7 @@ from typing import Any
 import anyio
 
 from minitoolai.chat.assembly import Choices
+from minitoolai.chat.billing import settle_tokens
 from minitoolai.chat.events import (
     BEGAN,
     Began,
@@ -39,7 +40,7 @@ from minitoolai.chat.wire import completion_of
 from minitoolai.engines.base import ChatChunk, ChatEngine, Usage
 from minitoolai.engines.errors import EngineError
 from minitoolai.ledger.pricing import Price
-from minitoolai.ledger.service import Ledger, UsageRecord
+from minitoolai.ledger.service import Ledger
 from minitoolai.routing.failover import Answering
 
 log = logging.getLogger("minitoolai.chat")
@@ -153,18 +154,15 @@ class LiveAnswer(ChatAnswer):
             count = self._engine.count_tokens
             texts = (parts.generated_text() for parts in self._choices)
             usage = Usage(self._prompt_tokens, sum(count(text) for text in texts if text))
-        cost = self._price.tokens(usage.prompt_tokens, usage.completion_tokens)
-        record = UsageRecord(
-            prompt_tokens=usage.prompt_tokens,
-            completion_tokens=usage.completion_tokens,
+        await settle_tokens(
+            self._ledger,
+            self._charge_id,
+            self._price,
+            usage,
             estimated=estimated,
             served_by=self._served_by,
             result=self._completion(usage) if keep_result else None,
         )
-        with anyio.CancelScope(shield=True):
-            outcome = await self._ledger.settle(self._charge_id, cost, record)
-        if outcome.cost < cost:  # capped at the hold: show what was really charged
-            log.error("charge %s capped at its hold", self._charge_id)
         return usage
 
     def _completion(self, usage: Usage) -> dict[str, Any]:

@@ -286,3 +286,49 @@ class EmbeddingEngine(Protocol):
     async def embed(self, params: EmbeddingParams) -> EmbeddingResult: ...
 
     async def aclose(self) -> None: ...
+
+
+# -- the Responses API, spoken by an upstream itself ---------------------------------------------
+
+
+@dataclass(slots=True)
+class ResponsesEvent:
+    """One step of an upstream's Responses answer: a stream's event, or the whole ``response``
+    object (``kind`` ``"response"``), as the upstream sent it, with what billing reads out of
+    it already read.
+
+    ``text``: the output this event delivers (an ``output_text`` or ``function_call_arguments``
+    delta, or a whole body's), counted by the engine's tokenizer if the answer is cut short.
+    ``usage``: the upstream's own, believed (``parse_responses_usage``), on the event that ends
+    the answer (``response.completed``, ``.incomplete``, ``.failed``) or on a whole body.
+    """
+
+    kind: str
+    data: dict[str, Any]
+    text: str = ""
+    usage: Usage | None = None
+
+
+class ResponsesEngine(Protocol):
+    """An upstream that speaks OpenAI's Responses API (``POST /v1/responses``) itself.
+
+    ``respond`` sends ``body`` (the client's request, as the gateway decided to forward it)
+    and yields its events (``stream``) or one whole body, with the errors of
+    ``ChatEngine.stream``: ``EngineUnavailable`` before the first event when it cannot answer
+    (another deployment is tried), ``EngineRejected`` for a request it refuses, a plain
+    ``EngineError`` once it has begun.
+    """
+
+    model_id: str
+
+    def respond(self, body: dict[str, Any], *, stream: bool) -> AsyncIterator[ResponsesEvent]: ...
+
+    def count_tokens(self, text: str) -> int: ...
+
+
+def responses_engine(engine: object) -> ResponsesEngine | None:
+    """``engine`` as a ``ResponsesEngine`` when its upstream speaks the Responses API (an
+    OpenAI-compatible deployment with ``responses = true``), else None."""
+    if getattr(engine, "speaks_responses", False):
+        return engine  # type: ignore[return-value]
+    return None

@@ -5,6 +5,10 @@ qualify. Streams always ask for usage (``include_usage``), so billing reads the 
 counts and a client disconnect can close the upstream at once; a client that wants one answer
 gets one non-streamed call (``complete``), whose answer always carries its usage.
 
+A deployment with ``responses = true`` also speaks OpenAI's Responses API (``respond``, the
+``ResponsesEngine`` contract): the gateway's pass-through posts the client's body to its
+``/responses`` and relays the events, under the same failure rules and usage checks.
+
 Failures are translated here, once: connect errors, timeouts, 429 and 5xx before the first
 chunk are ``EngineUnavailable`` (the router tries another deployment); other 4xx are
 ``EngineRejected``; anything after the first chunk is a plain ``EngineError`` (logged here, with
@@ -40,7 +44,7 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import aiohttp
@@ -48,7 +52,14 @@ import orjson
 
 from minitoolai.chat.schemas import Message
 from minitoolai.chat.tokens import count_text
-from minitoolai.engines.base import ChatChunk, ChatEngine, ChatParams, ToolCallPart, Usage
+from minitoolai.engines.base import (
+    ChatChunk,
+    ChatEngine,
+    ChatParams,
+    ResponsesEvent,
+    ToolCallPart,
+    Usage,
+)
 from minitoolai.engines.errors import EngineError, EngineRejected, EngineUnavailable
 from minitoolai.redact import redact, register, secret_header_values
 from minitoolai.settings import ProviderConfig
@@ -200,8 +211,11 @@ class ProviderEndpoint:
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.label})"
 
-    async def _open(self, body: bytes, *, whole: bool = False) -> aiohttp.ClientResponse:
-        """POST ``body``; a response the caller reads and closes, or the error, translated.
+    async def _open(
+        self, body: bytes, *, whole: bool = False, url: str | None = None
+    ) -> aiohttp.ClientResponse:
+        """POST ``body`` (to ``url``, by default this endpoint's); a response the caller reads
+        and closes, or the error, translated.
 
         Connect errors, timeouts, 429 and 5xx are ``EngineUnavailable`` (another deployment
         may answer); other 4xx are ``EngineRejected``. ``whole``: a non-streamed call, which
@@ -209,7 +223,7 @@ class ProviderEndpoint:
         """
         try:
             response = await self._session.post(
-                self._url,
+                url or self._url,
                 # a large body goes out in pieces: one 30 MB write would copy it on the loop
                 data=body if len(body) < LARGE_BODY else aiohttp.BytesIOPayload(io.BytesIO(body)),
                 headers=self._headers,
@@ -271,6 +285,104 @@ class ProviderEndpoint:
 class OpenAICompatEngine(ProviderEndpoint, ChatEngine):
     accepts_images = True
     path = "/chat/completions"
+
+    def __init__(
+        self,
+        provider_name: str,
+        provider: ProviderConfig,
+        upstream_model: str,
+        session: aiohttp.ClientSession,
+        *,
+        responses: bool = False,
+    ) -> None:
+        super().__init__(provider_name, provider, upstream_model, session)
+        #: the upstream also speaks the Responses API (``engines.base.ResponsesEngine``)
+        self.speaks_responses = responses
+        self._responses_url = provider.base_url.rstrip("/") + "/responses"
+
+    async def respond(self, body: dict[str, Any], *, stream: bool) -> AsyncIterator[ResponsesEvent]:
+        """``POST /responses`` with ``body`` (our upstream model named in it): its events as
+        they come, or one whole ``response`` object. Failures are translated as a chat
+        stream's; an ``error`` event, or an answer that is not a response, is a failure."""
+        payload = orjson.dumps({**body, "model": self.model_id})
+        response = await self._open(payload, whole=not stream, url=self._responses_url)
+        if not stream:
+            yield await self._whole_response(response)
+            return
+        started = False
+        try:
+            async for event in self._response_events(response):
+                started = True
+                yield event
+            if not started:
+                raise EngineUnavailable(f"{self.provider_name}: empty answer")
+        except (aiohttp.ClientError, TimeoutError, asyncio.IncompleteReadError) as exc:
+            what = f"{self.provider_name}: stream broke: {self._why(exc)}"
+            raise self._broke(what, started) from None
+        except _Malformed as exc:
+            what = f"{self.provider_name}: malformed stream event ({exc})"
+            raise self._broke(what, started) from None
+        except EngineError as exc:  # the upstream reported an error inside its stream
+            if isinstance(exc, EngineUnavailable):
+                raise
+            raise self._broke(str(exc), started) from None
+        finally:
+            response.close()  # stops the upstream when the client went away
+
+    async def _whole_response(self, response: aiohttp.ClientResponse) -> ResponsesEvent:
+        try:
+            raw = await self._read_whole(response)
+        except (aiohttp.ClientError, TimeoutError, asyncio.IncompleteReadError) as exc:
+            raise EngineUnavailable(
+                f"{self.provider_name}: answer broke: {self._why(exc)}"
+            ) from None
+        finally:
+            response.close()
+        try:
+            data = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise EngineUnavailable(f"{self.provider_name}: malformed answer (not JSON)") from None
+        if not isinstance(data, dict) or not isinstance(data.get("output"), list):
+            raise EngineUnavailable(f"{self.provider_name}: malformed answer (not a response)")
+        if data.get("status") == "failed" or data.get("error"):
+            raise EngineUnavailable(f"{self.provider_name}: {_error_text(orjson.dumps(data))}")
+        usage = self._usage(data.get("usage"), warn=True, parse=parse_responses_usage)
+        return ResponsesEvent("response", data, _output_said(data["output"]), usage)
+
+    async def _response_events(
+        self, response: aiohttp.ClientResponse
+    ) -> AsyncIterator[ResponsesEvent]:
+        """The stream's events (each ``data:`` line one JSON object with its ``type``), until
+        the one that ends the response."""
+        async for line in _lines(response):
+            if not line.startswith(b"data:"):
+                continue  # ``event:`` lines repeat the data's type
+            payload = line[5:].strip()
+            try:
+                data = orjson.loads(payload)
+            except orjson.JSONDecodeError:
+                raise _Malformed("not JSON") from None
+            if not isinstance(data, dict) or not isinstance(data.get("type"), str):
+                raise _Malformed("not an event object")
+            kind = data["type"]
+            if kind == "error":
+                message = data.get("message")
+                said = redact(message)[:500] if isinstance(message, str) else "an error event"
+                raise EngineError(f"{self.provider_name}: {said}")
+            if kind in _OUTPUT_DELTAS:
+                yield ResponsesEvent(kind, data, _text(data.get("delta"), "delta") or "")
+            elif kind in _ENDINGS:
+                body = data.get("response")
+                if not isinstance(body, dict):
+                    raise _Malformed(f"{kind} carries no response")
+                yield ResponsesEvent(
+                    kind,
+                    data,
+                    usage=self._usage(body.get("usage"), warn=True, parse=parse_responses_usage),
+                )
+                return
+            else:
+                yield ResponsesEvent(kind, data)
 
     def count_tokens(self, text: str) -> int:
         return count_text(text, self.model_id)
@@ -422,10 +534,12 @@ class OpenAICompatEngine(ProviderEndpoint, ChatEngine):
                 logprobs=_logprobs(logprobs) if logprobs is not None else None,
             )
 
-    def _usage(self, value: object, *, warn: bool) -> Usage | None:
+    def _usage(
+        self, value: object, *, warn: bool, parse: Callable[[object], Usage | None] = parse_usage
+    ) -> Usage | None:
         if value is None:
             return None
-        usage = parse_usage(value)
+        usage = parse(value)
         if usage is None and warn:
             shown = redact(orjson.dumps(value).decode())[:200]
             log.warning(
@@ -521,3 +635,54 @@ def _logprobs(value: object) -> dict[str, Any] | None:
     if value is None or isinstance(value, dict):
         return value
     raise _Malformed("logprobs is not an object")
+
+
+# -- the Responses API, where the upstream speaks it (``[[deployments]] responses = true``) ------
+
+#: stream events whose ``delta`` is output the client receives (counted if the answer breaks)
+_OUTPUT_DELTAS = frozenset(
+    {
+        "response.output_text.delta",
+        "response.refusal.delta",
+        "response.function_call_arguments.delta",
+        "response.custom_tool_call_input.delta",
+    }
+)
+#: the events that end a Responses stream, each with the final ``response`` and its usage
+_ENDINGS = frozenset({"response.completed", "response.incomplete", "response.failed"})
+
+
+def parse_responses_usage(data: object) -> Usage | None:
+    """A Responses ``usage`` (``input_tokens``, ``output_tokens`` and their details), or None
+    when it is absent or not believable (the rules of :func:`parse_usage`)."""
+    if not isinstance(data, dict):
+        return None
+    prompt = _count(data.get("input_tokens"))
+    completion = _count(data.get("output_tokens"))
+    if prompt is None or completion is None:
+        return None
+    return Usage(
+        prompt_tokens=prompt,
+        completion_tokens=completion,
+        cached_tokens=min(_detail(data.get("input_tokens_details"), "cached_tokens"), prompt),
+        reasoning_tokens=min(
+            _detail(data.get("output_tokens_details"), "reasoning_tokens"), completion
+        ),
+    )
+
+
+def _output_said(output: list[Any]) -> str:
+    """A whole response's output text and calls' arguments or input (what is counted when
+    the upstream's usage is not believable)."""
+    said: list[str] = []
+    for item in output:
+        if not isinstance(item, dict):
+            continue
+        for key in ("arguments", "input"):  # a function's call, a custom tool's
+            if isinstance(item.get(key), str):
+                said.append(item[key])
+        content = item.get("content")
+        for part in content if isinstance(content, list) else ():
+            if isinstance(part, dict) and isinstance(part.get("text"), str):
+                said.append(part["text"])
+    return "".join(said)

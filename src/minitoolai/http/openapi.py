@@ -32,7 +32,7 @@ from minitoolai.chat.schemas import ChatRequest
 from minitoolai.codes.schemas import RedeemRequest
 from minitoolai.embeddings.schemas import EmbeddingRequest
 from minitoolai.http.responses import MAX_BODY
-from minitoolai.http.routes.admin import NewAccount, NewCodes, NewKey, Usd
+from minitoolai.http.routes.admin import AlertBody, NewAccount, NewCodes, NewKey, Usd
 from minitoolai.images.schemas import JobRef, JobRequest, OpenAIImageRequest
 from minitoolai.responses.schemas import ResponsesRequest
 from minitoolai.settings import DEFAULT_OPENAI_IMAGE_MODELS
@@ -53,6 +53,7 @@ REQUEST_MODELS: tuple[type[BaseModel], ...] = (
     EmbeddingRequest,
     ResponsesRequest,
     NewAccount,
+    AlertBody,
     Usd,
     NewKey,
     NewCodes,
@@ -115,20 +116,118 @@ FUNCTION_TOOL: Schema = {
     **_obj({"type": {"const": "function"}, "function": FUNCTION}),
     "additionalProperties": False,
 }
-#: a tool call in an answer, and a piece of one in a stream (the first has id, type and name)
-TOOL_CALL: Schema = _obj(
-    {
-        "id": STR,
-        "type": {"const": "function"},
-        "function": _obj({"name": STR, "arguments": STR}),
-    }
-)
+#: a custom tool a client offers the model (``chat.schemas.CustomDefinition``): its input is
+#: free text, or what a grammar allows
+CUSTOM: Schema = {
+    **_obj(
+        {
+            "name": {"type": "string", "minLength": 1, "maxLength": 64},
+            "description": _nullable(STR),
+            "format": _nullable(
+                {
+                    "oneOf": [
+                        {**_obj({"type": {"const": "text"}}), "additionalProperties": False},
+                        {
+                            **_obj(
+                                {
+                                    "type": {"const": "grammar"},
+                                    "grammar": {
+                                        **_obj(
+                                            {
+                                                "definition": STR,
+                                                "syntax": {"enum": ["lark", "regex"]},
+                                            }
+                                        ),
+                                        "additionalProperties": False,
+                                    },
+                                }
+                            ),
+                            "additionalProperties": False,
+                        },
+                    ]
+                }
+            ),
+        },
+        required=["name"],
+    ),
+    "additionalProperties": False,
+}
+CUSTOM_TOOL: Schema = {
+    **_obj({"type": {"const": "custom"}, "custom": CUSTOM}),
+    "additionalProperties": False,
+}
+#: a tool of a chat request (``chat.schemas.Tool``): a function or a custom tool
+TOOL: Schema = {"oneOf": [FUNCTION_TOOL, CUSTOM_TOOL]}
+
+
+def _named(kind: str) -> Schema:
+    """A tool named by kind: ``{"type": "function", "function": {"name"}}`` (or custom)."""
+    name: Schema = {**_obj({"name": STR}), "additionalProperties": False}
+    return {**_obj({"type": {"const": kind}, kind: name}), "additionalProperties": False}
+
+
+#: chat's ``tool_choice`` (``chat.schemas.ToolChoice``): a mode, a named function, a named
+#: custom tool, or every tool offered but only ``allowed_tools`` callable
+TOOL_CHOICE: Schema = {
+    "anyOf": [
+        {"type": "string", "enum": ["none", "auto", "required"]},
+        _named("function"),
+        _named("custom"),
+        {
+            **_obj(
+                {
+                    "type": {"const": "allowed_tools"},
+                    "allowed_tools": {
+                        **_obj(
+                            {
+                                "mode": {"enum": ["auto", "required"]},
+                                "tools": {
+                                    "type": "array",
+                                    "minItems": 1,
+                                    "maxItems": 128,
+                                    "items": {"oneOf": [_named("function"), _named("custom")]},
+                                },
+                            }
+                        ),
+                        "additionalProperties": False,
+                    },
+                }
+            ),
+            "additionalProperties": False,
+        },
+    ]
+}
+#: a call of an assistant turn in a request's history (``chat.schemas.ToolCall``)
+HISTORY_CALL: Schema = {
+    "oneOf": [
+        {
+            **_obj(
+                {
+                    "id": STR,
+                    "type": {"const": kind},
+                    kind: {**_obj({"name": STR, text: STR}), "additionalProperties": False},
+                }
+            ),
+            "additionalProperties": False,
+        }
+        for kind, text in (("function", "arguments"), ("custom", "input"))
+    ]
+}
+#: a tool call in an answer, and a piece of one in a stream (the first has id, type and name):
+#: a function's (``arguments``) or a custom tool's (``input``)
+TOOL_CALL: Schema = {
+    "oneOf": [
+        _obj({"id": STR, "type": {"const": kind}, kind: _obj({"name": STR, text: STR})})
+        for kind, text in (("function", "arguments"), ("custom", "input"))
+    ]
+}
 TOOL_CALL_PIECE: Schema = _obj(
     {
         "index": INT,
         "id": STR,
-        "type": {"const": "function"},
+        "type": {"enum": ["function", "custom"]},
         "function": _obj({"name": STR, "arguments": STR}, required=[]),
+        "custom": _obj({"name": STR, "input": STR}, required=[]),
     },
     required=["index"],
 )
@@ -184,6 +283,16 @@ RESPONSE_FUNCTION_CALL: Schema = _obj(
         "arguments": STR,
     }
 )
+RESPONSE_CUSTOM_TOOL_CALL: Schema = _obj(
+    {
+        "id": STR,
+        "type": {"const": "custom_tool_call"},
+        "status": {"enum": ["in_progress", "completed", "incomplete"]},
+        "call_id": STR,
+        "name": STR,
+        "input": STR,
+    }
+)
 RESPONSE_EVENT_TYPES = [
     "response.created",
     "response.in_progress",
@@ -194,6 +303,8 @@ RESPONSE_EVENT_TYPES = [
     "response.content_part.done",
     "response.function_call_arguments.delta",
     "response.function_call_arguments.done",
+    "response.custom_tool_call_input.delta",
+    "response.custom_tool_call_input.done",
     "response.output_item.done",
     "response.completed",
     "response.incomplete",
@@ -348,7 +459,9 @@ RESPONSE_SCHEMAS: dict[str, Schema] = {
             "model": STR,
             "output": {
                 "type": "array",
-                "items": {"oneOf": [RESPONSE_MESSAGE, RESPONSE_FUNCTION_CALL]},
+                "items": {
+                    "oneOf": [RESPONSE_MESSAGE, RESPONSE_FUNCTION_CALL, RESPONSE_CUSTOM_TOOL_CALL]
+                },
             },
             "parallel_tool_calls": BOOL,
             "previous_response_id": _nullable(STR),
@@ -567,6 +680,22 @@ RESPONSE_SCHEMAS: dict[str, Schema] = {
     "ApiKeyList": _obj(
         {"object": {"const": "list"}, "data": {"type": "array", "items": _ref("ApiKey")}}
     ),
+    "BalanceAlert": {
+        "oneOf": [
+            _obj(
+                {
+                    "object": {"const": "balance_alert"},
+                    "account": STR,
+                    "below": USD,
+                    "email": BOOL,
+                    "webhook_url": _nullable(STR),
+                    "armed": BOOL,
+                    "alerted_at": _nullable(TIME),
+                }
+            ),
+            _obj({"object": {"const": "balance_alert"}, "account": STR, "deleted": BOOL}),
+        ]
+    },
     "ApiKeyRevoked": _obj(
         {"object": {"const": "api_key"}, "prefix": STR, "revoked": {"const": True}}
     ),
@@ -603,6 +732,20 @@ RESPONSE_SCHEMAS: dict[str, Schema] = {
             "created_at": TIME,
             "codes": {"type": "array", "items": STR, "description": "shown once"},
         }
+    ),
+    "AuditEntry": _obj(
+        {
+            "object": {"const": "audit_entry"},
+            "id": INT,
+            "created_at": TIME,
+            "actor": {**STR, "description": "`cli`, `admin-api`, or the admin's email"},
+            "action": STR,
+            "target": _nullable(STR),
+            "details": {"type": "object"},
+        }
+    ),
+    "AuditList": _obj(
+        {"object": {"const": "list"}, "data": {"type": "array", "items": _ref("AuditEntry")}}
     ),
     "CodeBatchList": _obj(
         {"object": {"const": "list"}, "data": {"type": "array", "items": _ref("CodeBatch")}}
@@ -682,6 +825,14 @@ VALIDATOR_FACTS: dict[tuple[str, str], Schema] = {
         "description": "What each code credits, in US dollars as a positive decimal string (at "
         "most 9 decimals).",
     },
+    ("AlertBody", "below"): _nullable(
+        {
+            "type": "string",
+            "pattern": USD_IN,
+            "description": "Alert when the available balance goes below this many US dollars "
+            "(a positive decimal string, at most 9 decimals); `null` removes the alert.",
+        }
+    ),
     ("NewAccount", "credit"): {
         "type": "string",
         "pattern": USD_IN,
@@ -690,8 +841,16 @@ VALIDATOR_FACTS: dict[tuple[str, str], Schema] = {
         "decimals); `0` for none.",
     },
     ("ChatRequest", "tools"): _nullable(
-        {"type": "array", "items": FUNCTION_TOOL, "minItems": 1, "maxItems": 128}
+        {"type": "array", "items": TOOL, "minItems": 1, "maxItems": 128}
     ),
+    ("ChatRequest", "tool_choice"): {
+        **_nullable(TOOL_CHOICE),
+        "description": "Only with `tools`; a named tool must be one of them.",
+    },
+    ("Message", "tool_calls"): {
+        **_nullable({"type": "array", "items": HISTORY_CALL}),
+        "description": "An assistant turn's calls; each `tool` message after it answers one.",
+    },
     ("ChatRequest", "functions"): _nullable(
         {"type": "array", "items": FUNCTION, "minItems": 1, "maxItems": 128}
     ),
@@ -1107,6 +1266,19 @@ def paths() -> dict[str, Schema]:
                 parameters=[name],
             )
         },
+        "/admin/accounts/{name}/alert": {
+            "put": _op(
+                "adminSetAlert",
+                "Set (or remove) the account's low-balance alert",
+                "admin",
+                {"200": _json(_ref("BalanceAlert"), "the alert now"), **_errors(ADMIN_WRITE)},
+                security=ADMIN,
+                body="AlertBody",
+                parameters=[name],
+                description="One email to the owner and/or one webhook POST when the available "
+                "balance goes below `below`; re-armed when it is back above (docs/billing.md).",
+            )
+        },
         "/admin/accounts/{name}/keys": {
             "get": _op(
                 "adminListKeys",
@@ -1156,6 +1328,25 @@ def paths() -> dict[str, Schema]:
                 security=ADMIN,
                 body="NewCodes",
             ),
+        },
+        "/admin/audit": {
+            "get": _op(
+                "adminListAudit",
+                "The audit log of admin actions (console, CLI, admin API), newest first",
+                "admin",
+                {"200": _json(_ref("AuditList"), "the entries"), **_errors((400, 401))},
+                security=ADMIN,
+                parameters=[
+                    {"name": "action", "in": "query", "required": False, "schema": STR},
+                    {"name": "actor", "in": "query", "required": False, "schema": STR},
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 100},
+                    },
+                ],
+            )
         },
         "/admin/codes/{batch_id}": {
             "get": _op(

@@ -37,7 +37,7 @@ from sqlalchemy.engine import Row
 
 from minitoolai.clock import utcnow
 from minitoolai.infra.db import Database
-from minitoolai.infra.tables import image_jobs
+from minitoolai.infra.tables import accounts, image_jobs
 
 #: Job ids: random in [10^11, 2^53), so not guessable, not sequential, and exact in JavaScript.
 _ID_LOW, _ID_HIGH = 10**11, 2**53
@@ -353,3 +353,29 @@ class JobQueue:
                 )
             ).all()
         return [ImageJob.from_row(r) for r in rows]
+
+    # -- the operator's console (issue 14) ---------------------------------------------------
+
+    async def counts(self) -> dict[str, int]:
+        """How many jobs are in each state (every state, zeros included)."""
+        async with self.db.read() as conn:
+            rows = (
+                await conn.execute(
+                    select(image_jobs.c.status, func.count()).group_by(image_jobs.c.status)
+                )
+            ).all()
+        found = {str(status): int(n) for status, n in rows}
+        return {state.value: found.get(state.value, 0) for state in JobStatus}
+
+    async def newest(self, limit: int = 50) -> list[tuple[ImageJob, str]]:
+        """The newest jobs with their account's name, newest first."""
+        async with self.db.read() as conn:
+            rows = (
+                await conn.execute(
+                    select(image_jobs, accounts.c.name.label("account_name"))
+                    .join(accounts, accounts.c.id == image_jobs.c.account_id)
+                    .order_by(image_jobs.c.created_at.desc())
+                    .limit(limit)
+                )
+            ).all()
+        return [(ImageJob.from_row(r), str(r.account_name)) for r in rows]

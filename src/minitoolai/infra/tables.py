@@ -23,6 +23,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 
 metadata = MetaData()
@@ -35,6 +36,8 @@ accounts = Table(
     Column("balance", BigInteger, nullable=False, server_default="0"),
     Column("held", BigInteger, nullable=False, server_default="0"),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    # the console's suspension (migration 0009): its keys are refused (accounts.auth)
+    Column("suspended", Boolean, nullable=False, server_default="0"),
     CheckConstraint("held >= 0", name="ck_accounts_held_nonneg"),
     CheckConstraint("balance >= held", name="ck_accounts_covered"),
 )
@@ -82,6 +85,15 @@ charges = Table(
     CheckConstraint("held_amount >= 0", name="ck_charges_hold_nonneg"),
     Index("ix_charges_account_created", "account_id", "created_at"),
     Index("ix_charges_status_expires", "status", "expires_at"),
+    # Ledger.spent: an account's settled costs since a time, from the index alone (0010)
+    Index(
+        "ix_charges_account_settled",
+        "account_id",
+        "created_at",
+        "cost",
+        sqlite_where=text("status = 'settled'"),
+        postgresql_where=text("status = 'settled'"),
+    ),
 )
 
 ledger_entries = Table(
@@ -207,4 +219,91 @@ redeem_codes = Table(
     Column("redeemed_at", DateTime(timezone=True), nullable=True),
     Column("entry_id", Integer, ForeignKey("ledger_entries.id"), nullable=True, unique=True),
     CheckConstraint("(redeemed_at IS NULL) = (entry_id IS NULL)", name="ck_redeem_codes_paid_once"),
+)
+
+# Card top-ups through Stripe Checkout (issue 14): an order is made before its Checkout Session,
+# so a webhook's session must name an order this server made, for its amount and currency.
+# ``entry_id`` is the ``payment`` entry that credited it, written in the same transaction as the
+# credit (``ledger.store``); refunds and disputes take back through ``payment_events``, one row
+# per Stripe event applied, each naming the entry it wrote.
+payment_orders = Table(
+    "payment_orders",
+    metadata,
+    Column("id", String(40), primary_key=True),  # ord_<hex>
+    Column("account_id", Integer, ForeignKey("accounts.id"), nullable=False, index=True),
+    Column("amount", BigInteger, nullable=False),  # nano-dollars credited when paid
+    Column("amount_minor", BigInteger, nullable=False),  # what Stripe charges, in cents
+    Column("currency", String(3), nullable=False),  # usd
+    Column("status", String(16), nullable=False),  # created | paid | refunded | disputed
+    Column("stripe_session_id", String(200), nullable=True, unique=True),
+    Column("payment_intent_id", String(200), nullable=True, unique=True),
+    Column("entry_id", Integer, ForeignKey("ledger_entries.id"), nullable=True, unique=True),
+    # what refunds (Stripe's running total) and disputes asked back, in cents
+    Column("refunded_minor", BigInteger, nullable=False, server_default="0"),
+    Column("disputed_minor", BigInteger, nullable=False, server_default="0"),
+    Column("taken_back", BigInteger, nullable=False, server_default="0"),  # nano-dollars taken
+    Column("shortfall", BigInteger, nullable=False, server_default="0"),  # asked, not there
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("paid_at", DateTime(timezone=True), nullable=True),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    CheckConstraint("amount > 0 AND amount_minor > 0", name="ck_payment_orders_positive"),
+    CheckConstraint(
+        "(status = 'created') = (entry_id IS NULL)", name="ck_payment_orders_paid_once"
+    ),
+)
+
+payment_events = Table(
+    "payment_events",
+    metadata,
+    Column("id", String(200), primary_key=True),  # Stripe's event id (evt_...)
+    Column("type", String(100), nullable=False),
+    Column("order_id", String(40), ForeignKey("payment_orders.id"), nullable=False, index=True),
+    Column("entry_id", Integer, ForeignKey("ledger_entries.id"), nullable=True, unique=True),
+    Column("processed_at", DateTime(timezone=True), nullable=False),
+)
+
+# -- the operator's console (issue 14, migration 0009) ----------------------------------------
+
+# Every admin action, from the console, the CLI or the admin API (``minitoolai.audit``).
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("actor", String(254), nullable=False),  # cli | admin-api | the admin's email
+    Column("action", String(64), nullable=False),  # e.g. credit.adjust, codes.create
+    Column("target", String(254), nullable=True),  # an account, a batch, a key prefix, a model
+    Column("details", JSON, nullable=True),
+    Index("ix_audit_log_action_id", "action", "id"),
+    Index("ix_audit_log_actor_id", "actor", "id"),
+)
+
+# The console's price overrides, nano-dollars, on top of the config file's (``ledger.pricing``).
+price_overrides = Table(
+    "price_overrides",
+    metadata,
+    Column("model", String(200), primary_key=True),
+    Column("input_per_m", BigInteger, nullable=True),
+    Column("output_per_m", BigInteger, nullable=True),
+    Column("per_image", BigInteger, nullable=True),
+    Column("per_m_chars", BigInteger, nullable=True),
+    Column("updated_by", String(254), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+# A low-balance alert per account (docs/billing.md): below ``threshold`` nano-dollars available,
+# one email to the owner and/or a POST to ``webhook_url``. ``armed`` goes false when the alert
+# is claimed for sending (one conditional UPDATE: replicas never send twice) and true again
+# once the account is back at or above the threshold.
+account_alerts = Table(
+    "account_alerts",
+    metadata,
+    Column("account_id", Integer, ForeignKey("accounts.id"), primary_key=True),
+    Column("threshold", BigInteger, nullable=False),
+    Column("notify_email", Boolean, nullable=False, server_default="1"),
+    Column("webhook_url", Text, nullable=True),
+    Column("armed", Boolean, nullable=False, server_default="1"),
+    Column("alerted_at", DateTime(timezone=True), nullable=True),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    CheckConstraint("threshold > 0", name="ck_account_alerts_threshold_positive"),
 )

@@ -60,6 +60,8 @@ DEFAULT_PRICES: dict[str, Price] = {
 
 #: what a model without its own row costs (local models' own names): gpt-4.1-nano's price
 FALLBACK_PRICE = DEFAULT_PRICES["gpt-4.1-nano"]
+#: the fields of a ``Price`` an override may set (``ledger.price_overrides``)
+FIELDS = ("input_per_m", "output_per_m", "per_image", "per_m_chars")
 
 
 class PriceTable:
@@ -78,6 +80,15 @@ class PriceTable:
                 if value is not None
             }
             self._prices[model] = replace(base, **changes)
+        self._configured = dict(self._prices)  # the seed's and the config file's
+
+    def apply_overrides(self, overrides: Mapping[str, Mapping[str, int]]) -> None:
+        """The database's overrides (model -> fields in nano-dollars) on top of the config
+        file's, swapped in with one assignment: a request sees the old table or the new one."""
+        prices = dict(self._configured)
+        for model, fields in overrides.items():
+            prices[model] = replace(prices.get(model, FALLBACK_PRICE), **fields)
+        self._prices = prices
 
     def __getitem__(self, model: str) -> Price:
         return self._prices.get(model, FALLBACK_PRICE)

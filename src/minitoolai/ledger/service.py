@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import secrets
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
@@ -36,6 +37,16 @@ from minitoolai.ledger.store import (
     NewCharge,
     UsageRow,
     store_for,
+)
+from minitoolai.ledger.store.base import (
+    PaymentCredit,
+    RevenueRow,
+    TakeBack,
+    TakeBackKind,
+    TakeBackRefusal,
+    UsageCursor,
+    UsageFilter,
+    UsageSum,
 )
 from minitoolai.money import nano_to_usd
 from minitoolai.observability import CHARGED, REQUEST_ID, TOKENS
@@ -433,6 +444,156 @@ class Ledger:
             await self.store.free_key(earlier.id)
             return None
         return Hold(earlier.id, account_id, earlier.held_amount, earlier.status, earlier.result)
+
+    # -- the operator's console (issue 14) ---------------------------------------------------
+
+    async def adjust(self, account_id: int, amount: int, note: str) -> int:
+        """An operator's correction, with a required note: a positive amount is a top-up, a
+        negative one a debit (an ``adjustment`` entry) that never takes the balance below what
+        is held, so never below zero (one conditional UPDATE). Returns the new balance."""
+        if not note or not note.strip():
+            raise InvalidRequest("an adjustment needs a note saying why", param="note")
+        if amount == 0:
+            raise InvalidRequest("an adjustment is a non-zero amount", param="amount")
+        if amount > 0:
+            return await self.top_up(account_id, amount, note)
+        check_amount(-amount)
+        _check_note(note)
+        balance = await self.store.debit(account_id, -amount, note=note, now=utcnow())
+        if balance is None:
+            available = await self._available(account_id)  # a 404 when there is no such account
+            raise InvalidRequest(
+                f"a debit of US${nano_to_usd(-amount)} is more than the available balance "
+                f"(US${nano_to_usd(available)}: the balance less what is held)",
+                param="amount",
+                code="insufficient_available",
+            )
+        log.info("account %d debited US$%s by an operator", account_id, nano_to_usd(-amount))
+        return balance
+
+    async def revenue(self, since: datetime) -> list[RevenueRow]:
+        """Settled charges since ``since`` across accounts, per UTC day and model."""
+        return await self.store.revenue(since)
+
+    # -- card payments (Stripe) --------------------------------------------------------------
+
+    async def pay_order(
+        self,
+        order_id: str,
+        session_id: str,
+        *,
+        amount_minor: int,
+        currency: str,
+        payment_intent: str | None,
+        now: datetime | None = None,
+    ) -> PaymentCredit | None:
+        """Credit a paid order: marked ``paid`` and its amount credited with a ``payment``
+        entry naming the order and session, in one transaction, only if it is still unpaid and
+        its session, amount and currency are these; so each session credits once however often
+        Stripe delivers it. None when it was credited before."""
+        got = await self.store.pay_order(
+            order_id,
+            session_id,
+            amount_minor=amount_minor,
+            currency=currency,
+            payment_intent=payment_intent,
+            cap=MAX_BALANCE,
+            now=now or utcnow(),
+        )
+        if isinstance(got, PaymentCredit):
+            log.info(
+                "order %s paid: US$%s credited to account %d",
+                order_id,
+                nano_to_usd(got.amount),
+                got.account_id,
+            )
+            return got
+        if got == "done":
+            return None
+        log.error("order %s was paid but its credit would pass the balance cap", order_id)
+        raise InvalidRequest(f"a balance may not exceed US${nano_to_usd(MAX_BALANCE)}")
+
+    async def take_back_payment(
+        self,
+        event_id: str,
+        event_type: str,
+        payment_intent: str,
+        kind: TakeBackKind,
+        minor: int,
+        now: datetime | None = None,
+    ) -> TakeBack | TakeBackRefusal:
+        """Take a refunded or disputed card payment's credit back, once per Stripe event, as far
+        as the balance goes: it never goes below zero (nor below its holds). What could not be
+        taken is kept on the order (``shortfall``) and logged as an error for the operator."""
+        got = await self.store.take_back(
+            event_id, event_type, payment_intent, kind, minor, now=now or utcnow()
+        )
+        if isinstance(got, TakeBack):
+            log.warning(
+                "card %s of order %s: US$%s taken back from account %d",
+                kind,
+                got.order_id,
+                nano_to_usd(got.taken),
+                got.account_id,
+            )
+            if got.shortfall:
+                log.error(
+                    "card %s of order %s: US$%s could not be taken back from account %d, whose"
+                    " balance had been spent (kept as the order's shortfall)",
+                    kind,
+                    got.order_id,
+                    nano_to_usd(got.shortfall),
+                    got.account_id,
+                )
+        return got
+
+    async def top_up_history(self, account_id: int, limit: int = 100) -> list[Entry]:
+        """The account's credits (top-ups, codes, card payments) and card take-backs, newest
+        first."""
+        return await self.store.credit_entries(account_id, limit)
+
+    # -- usage reports (the storefront's dashboard and /usage) ---------------------------------
+
+    async def spent(self, account_id: int, since: datetime) -> int:
+        """What the account paid for the requests it made since ``since``: the exact sum of
+        its settled charges' costs (refunded ones were given back; released ones cost nothing)."""
+        return await self.store.spent(account_id, since)
+
+    async def usage_rows(
+        self,
+        account_id: int,
+        where: UsageFilter,
+        limit: int = 50,
+        before: UsageCursor | None = None,
+    ) -> list[UsageRow]:
+        """A page of the account's finished charges under ``where``, newest first."""
+        return await self.store.usage_rows(account_id, where, limit, before)
+
+    async def usage_export(
+        self, account_id: int, where: UsageFilter, batch: int = 1000
+    ) -> AsyncIterator[UsageRow]:
+        """Every finished charge under ``where``, newest first, read ``batch`` rows at a time
+        (so a big account's export never sits in memory whole)."""
+        before: UsageCursor | None = None
+        while True:
+            rows = await self.store.usage_rows(account_id, where, batch, before)
+            for row in rows:
+                yield row
+            if len(rows) < batch:
+                return
+            before = UsageCursor(rows[-1].created_at, rows[-1].id)
+
+    async def usage_by_day(
+        self, account_id: int, where: UsageFilter, limit: int = 92
+    ) -> list[UsageSum]:
+        """``where``'s requests and spending per UTC day, the newest ``limit`` days first."""
+        return await self.store.usage_by_day(account_id, where, limit)
+
+    async def usage_by_model(
+        self, account_id: int, where: UsageFilter, limit: int = 50
+    ) -> list[UsageSum]:
+        """``where``'s requests and spending per model, the costliest first."""
+        return await self.store.usage_by_model(account_id, where, limit)
 
 
 def _count_settled(step: Finish, model: str, charged: int) -> None:

@@ -68,6 +68,11 @@ class Mailer:
         except (OSError, smtplib.SMTPException) as exc:
             log.error("could not send %r to %s: %s", subject, to, exc)
 
+    async def deliver(self, message: EmailMessage) -> None:
+        """Send ``message`` now, raising ``OSError`` or ``smtplib.SMTPException`` when it could
+        not be (for callers that retry, like low-balance alerts). Needs SMTP configured."""
+        await asyncio.to_thread(self._deliver, message)
+
     def _deliver(self, message: EmailMessage) -> None:
         target = self.target
         assert target is not None

@@ -4,9 +4,13 @@ the whole ``response`` object.
 One ``Output`` follows the events and decides the output items, so a stream and a whole
 answer have the same items, ids and order: text opens a ``message`` item (one ``output_text``
 part), each tool call a ``function_call`` item (``fc_...``, its ``call_id`` the engine's call
-id); an item closes when the next kind begins, and all close at the finish. The usage shown is
+id) or, a custom tool's, a ``custom_tool_call`` item (``ctc_...``, its ``input``); an item
+closes when the next kind begins, and all close at the finish. The usage shown is
 the billed one (``Billed``). Rendering decides nothing about money: the answer settles itself,
 and each renderer closes it whatever happens.
+
+A pass-through (``responses.passthrough``) is rendered as the upstream's events, renumbered,
+or its body; the response is kept before its last event is sent, as here.
 
 A stream is ``response.created``, ``response.in_progress``, the items' events, then
 ``response.completed`` (``response.incomplete`` when the answer hit ``max_output_tokens``);
@@ -21,12 +25,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+from pydantic import BaseModel
 
 from minitoolai.chat.answer import ChatAnswer
 from minitoolai.chat.events import Billed, Delta, Failure, Finish, ToolCallDelta
 from minitoolai.engines.base import Usage
 from minitoolai.errors import UpstreamError
-from minitoolai.responses.schemas import NamedFunction, ResponsesRequest
+from minitoolai.responses.passthrough import (
+    ENDINGS,
+    KEPT,
+    RelayedAnswer,
+    said_and_calls,
+    usage_of,
+)
+from minitoolai.responses.schemas import ResponsesRequest
 from minitoolai.responses.service import Keep
 
 Event = dict[str, Any]
@@ -43,7 +55,7 @@ class _Item:
 
     index: int  # output_index
     id: str
-    kind: str  # "message" | "function_call"
+    kind: str  # "message" | "function_call" | "custom_tool_call"
     text: list[str] = field(default_factory=list)  # a message's text, a call's arguments
     call_id: str = ""
     name: str = ""
@@ -63,13 +75,14 @@ class _Item:
                 "role": "assistant",
                 "content": [_text_part(said)] if said or self.done else [],
             }
+        said = "input" if self.kind == "custom_tool_call" else "arguments"
         return {
             "id": self.id,
-            "type": "function_call",
+            "type": self.kind,
             "status": self.status,
             "call_id": self.call_id,
             "name": self.name,
-            "arguments": "".join(self.text),
+            said: "".join(self.text),
         }
 
 
@@ -117,7 +130,9 @@ class Output:
         if item is None or item.done:
             if self._message is not None:
                 events += self._close(self._message)
-            item = self._calls[part.index] = self._open("function_call", "fc_")
+            custom = part.kind == "custom"
+            kind, prefix = ("custom_tool_call", "ctc_") if custom else ("function_call", "fc_")
+            item = self._calls[part.index] = self._open(kind, prefix)
             # a function_call_output answers the call by this id: never leave it empty
             item.call_id = part.id or f"call_{self._base}_{item.index}"
             item.name = part.name or ""
@@ -129,7 +144,7 @@ class Output:
             item.text.append(part.arguments)
             events.append(
                 {
-                    "type": "response.function_call_arguments.delta",
+                    "type": _DELTA[item.kind],
                     "item_id": item.id,
                     "output_index": item.index,
                     "delta": part.arguments,
@@ -167,6 +182,15 @@ class Output:
                 }
             )
             events.append(_part_event("response.content_part.done", item, part))
+        elif item.kind == "custom_tool_call":
+            events.append(
+                {
+                    "type": "response.custom_tool_call_input.done",
+                    "item_id": item.id,
+                    "output_index": item.index,
+                    "input": whole["input"],
+                }
+            )
         else:
             events.append(
                 {
@@ -194,15 +218,23 @@ class Output:
 
     def chat_calls(self) -> list[dict[str, Any]]:
         """The calls in chat's ``tool_calls`` shape, for the stored conversation."""
-        return [
-            {
-                "id": item.call_id,
-                "type": "function",
-                "function": {"name": item.name, "arguments": "".join(item.text)},
-            }
-            for item in self.items
-            if item.kind == "function_call"
-        ]
+        calls = []
+        for item in self.items:
+            said = "".join(item.text)
+            if item.kind == "function_call":
+                function = {"name": item.name, "arguments": said}
+                calls.append({"id": item.call_id, "type": "function", "function": function})
+            elif item.kind == "custom_tool_call":
+                custom = {"name": item.name, "input": said}
+                calls.append({"id": item.call_id, "type": "custom", "custom": custom})
+        return calls
+
+
+#: the stream event that carries a piece of a call, by the call's item type
+_DELTA = {
+    "function_call": "response.function_call_arguments.delta",
+    "custom_tool_call": "response.custom_tool_call_input.delta",
+}
 
 
 def _added(item: _Item) -> Event:
@@ -220,16 +252,6 @@ def _part_event(kind: str, item: _Item, part: dict[str, Any]) -> Event:
         "output_index": item.index,
         "content_index": 0,
         "part": part,
-    }
-
-
-def usage_of(usage: Usage) -> dict[str, Any]:
-    return {
-        "input_tokens": usage.prompt_tokens,
-        "input_tokens_details": {"cached_tokens": usage.cached_tokens},
-        "output_tokens": usage.completion_tokens,
-        "output_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
-        "total_tokens": usage.total_tokens,
     }
 
 
@@ -275,9 +297,7 @@ def response_object(
             ),
             "verbosity": (text.verbosity if text else None) or "medium",
         },
-        "tool_choice": (
-            choice.model_dump() if isinstance(choice, NamedFunction) else choice or "auto"
-        ),
+        "tool_choice": (choice.model_dump() if isinstance(choice, BaseModel) else choice or "auto"),
         "tools": [tool.model_dump() for tool in request.tools or ()],
         "top_p": 1.0 if request.top_p is None else request.top_p,
         "truncation": request.truncation or "disabled",
@@ -286,8 +306,12 @@ def response_object(
     }
 
 
-async def whole(request: ResponsesRequest, answer: ChatAnswer, keep: Keep | None) -> dict[str, Any]:
+async def whole(
+    request: ResponsesRequest, answer: ChatAnswer | RelayedAnswer, keep: Keep | None
+) -> dict[str, Any]:
     """The whole ``response`` object; an engine that broke half-way is a 502 (and billed)."""
+    if isinstance(answer, RelayedAnswer):
+        return await _relay_whole(answer, keep)
     output = Output(answer.id.removeprefix("chatcmpl-"))
     usage: Usage | None = None
     try:
@@ -315,9 +339,13 @@ async def whole(request: ResponsesRequest, answer: ChatAnswer, keep: Keep | None
 
 
 async def sse(
-    request: ResponsesRequest, answer: ChatAnswer, keep: Keep | None
+    request: ResponsesRequest, answer: ChatAnswer | RelayedAnswer, keep: Keep | None
 ) -> AsyncGenerator[bytes, None]:
     """OpenAI's Responses stream: every event numbered by ``sequence_number``."""
+    if isinstance(answer, RelayedAnswer):
+        async for chunk in _relay_sse(answer, keep):
+            yield chunk
+        return
     output = Output(answer.id.removeprefix("chatcmpl-"))
     sequence = 0
 
@@ -365,5 +393,36 @@ async def sse(
                     "response.completed" if output.status == "completed" else "response.incomplete"
                 )
                 yield write({"type": kind, "response": body})
+    finally:
+        await answer.aclose()
+
+
+async def _relay_whole(answer: RelayedAnswer, keep: Keep | None) -> dict[str, Any]:
+    """A pass-through's ``response`` object, as the upstream answered it (ours put back)."""
+    body: dict[str, Any] | None = None
+    try:
+        async for event in answer:
+            body = event
+    finally:
+        await answer.aclose()
+    assert body is not None  # a whole answer is one body
+    if keep is not None and body.get("status") in KEPT:
+        await keep(body, *said_and_calls(body))
+    return body
+
+
+async def _relay_sse(answer: RelayedAnswer, keep: Keep | None) -> AsyncGenerator[bytes, None]:
+    """A pass-through's events, renumbered from 0; the response is kept before the event
+    that ends it is sent."""
+    sequence = 0
+    try:
+        async for event in answer:
+            kind = event.get("type")
+            if keep is not None and kind in ENDINGS and event["response"].get("status") in KEPT:
+                await keep(event["response"], *said_and_calls(event["response"]))
+            event["sequence_number"] = sequence
+            sequence += 1
+            name = kind.encode() if isinstance(kind, str) else b"message"
+            yield b"event: " + name + b"\ndata: " + orjson.dumps(event) + b"\n\n"
     finally:
         await answer.aclose()

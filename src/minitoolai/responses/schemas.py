@@ -4,7 +4,9 @@ door. What it means is chat's: ``responses.translate`` turns it into a ``ChatReq
 ``input`` is a string or a list of items: messages (``type`` may be left out), the assistant's
 earlier ``function_call``\\ s and the client's ``function_call_output``\\ s. Parts are
 ``input_text``, ``output_text`` (an assistant turn replayed), ``refusal`` and ``input_image``.
-Only function tools exist here (OpenAI's flat shape, not chat's nested one).
+Tools are function and custom tools in OpenAI's flat shape (not chat's nested one);
+``tool_choice`` may name either, or be ``allowed_tools``. Custom tools' calls are
+``custom_tool_call`` items (answered by ``custom_tool_call_output``).
 """
 
 from __future__ import annotations
@@ -96,6 +98,27 @@ class FunctionCallItem(_Model):
     status: Literal["in_progress", "completed", "incomplete"] | None = None
 
 
+class CustomToolCallItem(_Model):
+    """A call the assistant made earlier to a custom tool: its free-form ``input``."""
+
+    type: Literal["custom_tool_call"]
+    call_id: str = Field(min_length=1)
+    name: str = Field(min_length=1)
+    input: str
+    id: str | None = None
+    status: Literal["in_progress", "completed", "incomplete"] | None = None
+
+
+class CustomToolCallOutputItem(_Model):
+    """The client's result of a custom tool's call."""
+
+    type: Literal["custom_tool_call_output"]
+    call_id: str = Field(min_length=1)
+    output: str | list[InputTextPart]
+    id: str | None = None
+    status: Literal["in_progress", "completed", "incomplete"] | None = None
+
+
 class FunctionCallOutputItem(_Model):
     """The client's result of a call: a text, or text parts."""
 
@@ -117,9 +140,14 @@ def _item_kind(value: Any) -> str | None:
 InputItem = Annotated[
     Annotated[MessageItem, Tag("message")]
     | Annotated[FunctionCallItem, Tag("function_call")]
-    | Annotated[FunctionCallOutputItem, Tag("function_call_output")],
+    | Annotated[FunctionCallOutputItem, Tag("function_call_output")]
+    | Annotated[CustomToolCallItem, Tag("custom_tool_call")]
+    | Annotated[CustomToolCallOutputItem, Tag("custom_tool_call_output")],
     Discriminator(_item_kind),
 ]
+#: the items that are an assistant's calls, and those that answer one
+CallItem = FunctionCallItem | CustomToolCallItem
+CallOutputItem = FunctionCallOutputItem | CustomToolCallOutputItem
 
 
 class FunctionToolSpec(_Model):
@@ -132,9 +160,54 @@ class FunctionToolSpec(_Model):
     strict: bool | None = None
 
 
+class CustomFormatText(_Model):
+    type: Literal["text"]
+
+
+class CustomFormatGrammar(_Model):
+    type: Literal["grammar"]
+    syntax: Literal["lark", "regex"]
+    definition: str
+
+
+class CustomToolSpec(_Model):
+    """A tool whose input is free-form text (or what a grammar allows), in the flat shape."""
+
+    type: Literal["custom"]
+    name: str = Field(min_length=1, max_length=64)
+    description: str | None = None
+    format: (
+        Annotated[CustomFormatText | CustomFormatGrammar, Field(discriminator="type")] | None
+    ) = None
+
+
+ToolSpec = Annotated[FunctionToolSpec | CustomToolSpec, Field(discriminator="type")]
+
+
 class NamedFunction(_Model):
     type: Literal["function"]
     name: str
+
+
+class NamedCustom(_Model):
+    type: Literal["custom"]
+    name: str
+
+
+NamedTool = Annotated[NamedFunction | NamedCustom, Field(discriminator="type")]
+
+
+class AllowedToolsChoice(_Model):
+    """Every tool offered, but only these callable (``required``: one of them is called)."""
+
+    type: Literal["allowed_tools"]
+    mode: Literal["auto", "required"]
+    tools: list[NamedTool] = Field(min_length=1, max_length=128)
+
+
+ToolChoiceObject = Annotated[
+    NamedFunction | NamedCustom | AllowedToolsChoice, Field(discriminator="type")
+]
 
 
 class TextFormatText(_Model):
@@ -176,8 +249,8 @@ class ResponsesRequest(_Model):
     model: str = Field(min_length=1, max_length=200)
     input: str | Annotated[list[InputItem], Field(min_length=1)]
     instructions: str | None = None
-    tools: list[FunctionToolSpec] | None = Field(default=None, max_length=128)
-    tool_choice: Literal["none", "auto", "required"] | NamedFunction | None = None
+    tools: list[ToolSpec] | None = Field(default=None, max_length=128)
+    tool_choice: Literal["none", "auto", "required"] | ToolChoiceObject | None = None
     parallel_tool_calls: bool | None = None
     text: TextOptions | None = None
     max_output_tokens: int | None = Field(default=None, ge=16, le=1_000_000)
@@ -201,10 +274,15 @@ class ResponsesRequest(_Model):
     @field_validator("tool_choice")
     @classmethod
     def _named_tool_exists(cls, value: Any, info: ValidationInfo) -> Any:
-        if isinstance(value, NamedFunction):
-            names = {tool.name for tool in info.data.get("tools") or ()}
-            if value.name not in names:
-                raise ValueError(f"names the function {value.name!r}, which is not in 'tools'")
+        offered = {(tool.type, tool.name) for tool in info.data.get("tools") or ()}
+        named = value.tools if isinstance(value, AllowedToolsChoice) else [value]
+        for tool in named:
+            if (
+                isinstance(tool, NamedFunction | NamedCustom)
+                and (tool.type, tool.name) not in offered
+            ):
+                kind = "function" if tool.type == "function" else "custom tool"
+                raise ValueError(f"names the {kind} {tool.name!r}, which is not in 'tools'")
         return value
 
     @property
@@ -212,7 +290,7 @@ class ResponsesRequest(_Model):
         """OpenAI keeps a response unless ``store`` is false."""
         return self.store is not False
 
-    def items(self) -> list[MessageItem | FunctionCallItem | FunctionCallOutputItem]:
+    def items(self) -> list[MessageItem | CallItem | CallOutputItem]:
         """``input`` as items: a string is one user message."""
         if isinstance(self.input, str):
             return [MessageItem(role="user", content=self.input)]
@@ -225,6 +303,12 @@ _TAGS = {
     "message",
     "function_call",
     "function_call_output",
+    "custom_tool_call",
+    "custom_tool_call_output",
+    "function",
+    "custom",
+    "allowed_tools",
+    "grammar",
     "input_text",
     "output_text",
     "refusal",
@@ -235,6 +319,10 @@ _TAGS = {
 }
 
 
+#: fields whose value is a tagged union: the tag after them is a branch, not a field
+_UNIONS = {"format", "tool_choice"}
+
+
 def _param(loc: tuple[int | str, ...]) -> str:
     """An error's location as the client wrote it: ``input.0.content`` (no branch names)."""
     kept: list[str] = []
@@ -243,7 +331,7 @@ def _param(loc: tuple[int | str, ...]) -> str:
         branch = isinstance(part, str) and (
             not part.isidentifier()
             or part == "str"
-            or (part in _TAGS and (isinstance(previous, int) or previous == "format"))
+            or (part in _TAGS and (isinstance(previous, int) or previous in _UNIONS))
         )
         if not branch:
             kept.append(str(part))

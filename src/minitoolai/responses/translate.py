@@ -9,9 +9,12 @@ Responses                   chat
 message items               messages; ``input_text`` -> ``text``, ``input_image`` -> ``image_url``
                             parts, an assistant's ``output_text`` parts -> its content
 ``function_call`` items     ``tool_calls`` of the assistant turn they follow
-``function_call_output``    ``tool`` messages
-``tools`` (flat)            ``{"type": "function", "function": {...}}``
-``tool_choice`` named       ``{"type": "function", "function": {"name"}}``
+``custom_tool_call`` items  ``tool_calls`` too (``{"type": "custom", "custom": {"name", "input"}}``)
+``*_call_output`` items     ``tool`` messages
+``tools`` (flat)            ``{"type": "function", "function": {...}}``, ``{"type": "custom",
+                            "custom": {...}}`` (a grammar's ``syntax``/``definition`` nested)
+``tool_choice`` named       ``{"type": "function", "function": {"name"}}`` (or ``custom``);
+                            ``allowed_tools`` -> chat's, its tools named the same way
 ``text.format``             ``response_format`` (``json_schema`` wrapped in ``json_schema``)
 ``max_output_tokens``       ``max_completion_tokens``
 ``reasoning.effort``        ``reasoning_effort``; ``text.verbosity`` -> ``verbosity``
@@ -26,12 +29,18 @@ from pydantic import ValidationError
 
 from minitoolai.chat.schemas import ChatRequest
 from minitoolai.responses.schemas import (
+    AllowedToolsChoice,
+    CallOutputItem,
     ContentPart,
+    CustomFormatGrammar,
+    CustomToolCallItem,
+    CustomToolSpec,
     FunctionCallItem,
-    FunctionCallOutputItem,
+    FunctionToolSpec,
     InputImagePart,
     InputTextPart,
     MessageItem,
+    NamedCustom,
     NamedFunction,
     OutputTextPart,
     RefusalPart,
@@ -61,12 +70,8 @@ def messages_of(request: ResponsesRequest) -> list[Message]:
         if isinstance(item, MessageItem):
             messages.append(_message(item))
             calls_may_join = item.role == "assistant"
-        elif isinstance(item, FunctionCallItem):
-            call = {
-                "id": item.call_id,
-                "type": "function",
-                "function": {"name": item.name, "arguments": item.arguments},
-            }
+        elif isinstance(item, FunctionCallItem | CustomToolCallItem):
+            call = _call(item)
             if calls_may_join:
                 messages[-1].setdefault("tool_calls", []).append(call)
             else:
@@ -98,7 +103,22 @@ def _part(part: ContentPart) -> dict[str, Any]:
     return {"type": "text", "text": part.text}
 
 
-def _tool_result(item: FunctionCallOutputItem) -> Message:
+def _call(item: FunctionCallItem | CustomToolCallItem) -> dict[str, Any]:
+    """A call item as a chat ``tool_calls`` entry."""
+    if isinstance(item, CustomToolCallItem):
+        return {
+            "id": item.call_id,
+            "type": "custom",
+            "custom": {"name": item.name, "input": item.input},
+        }
+    return {
+        "id": item.call_id,
+        "type": "function",
+        "function": {"name": item.name, "arguments": item.arguments},
+    }
+
+
+def _tool_result(item: CallOutputItem) -> Message:
     output = item.output
     text = output if isinstance(output, str) else "".join(p.text for p in output)
     return {"role": "tool", "tool_call_id": item.call_id, "content": text}
@@ -136,14 +156,17 @@ def chat_request(
         "response_format": _response_format(request),
     }
     if request.tools:
-        body["tools"] = [
-            {"type": "function", "function": tool.model_dump(exclude={"type"}, exclude_none=True)}
-            for tool in request.tools
-        ]
+        body["tools"] = [_tool(tool) for tool in request.tools]
         body["parallel_tool_calls"] = request.parallel_tool_calls
     choice = request.tool_choice
-    if isinstance(choice, NamedFunction):
-        body["tool_choice"] = {"type": "function", "function": {"name": choice.name}}
+    if isinstance(choice, NamedFunction | NamedCustom):
+        body["tool_choice"] = _named(choice)
+    elif isinstance(choice, AllowedToolsChoice):
+        tools = [_named(tool) for tool in choice.tools]
+        body["tool_choice"] = {
+            "type": "allowed_tools",
+            "allowed_tools": {"mode": choice.mode, "tools": tools},
+        }
     elif choice == "required" or (choice is not None and request.tools):
         body["tool_choice"] = choice  # "none" and "auto" mean nothing without tools
     try:
@@ -151,6 +174,29 @@ def chat_request(
     except ValidationError as exc:  # what only the whole conversation can break
         # a message's index in chat's list means nothing to the client: name ``input``
         raise invalid(exc, _PARAMS) from None
+
+
+def _tool(tool: FunctionToolSpec | CustomToolSpec) -> dict[str, Any]:
+    """A flat tool in chat's nested shape (a grammar's fields nested in ``grammar``)."""
+    if isinstance(tool, FunctionToolSpec):
+        return {
+            "type": "function",
+            "function": tool.model_dump(exclude={"type"}, exclude_none=True),
+        }
+    custom: dict[str, Any] = {"name": tool.name}
+    if tool.description is not None:
+        custom["description"] = tool.description
+    fmt = tool.format
+    if isinstance(fmt, CustomFormatGrammar):
+        grammar = {"definition": fmt.definition, "syntax": fmt.syntax}
+        custom["format"] = {"type": "grammar", "grammar": grammar}
+    elif fmt is not None:
+        custom["format"] = {"type": "text"}
+    return {"type": "custom", "custom": custom}
+
+
+def _named(tool: NamedFunction | NamedCustom) -> dict[str, Any]:
+    return {"type": tool.type, tool.type: {"name": tool.name}}
 
 
 def _response_format(request: ResponsesRequest) -> dict[str, Any] | None:

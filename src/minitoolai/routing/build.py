@@ -9,6 +9,8 @@ from the file, else the local speech engine (Piper, espeak-ng as the fallback). 
 chat: the file's deployments of OpenAI's embedding names, then OpenAI itself with
 ``OPENAI_API_KEY``, then (with ``local_default``) the packaged all-MiniLM-L6-v2 for the names
 still unserved and its own name; it loads at its first request, so it costs nothing at start.
+A chat deployment with ``responses = true`` (and OpenAI's own, with ``OPENAI_API_KEY`` and the
+default ``OPENAI_BASE_URL``) also answers ``/v1/responses`` itself (``responses.passthrough``).
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ from minitoolai.routing.router import Deployment, Router
 from minitoolai.settings import FileConfig, ProviderConfig, Settings
 
 log = logging.getLogger("minitoolai.routing")
+
+OPENAI_URL = "https://api.openai.com/v1"
 
 
 @dataclass
@@ -117,6 +121,10 @@ async def build_engines(
         upstream = dep.upstream_model or dep.model
         speech = dep.model in SPEECH_MODELS
         embedding = dep.model in EMBEDDING_DIMENSIONS
+        if dep.responses and (speech or embedding or dep.provider == "local"):
+            raise ValueError(
+                f"deployment of {dep.model}: 'responses = true' is for upstream chat models"
+            )
         if dep.provider == "local":
             if speech or embedding:
                 kind = "speech" if speech else "embedding"
@@ -134,7 +142,9 @@ async def build_engines(
                 dep.provider, providers[dep.provider], upstream, session
             )
         else:
-            engine = OpenAICompatEngine(dep.provider, providers[dep.provider], upstream, session)
+            engine = OpenAICompatEngine(
+                dep.provider, providers[dep.provider], upstream, session, responses=dep.responses
+            )
         table: Any = engines.speech if speech else engines.embeddings if embedding else engines.chat
         table.add(
             dep.model, Deployment(f"{dep.provider}:{upstream}", engine, dep.weight, dep.priority)
@@ -142,9 +152,13 @@ async def build_engines(
 
     if settings.openai_api_key is not None:
         openai = ProviderConfig(base_url=settings.openai_base_url, api_key=settings.openai_api_key)
+        # OpenAI itself speaks the Responses API; another server at OPENAI_BASE_URL may not
+        speaks_responses = settings.openai_base_url.rstrip("/") == OPENAI_URL
         for model in CHAT_MODELS:
             if not engines.chat.knows(model):
-                engine = OpenAICompatEngine("openai", openai, model, session)
+                engine = OpenAICompatEngine(
+                    "openai", openai, model, session, responses=speaks_responses
+                )
                 engines.chat.add(model, Deployment(f"openai:{model}", engine))
         for model in EMBEDDING_DIMENSIONS:
             if model != EMBEDDING_LOCAL_MODEL and not engines.embeddings.knows(model):

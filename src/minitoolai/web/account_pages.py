@@ -1,10 +1,9 @@
-"""A signed-in person's pages: dashboard, keys, usage (and its CSV), top-up."""
+"""A signed-in person's pages: keys and top-up (the dashboard and usage: ``usage_pages``)."""
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
+from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
@@ -15,33 +14,15 @@ from minitoolai.catalog import CHAT_MODELS
 from minitoolai.clock import as_utc, utcnow
 from minitoolai.errors import APIError, InvalidRequest, NotFound
 from minitoolai.http.deps import services
+from minitoolai.ledger.store.base import Entry
 from minitoolai.money import nano_to_usd
+from minitoolai.payments.checkout import MAX_USD, MIN_USD, PRESETS_USD, amount_minor
 from minitoolai.people.service import WebSession
 from minitoolai.web.forms import Form
 from minitoolai.web.guard import signed_in, signed_in_post
-from minitoolai.web.reads import overview
-from minitoolai.web.security import secure_page
-from minitoolai.web.templating import page, redirect
+from minitoolai.web.templating import base_url, page, redirect
 
 log = logging.getLogger("minitoolai.web")
-
-USAGE_ROWS = 500
-
-
-async def _dashboard(request: Request, session: WebSession) -> Response:
-    seen = await overview(services(request).ledger, session.person.account_id)
-    return await page(
-        request,
-        "dashboard.html",
-        balance=seen.balance,
-        held=seen.held,
-        spent_today=seen.spent_today,
-        spent_month=seen.spent_month,
-        recent=seen.recent,
-    )
-
-
-dashboard = signed_in(_dashboard)
 
 
 # -- keys ------------------------------------------------------------------------------------
@@ -144,80 +125,75 @@ async def _revoke_key(request: Request, form: Form, session: WebSession) -> Resp
 revoke_key = signed_in_post(_revoke_key)
 
 
-# -- usage -----------------------------------------------------------------------------------
-
-
-async def _usage(request: Request, session: WebSession) -> Response:
-    rows = await services(request).ledger.usage(session.person.account_id, USAGE_ROWS)
-    return await page(request, "usage.html", recent=rows, limit=USAGE_ROWS)
-
-
-usage = signed_in(_usage)
-
-_CSV_COLUMNS = (
-    "created_at",
-    "request_id",
-    "kind",
-    "model",
-    "status",
-    "prompt_tokens",
-    "completion_tokens",
-    "units",
-    "estimated",
-    "cost_usd",
-)
-
-
-async def _usage_csv(request: Request, session: WebSession) -> Response:
-    rows = await services(request).ledger.usage(session.person.account_id, 100_000)
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(_CSV_COLUMNS)
-    for r in rows:
-        writer.writerow(
-            [
-                as_utc(r.created_at).isoformat(),
-                r.request_id or "",
-                r.kind,
-                _cell(r.model),
-                r.status,
-                "" if r.prompt_tokens is None else r.prompt_tokens,
-                "" if r.completion_tokens is None else r.completion_tokens,
-                "" if r.units is None else r.units,
-                "true" if r.estimated else "false",
-                nano_to_usd(r.cost),
-            ]
-        )
-    response = Response(
-        out.getvalue(),
-        media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": 'attachment; filename="minitoolai-usage.csv"'},
-    )
-    return secure_page(response)
-
-
-def _cell(text: str) -> str:
-    """No spreadsheet formula injection: a cell starting with = + - @ is quoted as text."""
-    return "'" + text if text[:1] in ("=", "+", "-", "@") else text
-
-
-usage_csv = signed_in(_usage_csv)
-
-
 # -- top up ----------------------------------------------------------------------------------
+
+#: how each kind of credit entry reads in the top-up history
+_HOW = {
+    "topup": "Added by the operator",
+    "payment": "Card (Stripe)",
+    "payment_refund": "Card payment refunded",
+    "payment_dispute": "Card payment disputed",
+}
+TOPUP_HISTORY_ROWS = 100
+
+
+@dataclass(slots=True)
+class _Credit:
+    created_at: datetime
+    how: str
+    amount: int
+
+
+def _how(entry: Entry) -> str:
+    if entry.kind == "redeem":  # the note is "code ...WXYZ of batch_..."
+        return "Code " + (entry.note or "").split(" of ")[0].removeprefix("code ")
+    return _HOW.get(entry.kind, entry.kind)
+
+
+def _card_csp(response: Response, origins: list[str]) -> Response:
+    """The card form's POST is answered by a redirect to Stripe's page, and a form's
+    redirects must be allowed by ``form-action`` too."""
+    csp = response.headers["Content-Security-Policy"]
+    response.headers["Content-Security-Policy"] = csp.replace(
+        "form-action 'self'", "form-action 'self' " + " ".join(origins)
+    )
+    return response
 
 
 async def _topup_page(
     request: Request, session: WebSession, status: int = 200, **context: Any
 ) -> Response:
-    balance, _ = await services(request).ledger.balances(session.person.account_id)
-    return await page(
+    svc = services(request)
+    account_id = session.person.account_id
+    balance, _ = await svc.ledger.balances(account_id)
+    history = [
+        _Credit(as_utc(e.created_at), _how(e), e.amount)
+        for e in await svc.ledger.top_up_history(account_id, TOPUP_HISTORY_ROWS)
+    ]
+    if "notice" not in context and "error" not in context:
+        if request.query_params.get("paid"):
+            context["notice"] = (
+                "Thank you: Stripe is confirming your payment, and your balance rises as soon as"
+                " it has. Reload this page in a moment."
+            )
+        elif request.query_params.get("cancelled"):
+            context["notice"] = "The card payment was cancelled: nothing was charged."
+    response = await page(
         request,
         "topup.html",
         status,
         balance=balance,
+        history=history,
+        card=svc.payments is not None,
+        presets=PRESETS_USD,
+        min_usd=MIN_USD,
+        max_usd=MAX_USD,
+        form_amount=context.pop("form_amount", ""),
         **context,
     )
+    if svc.payments is not None:
+        _card_csp(response, svc.payments.checkout.origins())
+    return response
 
 
 async def _topup(request: Request, session: WebSession) -> Response:
@@ -244,3 +220,24 @@ async def _redeem(request: Request, form: Form, session: WebSession) -> Response
 
 
 redeem = signed_in_post(_redeem)
+
+
+async def _pay_by_card(request: Request, form: Form, session: WebSession) -> Response:
+    """Start a card payment: an order and its Checkout Session, then off to Stripe's page.
+    Nothing is credited here; Stripe's webhook does that."""
+    payments = services(request).payments
+    if payments is None:
+        return await _topup_page(request, session, 404, error="Card payments are not offered here.")
+    try:
+        cents = amount_minor(form.get("amount").strip() or form.get("preset"))
+        url = await payments.checkout.start(
+            session.person.account_id, cents, base_url(request) + "/topup"
+        )
+    except APIError as exc:
+        return await _topup_page(
+            request, session, exc.status_code, error=exc.message, form_amount=form.get("amount")
+        )
+    return redirect(url)
+
+
+pay_by_card = signed_in_post(_pay_by_card)

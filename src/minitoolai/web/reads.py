@@ -1,22 +1,20 @@
-"""What the pages show about an account's money, from the ledger's own reads.
-
-The ledger store has no per-period sum yet, so spending today and this month are summed here
-from the usage listing (the newest ``SPENDING_WINDOW`` finished charges); no SQL on money is
-written outside ``ledger/store``.
-"""
+"""What the pages show about an account's money, from the ledger's own reads (no money SQL is
+written outside ``ledger/store``): the dashboard's overview, and the usage page's filtered rows,
+sums and charts."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 
-from minitoolai.clock import as_utc, utcnow
+from minitoolai.clock import utcnow
 from minitoolai.ledger.service import Ledger
-from minitoolai.ledger.store.base import UsageRow
+from minitoolai.ledger.store.base import UsageCursor, UsageFilter, UsageRow, UsageSum
 
-SPENDING_WINDOW = 10_000
-#: statuses whose cost the account paid and kept paying (a refunded charge was given back)
-_SPENT = frozenset({"settled"})
+RECENT = 10
+#: with no start date, the charts cover this many days (today included): their sums stay an
+#: index range scan however long the account's history is
+CHART_DAYS = 92
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,19 +26,51 @@ class Overview:
     recent: list[UsageRow]
 
 
+def day_start(now: datetime) -> datetime:
+    return now.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
 async def overview(ledger: Ledger, account_id: int, now: datetime | None = None) -> Overview:
-    now = now or utcnow()
-    day = now.replace(hour=0, minute=0, second=0, microsecond=0)
-    month = day.replace(day=1)
+    """Balance, held, and what was spent today and this month (UTC), summed exactly in SQL."""
+    day = day_start(now or utcnow())
     balance, held = await ledger.balances(account_id)
-    rows = await ledger.usage(account_id, SPENDING_WINDOW)
-    today = this_month = 0
-    for row in rows:
-        if row.status not in _SPENT:
-            continue
-        when = as_utc(row.created_at)
-        if when >= month:
-            this_month += row.cost
-            if when >= day:
-                today += row.cost
-    return Overview(balance, held, today, this_month, rows[:10])
+    return Overview(
+        balance,
+        held,
+        await ledger.spent(account_id, day),
+        await ledger.spent(account_id, day.replace(day=1)),
+        await ledger.usage(account_id, RECENT),
+    )
+
+
+def chart_filter(where: UsageFilter, now: datetime | None = None) -> UsageFilter:
+    """What the charts sum: ``where``, starting ``CHART_DAYS`` days back when it has no start."""
+    if where.since is not None:
+        return where
+    return replace(where, since=day_start(now or utcnow()) - timedelta(days=CHART_DAYS - 1))
+
+
+@dataclass(frozen=True, slots=True)
+class UsageReport:
+    rows: list[UsageRow]
+    next_page: UsageCursor | None  # where the next (older) page starts, if there is one
+    days: list[UsageSum]  # oldest first
+    models: list[UsageSum]  # costliest first
+    windowed: bool = False  # the charts cover the last CHART_DAYS days, not the whole filter
+
+
+async def usage_report(
+    ledger: Ledger,
+    account_id: int,
+    where: UsageFilter,
+    page_size: int,
+    before: UsageCursor | None,
+) -> UsageReport:
+    rows = await ledger.usage_rows(account_id, where, page_size + 1, before)
+    more = len(rows) > page_size
+    rows = rows[:page_size]
+    charted = chart_filter(where)
+    days = await ledger.usage_by_day(account_id, charted, CHART_DAYS)
+    models = await ledger.usage_by_model(account_id, charted)
+    next_page = UsageCursor(rows[-1].created_at, rows[-1].id) if more and rows else None
+    return UsageReport(rows, next_page, list(reversed(days)), models, charted is not where)

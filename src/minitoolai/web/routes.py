@@ -7,7 +7,17 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from minitoolai.web import account_pages, auth_pages, landing
+from minitoolai.web import (
+    account_pages,
+    auth_pages,
+    docs_page,
+    landing,
+    playground,
+    playground_api,
+    usage_pages,
+)
+from minitoolai.web.console import routes as console_routes
+from minitoolai.web.console_guard import unsuspended
 from minitoolai.web.security import PAGE_HEADERS
 from minitoolai.web.templating import HERE
 
@@ -38,13 +48,19 @@ routes: list[BaseRoute] = [
     Route("/password-reset", auth_pages.reset_request, methods=["POST"]),
     Route("/password-reset/{token}", auth_pages.reset_token_form, methods=["GET"]),
     Route("/password-reset/{token}", auth_pages.reset_finish, methods=["POST"]),
-    Route("/dashboard", account_pages.dashboard, methods=["GET"]),
-    Route("/keys", account_pages.keys, methods=["GET"]),
-    Route("/keys", account_pages.create_key, methods=["POST"]),
-    Route("/keys/revoke", account_pages.revoke_key, methods=["POST"]),
-    Route("/usage", account_pages.usage, methods=["GET"]),
-    Route("/usage.csv", account_pages.usage_csv, methods=["GET"]),
+    Route("/dashboard", usage_pages.dashboard, methods=["GET"]),
+    Route("/dashboard/alert", usage_pages.save_alert, methods=["POST"]),
+    Route("/keys", unsuspended(account_pages.keys), methods=["GET"]),
+    Route("/keys", unsuspended(account_pages.create_key), methods=["POST"]),
+    Route("/keys/revoke", unsuspended(account_pages.revoke_key), methods=["POST"]),
+    Route("/usage", usage_pages.usage, methods=["GET"]),
+    Route("/usage.csv", usage_pages.usage_csv, methods=["GET"]),
     Route("/topup", account_pages.topup, methods=["GET"]),
     Route("/topup", account_pages.redeem, methods=["POST"]),
+    Route("/topup/card", account_pages.pay_by_card, methods=["POST"]),
+    *console_routes,  # the operator's console (admins only)
+    Route("/playground", unsuspended(playground.playground), methods=["GET"]),
+    *playground_api.routes,  # JSON for the playground's script (session + CSRF header)
+    Route("/docs", docs_page.docs, methods=["GET"]),
     Mount("/static", _with_page_headers(StaticFiles(directory=HERE / "static")), name="static"),
 ]

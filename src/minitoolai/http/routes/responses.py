@@ -33,7 +33,7 @@ async def create_response(request: Request) -> Response | EventStream:
     responses_request = parse_request(body)
     key = idempotency(request, body)
     stream = bool(responses_request.stream)
-    staged = await service.prepare(who, responses_request, stream=stream)
+    staged = await service.prepare(who, responses_request, stream=stream, body=body)
     keep = service.keeper(who, staged)
 
     async def whole() -> dict[str, Any]:

@@ -134,6 +134,134 @@ class UsageRow:
     request_id: str | None
 
 
+# -- card payments (Stripe) ------------------------------------------------------------------
+
+#: why a paid session credited nothing: it already had (``done``: a retry, or a race it lost);
+#: the balance would pass the cap or there is no account (``refused``; nothing written)
+PaymentRefusal = Literal["done", "refused"]
+#: why a refund or dispute took nothing back: its event was applied before (``seen``); no order
+#: has that payment (``unknown``); the order is not paid yet (``unpaid``; nothing written)
+TakeBackRefusal = Literal["seen", "unknown", "unpaid"]
+TakeBackKind = Literal["refund", "dispute"]
+#: the entries a person's top-up history lists (money in, and card money taken back)
+CREDIT_KINDS = ("topup", "redeem", "payment", "payment_refund", "payment_dispute")
+
+
+@dataclass(slots=True)
+class PaymentCredit:
+    """A paid order credited: to whom, how much, and the account's balance after."""
+
+    order_id: str
+    account_id: int
+    amount: int
+    balance: int
+
+
+@dataclass(slots=True)
+class TakeBack:
+    """A refund or dispute applied to an order: what it asked back and what the balance gave."""
+
+    order_id: str
+    account_id: int
+    wanted: int  # nano-dollars
+    taken: int  # what the balance could give (never below zero, never below its holds)
+    status: str  # the order's, after
+
+    @property
+    def shortfall(self) -> int:
+        return self.wanted - self.taken
+
+
+@dataclass(slots=True)
+class TakeBackPlan:
+    """What one refund or dispute asks of an order, in cents, and the order's totals after."""
+
+    minor: int
+    refunded_minor: int
+    disputed_minor: int
+    status: str
+
+
+def plan_take_back(
+    kind: TakeBackKind,
+    minor: int,
+    *,
+    amount_minor: int,
+    refunded_minor: int,
+    disputed_minor: int,
+    status: str,
+) -> TakeBackPlan:
+    """The rule both stores apply with the order locked. A refund event carries Stripe's running
+    total of the charge's refunds (``amount_refunded``), so it asks for the part not taken yet
+    (a partial refund, then the rest); a dispute asks for its amount. Together they never ask
+    for more than was paid. A dispute marks the order ``disputed``; a refund of all of it
+    ``refunded``; a partial refund leaves it ``paid``."""
+    room = max(0, amount_minor - refunded_minor - disputed_minor)
+    if kind == "refund":
+        total = max(refunded_minor, min(minor, amount_minor))
+        ask = min(total - refunded_minor, room)
+        after = "refunded" if total >= amount_minor and status == "paid" else status
+        return TakeBackPlan(ask, total, disputed_minor, after)
+    ask = min(max(0, minor), room)
+    return TakeBackPlan(ask, refunded_minor, disputed_minor + ask, "disputed")
+
+
+def payment_note(order_id: str, session_id: str) -> str:
+    """The ``payment`` entry's note: it names the order and its Checkout Session."""
+    return f"card payment {order_id} (Stripe {session_id})"
+
+
+def take_back_note(
+    kind: TakeBackKind, order_id: str, event_id: str, wanted: int, taken: int
+) -> str:
+    note = f"card {kind} of {order_id} (Stripe {event_id})"
+    if taken < wanted:
+        note += f": {wanted - taken} nano-dollars could not be taken back"
+    return note
+
+
+@dataclass(slots=True)
+class RevenueRow:
+    """What settled charges of one model brought in on one UTC day (``YYYY-MM-DD``)."""
+
+    day: str
+    model: str
+    count: int
+    cost: int
+    prompt_tokens: int
+    completion_tokens: int
+    units: int
+
+
+@dataclass(frozen=True, slots=True)
+class UsageFilter:
+    """Which of an account's finished charges a usage listing, sum or export covers; each field
+    narrows it when set. ``since`` is inclusive, ``until`` exclusive (both on ``created_at``)."""
+
+    model: str | None = None
+    kind: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UsageCursor:
+    """Where a page of usage ends: the next page is the rows older than this one."""
+
+    created_at: datetime
+    id: str
+
+
+@dataclass(slots=True)
+class UsageSum:
+    """Finished charges added up under one label (a UTC day ``YYYY-MM-DD``, or a model):
+    how many, and what was paid for them (the costs of the ``settled`` ones)."""
+
+    label: str
+    requests: int
+    cost: int
+
+
 class LedgerStore(Protocol):
     # -- credit in ---------------------------------------------------------------------------
 
@@ -229,3 +357,80 @@ class LedgerStore(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+    # -- usage reports (the storefront's dashboard and /usage) ---------------------------------
+
+    async def spent(self, account_id: int, since: datetime) -> int:
+        """The costs of the account's ``settled`` charges made at or after ``since``, summed
+        exactly (one indexed query: ``ix_charges_account_settled``)."""
+        ...
+
+    async def usage_rows(
+        self, account_id: int, where: UsageFilter, limit: int, before: UsageCursor | None
+    ) -> list[UsageRow]:
+        """Up to ``limit`` of the account's finished charges under ``where``, newest first
+        (``created_at``, then ``id``), older than ``before`` when given."""
+        ...
+
+    async def usage_by_day(self, account_id: int, where: UsageFilter, limit: int) -> list[UsageSum]:
+        """``where``'s charges summed per UTC day (``YYYY-MM-DD``), the newest ``limit`` days
+        that have any, newest first."""
+        ...
+
+    async def usage_by_model(
+        self, account_id: int, where: UsageFilter, limit: int
+    ) -> list[UsageSum]:
+        """``where``'s charges summed per model, the ``limit`` costliest first."""
+        ...
+
+    # -- the operator's console (issue 14) ---------------------------------------------------
+
+    async def debit(self, account_id: int, amount: int, *, note: str, now: datetime) -> int | None:
+        """Take ``amount`` from the balance with an ``adjustment`` entry, in one conditional
+        UPDATE (``balance - held >= amount``), so it never reaches below what is held nor below
+        zero however many run at once; the new balance, or None (nothing written)."""
+        ...
+
+    async def revenue(self, since: datetime) -> list[RevenueRow]:
+        """Settled charges since ``since``, summed per UTC day of settling and model."""
+        ...
+
+    # -- card payments (Stripe) --------------------------------------------------------------
+
+    async def pay_order(
+        self,
+        order_id: str,
+        session_id: str,
+        *,
+        amount_minor: int,
+        currency: str,
+        payment_intent: str | None,
+        cap: int,
+        now: datetime,
+    ) -> PaymentCredit | PaymentRefusal:
+        """In one transaction: the order with this id and Checkout Session, for this amount and
+        currency, still ``created``, locked and marked ``paid`` (keeping the payment intent),
+        and its account credited with a ``payment`` entry (``payment_note``) whose id the order
+        keeps. However many deliveries race, one credits; the others get ``done``."""
+        ...
+
+    async def take_back(
+        self,
+        event_id: str,
+        event_type: str,
+        payment_intent: str,
+        kind: TakeBackKind,
+        minor: int,
+        *,
+        now: datetime,
+    ) -> TakeBack | TakeBackRefusal:
+        """In one transaction: the paid order of this payment intent locked, the event recorded
+        (once: a second delivery is ``seen``), ``plan_take_back``'s amount taken from the
+        balance as far as it goes (never below zero nor below its holds) with a
+        ``payment_refund``/``payment_dispute`` entry, and what could not be taken added to the
+        order's ``shortfall``."""
+        ...
+
+    async def credit_entries(self, account_id: int, limit: int) -> list[Entry]:
+        """The account's latest entries of ``CREDIT_KINDS``, newest first."""
+        ...

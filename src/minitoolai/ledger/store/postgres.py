@@ -17,6 +17,7 @@ import orjson
 
 from minitoolai.infra.db import asyncpg_dsn
 from minitoolai.ledger.store.base import (
+    CREDIT_KINDS,
     RENEW_BATCH,
     CodeCredit,
     CodeRefusal,
@@ -27,8 +28,20 @@ from minitoolai.ledger.store.base import (
     KeyedCharge,
     LateSettled,
     NewCharge,
+    PaymentCredit,
+    PaymentRefusal,
+    RevenueRow,
+    TakeBack,
+    TakeBackKind,
+    TakeBackRefusal,
+    UsageCursor,
+    UsageFilter,
     UsageRow,
+    UsageSum,
+    payment_note,
+    plan_take_back,
     redeem_note,
+    take_back_note,
 )
 
 _TOP_UP = """
@@ -150,6 +163,54 @@ FROM charges WHERE account_id = $1 AND status <> 'held'
 ORDER BY created_at DESC LIMIT $2
 """
 
+# A paid session claims its order by locking the row while it is still ``created``: a racing
+# delivery waits here, re-reads the row, finds it paid and gets nothing. The account is locked
+# after the order (by the credit's UPDATE), the order every payment step takes them in.
+_CLAIM_ORDER = """
+SELECT account_id, amount FROM payment_orders
+WHERE id = $1 AND stripe_session_id = $2 AND status = 'created' AND amount_minor = $3
+  AND currency = $4
+FOR UPDATE
+"""
+
+_PAY_ORDER = """
+WITH entry AS (
+    INSERT INTO ledger_entries (account_id, kind, amount, held, note, created_at)
+    VALUES ($2, 'payment', $3, 0, $4, $5)
+    RETURNING id
+)
+UPDATE payment_orders SET status = 'paid', entry_id = entry.id, paid_at = $5, updated_at = $5,
+    payment_intent_id = COALESCE($6, payment_intent_id)
+FROM entry WHERE payment_orders.id = $1
+"""
+
+_PAID_ORDER = """
+SELECT id, account_id, amount, amount_minor, status, refunded_minor, disputed_minor
+FROM payment_orders WHERE payment_intent_id = $1
+FOR UPDATE
+"""
+
+_RECORD_EVENT = """
+INSERT INTO payment_events (id, type, order_id, processed_at) VALUES ($1, $2, $3, $4)
+ON CONFLICT (id) DO NOTHING
+RETURNING id
+"""
+
+_TAKE_BACK = """
+WITH acct AS (
+    UPDATE accounts SET balance = balance - $3 WHERE id = $2
+), entry AS (
+    INSERT INTO ledger_entries (account_id, kind, amount, held, note, created_at)
+    VALUES ($2, $4, -$3::bigint, 0, $5, $6)
+    RETURNING id
+), event AS (
+    UPDATE payment_events SET entry_id = entry.id FROM entry WHERE payment_events.id = $7
+)
+UPDATE payment_orders SET status = $8, refunded_minor = $9, disputed_minor = $10,
+    taken_back = taken_back + $3, shortfall = shortfall + $11, updated_at = $6
+WHERE id = $1
+"""
+
 
 def _json(value: Any) -> str | None:
     return None if value is None else orjson.dumps(value).decode()
@@ -157,6 +218,62 @@ def _json(value: Any) -> str | None:
 
 def _read_json(value: str | None) -> Any:
     return None if value is None else orjson.loads(value)
+
+
+# an operator's debit: one statement, conditional on what is available (never below held, so
+# never below zero), the entry written only if the UPDATE matched
+_DEBIT = """
+WITH acct AS (
+    UPDATE accounts SET balance = balance - $2
+    WHERE id = $1 AND balance - held >= $2
+    RETURNING id, balance
+), entry AS (
+    INSERT INTO ledger_entries (account_id, kind, amount, held, note, created_at)
+    SELECT id, 'adjustment', -$2::bigint, 0, $3, $4 FROM acct
+)
+SELECT balance FROM acct
+"""
+
+_REVENUE = """
+SELECT to_char(settled_at AT TIME ZONE 'UTC', 'YYYY-MM-DD') AS day, model, count(*) AS n,
+       COALESCE(SUM(cost), 0) AS cost, COALESCE(SUM(prompt_tokens), 0) AS prompt,
+       COALESCE(SUM(completion_tokens), 0) AS completion, COALESCE(SUM(units), 0) AS units
+FROM charges WHERE status = 'settled' AND settled_at >= $1
+GROUP BY 1, 2 ORDER BY 1 DESC, 2
+"""
+
+
+def _usage_where(account_id: int, where: UsageFilter) -> tuple[str, tuple[Any, ...]]:
+    """The WHERE clause of an account's finished charges under ``where``, and its arguments."""
+    args: list[Any] = [account_id]
+    sql = "account_id = $1 AND status <> 'held'"
+    for column, value in (
+        ("model = ", where.model),
+        ("kind = ", where.kind),
+        ("created_at >= ", where.since),
+        ("created_at < ", where.until),
+    ):
+        if value is not None:
+            args.append(value)
+            sql += f" AND {column}${len(args)}"
+    return sql, tuple(args)
+
+
+def _usage_row(r: Any) -> UsageRow:
+    return UsageRow(
+        r["id"],
+        r["kind"],
+        r["model"],
+        r["served_by"],
+        r["status"],
+        r["prompt_tokens"],
+        r["completion_tokens"],
+        r["units"],
+        bool(r["usage_estimated"]),
+        int(r["cost"] or 0),
+        r["created_at"],
+        r["request_id"],
+    )
 
 
 class PostgresLedgerStore:
@@ -407,3 +524,164 @@ class PostgresLedgerStore:
         if self._pool is not None:
             await self._pool.close()
             self._pool = None
+
+    # -- the operator's console (issue 14) ---------------------------------------------------
+
+    async def debit(self, account_id: int, amount: int, *, note: str, now: datetime) -> int | None:
+        pool = await self._acquire_pool()
+        balance = await pool.fetchval(_DEBIT, account_id, amount, note, now)
+        return None if balance is None else int(balance)
+
+    async def revenue(self, since: datetime) -> list[RevenueRow]:
+        pool = await self._acquire_pool()
+        rows = await pool.fetch(_REVENUE, since)
+        return [RevenueRow(r[0], r[1], *(int(v) for v in tuple(r)[2:])) for r in rows]
+
+    # -- card payments (Stripe) --------------------------------------------------------------
+
+    async def pay_order(
+        self,
+        order_id: str,
+        session_id: str,
+        *,
+        amount_minor: int,
+        currency: str,
+        payment_intent: str | None,
+        cap: int,
+        now: datetime,
+    ) -> PaymentCredit | PaymentRefusal:
+        pool = await self._acquire_pool()
+        # the steps before the last write nothing, so ending early commits nothing
+        async with pool.acquire() as conn, conn.transaction():
+            order = await conn.fetchrow(_CLAIM_ORDER, order_id, session_id, amount_minor, currency)
+            if order is None:
+                return "done"
+            account_id, amount = int(order["account_id"]), int(order["amount"])
+            balance = await conn.fetchval(_CREDIT_CODE, account_id, amount, cap)
+            if balance is None:
+                return "refused"
+            note = payment_note(order_id, session_id)
+            await conn.execute(_PAY_ORDER, order_id, account_id, amount, note, now, payment_intent)
+        return PaymentCredit(order_id, account_id, amount, int(balance))
+
+    async def take_back(
+        self,
+        event_id: str,
+        event_type: str,
+        payment_intent: str,
+        kind: TakeBackKind,
+        minor: int,
+        *,
+        now: datetime,
+    ) -> TakeBack | TakeBackRefusal:
+        pool = await self._acquire_pool()
+        async with pool.acquire() as conn, conn.transaction():
+            order = await conn.fetchrow(_PAID_ORDER, payment_intent)
+            if order is None:
+                return "unknown"
+            if order["status"] == "created":
+                return "unpaid"
+            order_id, account_id = order["id"], int(order["account_id"])
+            if await conn.fetchval(_RECORD_EVENT, event_id, event_type, order_id, now) is None:
+                return "seen"
+            plan = plan_take_back(
+                kind,
+                minor,
+                amount_minor=int(order["amount_minor"]),
+                refunded_minor=int(order["refunded_minor"]),
+                disputed_minor=int(order["disputed_minor"]),
+                status=order["status"],
+            )
+            wanted = int(order["amount"]) * plan.minor // int(order["amount_minor"])
+            available = int(await conn.fetchval(_LATE_ACCOUNT, account_id))
+            taken = max(0, min(wanted, available))
+            await conn.execute(
+                _TAKE_BACK,
+                order_id,
+                account_id,
+                taken,
+                "payment_" + kind,
+                take_back_note(kind, order_id, event_id, wanted, taken),
+                now,
+                event_id,
+                plan.status,
+                plan.refunded_minor,
+                plan.disputed_minor,
+                wanted - taken,
+            )
+        return TakeBack(order_id, account_id, wanted, taken, plan.status)
+
+    async def credit_entries(self, account_id: int, limit: int) -> list[Entry]:
+        pool = await self._acquire_pool()
+        rows = await pool.fetch(
+            "SELECT kind, amount, held, charge_id, note, created_at FROM ledger_entries"
+            " WHERE account_id = $1 AND kind = ANY($2::text[]) ORDER BY id DESC LIMIT $3",
+            account_id,
+            list(CREDIT_KINDS),
+            limit,
+        )
+        return [
+            Entry(
+                r["kind"],
+                int(r["amount"]),
+                int(r["held"]),
+                r["charge_id"],
+                r["note"],
+                r["created_at"],
+            )
+            for r in rows
+        ]
+
+    # -- usage reports -------------------------------------------------------------------------
+
+    async def spent(self, account_id: int, since: datetime) -> int:
+        pool = await self._acquire_pool()
+        # the literal status matches ix_charges_account_settled's WHERE, so the planner uses it
+        total = await pool.fetchval(
+            "SELECT COALESCE(SUM(cost), 0) FROM charges"
+            " WHERE account_id = $1 AND status = 'settled' AND created_at >= $2",
+            account_id,
+            since,
+        )
+        return int(total)
+
+    async def usage_rows(
+        self, account_id: int, where: UsageFilter, limit: int, before: UsageCursor | None
+    ) -> list[UsageRow]:
+        sql, args = _usage_where(account_id, where)
+        if before is not None:
+            sql += f" AND (created_at, id) < (${len(args) + 1}, ${len(args) + 2})"
+            args += (before.created_at, before.id)
+        pool = await self._acquire_pool()
+        rows = await pool.fetch(
+            "SELECT id, kind, model, served_by, status, prompt_tokens, completion_tokens, units,"
+            " usage_estimated, cost, created_at, request_id FROM charges WHERE "
+            + sql
+            + f" ORDER BY created_at DESC, id DESC LIMIT ${len(args) + 1}",
+            *args,
+            limit,
+        )
+        return [_usage_row(r) for r in rows]
+
+    async def usage_by_day(self, account_id: int, where: UsageFilter, limit: int) -> list[UsageSum]:
+        day = "to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
+        return await self._sums(day, "label DESC", account_id, where, limit)
+
+    async def usage_by_model(
+        self, account_id: int, where: UsageFilter, limit: int
+    ) -> list[UsageSum]:
+        return await self._sums("model", "cost DESC, label", account_id, where, limit)
+
+    async def _sums(
+        self, label: str, order: str, account_id: int, where: UsageFilter, limit: int
+    ) -> list[UsageSum]:
+        sql, args = _usage_where(account_id, where)
+        pool = await self._acquire_pool()
+        rows = await pool.fetch(
+            f"SELECT {label} AS label, count(*) AS requests,"
+            " COALESCE(SUM(CASE WHEN status = 'settled' THEN cost ELSE 0 END), 0) AS cost"
+            f" FROM charges WHERE {sql} GROUP BY 1 ORDER BY {order} LIMIT ${len(args) + 1}",
+            *args,
+            limit,
+        )
+        return [UsageSum(r["label"], int(r["requests"]), int(r["cost"])) for r in rows]

@@ -26,6 +26,7 @@ import orjson
 
 from minitoolai.infra.db import sqlite_pragmas
 from minitoolai.ledger.store.base import (
+    CREDIT_KINDS,
     RENEW_BATCH,
     CodeCredit,
     CodeRefusal,
@@ -36,8 +37,20 @@ from minitoolai.ledger.store.base import (
     KeyedCharge,
     LateSettled,
     NewCharge,
+    PaymentCredit,
+    PaymentRefusal,
+    RevenueRow,
+    TakeBack,
+    TakeBackKind,
+    TakeBackRefusal,
+    UsageCursor,
+    UsageFilter,
     UsageRow,
+    UsageSum,
+    payment_note,
+    plan_take_back,
     redeem_note,
+    take_back_note,
 )
 
 T = TypeVar("T")
@@ -89,6 +102,30 @@ def _statement(sql: str, args: tuple[Any, ...]) -> Callable[[sqlite3.Connection]
         conn.execute(sql, args)
 
     return run
+
+
+def _usage_where(account_id: int, where: UsageFilter) -> tuple[str, tuple[Any, ...]]:
+    """The WHERE clause of an account's finished charges under ``where``, and its arguments."""
+    sql = "account_id = ? AND status != 'held'"
+    args: list[Any] = [account_id]
+    for column, value in (("model", where.model), ("kind", where.kind)):
+        if value is not None:
+            sql += f" AND {column} = ?"
+            args.append(value)
+    if where.since is not None:
+        sql += " AND created_at >= ?"
+        args.append(_time(where.since))
+    if where.until is not None:
+        sql += " AND created_at < ?"
+        args.append(_time(where.until))
+    return sql, tuple(args)
+
+
+def _usage_row(r: Any) -> UsageRow:
+    return UsageRow(
+        r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], bool(r[8]), int(r[9] or 0),
+        _read_time(r[10]), r[11],
+    )  # fmt: skip
 
 
 class _Duplicate(Exception):
@@ -510,3 +547,229 @@ class SqliteLedgerStore:
         self._inline = self._threaded = self._reader = None
         self._pool.shutdown(wait=False)
         self._scans.shutdown(wait=False)
+
+    # -- the operator's console (issue 14) ---------------------------------------------------
+
+    async def debit(self, account_id: int, amount: int, *, note: str, now: datetime) -> int | None:
+        def run(conn: sqlite3.Connection) -> int | None:
+            row = conn.execute(
+                "UPDATE accounts SET balance = balance - ? WHERE id = ? AND balance - held >= ?"
+                " RETURNING balance",
+                (amount, account_id, amount),
+            ).fetchone()
+            if row is None:
+                return None
+            _entry(conn, account_id, None, "adjustment", -amount, 0, note, _time(now))
+            return int(row[0])
+
+        return await self._run(run)
+
+    async def revenue(self, since: datetime) -> list[RevenueRow]:
+        rows = await self._scan(
+            lambda conn: conn.execute(
+                "SELECT substr(settled_at, 1, 10) AS day, model, count(*), COALESCE(SUM(cost), 0),"
+                " COALESCE(SUM(prompt_tokens), 0), COALESCE(SUM(completion_tokens), 0),"
+                " COALESCE(SUM(units), 0) FROM charges"
+                " WHERE status = 'settled' AND settled_at >= ?"
+                " GROUP BY day, model ORDER BY day DESC, model",
+                (_time(since),),
+            ).fetchall()
+        )
+        return [RevenueRow(str(r[0]), str(r[1]), *(int(v) for v in r[2:])) for r in rows]
+
+    # -- card payments (Stripe) --------------------------------------------------------------
+
+    async def pay_order(
+        self,
+        order_id: str,
+        session_id: str,
+        *,
+        amount_minor: int,
+        currency: str,
+        payment_intent: str | None,
+        cap: int,
+        now: datetime,
+    ) -> PaymentCredit | PaymentRefusal:
+        at = _time(now)
+
+        def run(conn: sqlite3.Connection) -> PaymentCredit | PaymentRefusal:
+            # BEGIN IMMEDIATE: no other writer between reading the order unpaid and paying it
+            order = conn.execute(
+                "SELECT account_id, amount FROM payment_orders WHERE id = ?"
+                " AND stripe_session_id = ? AND status = 'created' AND amount_minor = ?"
+                " AND currency = ?",
+                (order_id, session_id, amount_minor, currency),
+            ).fetchone()
+            if order is None:
+                return "done"
+            account_id, amount = int(order[0]), int(order[1])
+            row = conn.execute(
+                "UPDATE accounts SET balance = balance + ? WHERE id = ? AND balance + ? <= ?"
+                " RETURNING balance",
+                (amount, account_id, amount, cap),
+            ).fetchone()
+            if row is None:
+                return "refused"
+            (entry_id,) = conn.execute(
+                "INSERT INTO ledger_entries (account_id, kind, amount, held, note, created_at)"
+                " VALUES (?, 'payment', ?, 0, ?, ?) RETURNING id",
+                (account_id, amount, payment_note(order_id, session_id), at),
+            ).fetchone()
+            conn.execute(
+                "UPDATE payment_orders SET status = 'paid', entry_id = ?, paid_at = ?,"
+                " updated_at = ?, payment_intent_id = COALESCE(?, payment_intent_id)"
+                " WHERE id = ?",
+                (int(entry_id), at, at, payment_intent, order_id),
+            )
+            return PaymentCredit(order_id, account_id, amount, int(row[0]))
+
+        return await self._run(run)
+
+    async def take_back(
+        self,
+        event_id: str,
+        event_type: str,
+        payment_intent: str,
+        kind: TakeBackKind,
+        minor: int,
+        *,
+        now: datetime,
+    ) -> TakeBack | TakeBackRefusal:
+        at = _time(now)
+
+        def run(conn: sqlite3.Connection) -> TakeBack | TakeBackRefusal:
+            order = conn.execute(
+                "SELECT id, account_id, amount, amount_minor, status, refunded_minor,"
+                " disputed_minor FROM payment_orders WHERE payment_intent_id = ?",
+                (payment_intent,),
+            ).fetchone()
+            if order is None:
+                return "unknown"
+            order_id, account_id, amount, amount_minor = (
+                str(order[0]),
+                int(order[1]),
+                int(order[2]),
+                int(order[3]),
+            )
+            if order[4] == "created":
+                return "unpaid"
+            seen = conn.execute(
+                "INSERT INTO payment_events (id, type, order_id, processed_at)"
+                " VALUES (?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+                (event_id, event_type, order_id, at),
+            ).rowcount
+            if not seen:
+                return "seen"
+            plan = plan_take_back(
+                kind,
+                minor,
+                amount_minor=amount_minor,
+                refunded_minor=int(order[5]),
+                disputed_minor=int(order[6]),
+                status=str(order[4]),
+            )
+            wanted = amount * plan.minor // amount_minor
+            (available,) = conn.execute(
+                "SELECT balance - held FROM accounts WHERE id = ?", (account_id,)
+            ).fetchone()
+            taken = max(0, min(wanted, int(available)))
+            conn.execute(
+                "UPDATE accounts SET balance = balance - ? WHERE id = ?", (taken, account_id)
+            )
+            (entry_id,) = conn.execute(
+                "INSERT INTO ledger_entries (account_id, kind, amount, held, note, created_at)"
+                " VALUES (?, ?, ?, 0, ?, ?) RETURNING id",
+                (
+                    account_id,
+                    "payment_" + kind,
+                    -taken,
+                    take_back_note(kind, order_id, event_id, wanted, taken),
+                    at,
+                ),
+            ).fetchone()
+            conn.execute(
+                "UPDATE payment_events SET entry_id = ? WHERE id = ?", (int(entry_id), event_id)
+            )
+            conn.execute(
+                "UPDATE payment_orders SET status = ?, refunded_minor = ?, disputed_minor = ?,"
+                " taken_back = taken_back + ?, shortfall = shortfall + ?, updated_at = ?"
+                " WHERE id = ?",
+                (
+                    plan.status,
+                    plan.refunded_minor,
+                    plan.disputed_minor,
+                    taken,
+                    wanted - taken,
+                    at,
+                    order_id,
+                ),
+            )
+            return TakeBack(order_id, account_id, wanted, taken, plan.status)
+
+        return await self._run(run)
+
+    async def credit_entries(self, account_id: int, limit: int) -> list[Entry]:
+        marks = ", ".join("?" * len(CREDIT_KINDS))
+        rows = await self._scan(
+            lambda conn: conn.execute(
+                "SELECT kind, amount, held, charge_id, note, created_at FROM ledger_entries"
+                f" WHERE account_id = ? AND kind IN ({marks}) ORDER BY id DESC LIMIT ?",
+                (account_id, *CREDIT_KINDS, limit),
+            ).fetchall()
+        )
+        return [Entry(r[0], int(r[1]), int(r[2]), r[3], r[4], _read_time(r[5])) for r in rows]
+
+    # -- usage reports -------------------------------------------------------------------------
+
+    async def spent(self, account_id: int, since: datetime) -> int:
+        # the literal status matches ix_charges_account_settled's WHERE, so SQLite uses it
+        row = await self._scan(
+            lambda conn: conn.execute(
+                "SELECT COALESCE(SUM(cost), 0) FROM charges"
+                " WHERE account_id = ? AND status = 'settled' AND created_at >= ?",
+                (account_id, _time(since)),
+            ).fetchone()
+        )
+        return int(row[0])
+
+    async def usage_rows(
+        self, account_id: int, where: UsageFilter, limit: int, before: UsageCursor | None
+    ) -> list[UsageRow]:
+        sql, args = _usage_where(account_id, where)
+        if before is not None:
+            sql += " AND (created_at, id) < (?, ?)"
+            args += (_time(before.created_at), before.id)
+        rows = await self._scan(
+            lambda conn: conn.execute(
+                "SELECT id, kind, model, served_by, status, prompt_tokens, completion_tokens,"
+                " units, usage_estimated, cost, created_at, request_id FROM charges WHERE "
+                + sql
+                + " ORDER BY created_at DESC, id DESC LIMIT ?",
+                (*args, limit),
+            ).fetchall()
+        )
+        return [_usage_row(r) for r in rows]
+
+    async def usage_by_day(self, account_id: int, where: UsageFilter, limit: int) -> list[UsageSum]:
+        # created_at is stored as "YYYY-MM-DD HH:MM:SS.ffffff" in UTC: its first 10 characters
+        # are the UTC day
+        return await self._sums("substr(created_at, 1, 10)", "label DESC", account_id, where, limit)
+
+    async def usage_by_model(
+        self, account_id: int, where: UsageFilter, limit: int
+    ) -> list[UsageSum]:
+        return await self._sums("model", "cost DESC, label", account_id, where, limit)
+
+    async def _sums(
+        self, label: str, order: str, account_id: int, where: UsageFilter, limit: int
+    ) -> list[UsageSum]:
+        sql, args = _usage_where(account_id, where)
+        rows = await self._scan(
+            lambda conn: conn.execute(
+                f"SELECT {label} AS label, count(*),"
+                " COALESCE(SUM(CASE WHEN status = 'settled' THEN cost ELSE 0 END), 0) AS cost"
+                f" FROM charges WHERE {sql} GROUP BY label ORDER BY {order} LIMIT ?",
+                (*args, limit),
+            ).fetchall()
+        )
+        return [UsageSum(str(r[0]), int(r[1]), int(r[2])) for r in rows]

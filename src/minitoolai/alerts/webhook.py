@@ -1,0 +1,184 @@
+"""Posting a low-balance alert to the account's webhook, under the image fetcher's SSRF rules.
+
+The URL is the customer's, and the POST leaves from inside the operator's network, so it is the
+image fetcher's problem again (``vision/policy.py``): only public unicast addresses, a host
+judged by every address it resolves to, numeric spellings normalised, and the connection pinned
+to the addresses that were checked (no second DNS lookup for a rebinding server to answer).
+Redirects are not followed. ``MINITOOLAI_ALERT_WEBHOOK_ALLOW_LOOPBACK`` lets loopback through
+(tests, a self-hosted receiver on the same machine); it is off by default.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from typing import Any
+
+import aiohttp
+import orjson
+import yarl
+from aiohttp.abc import AbstractResolver, ResolveResult
+
+from minitoolai.errors import InvalidRequest
+from minitoolai.vision.fetch import Resolver, system_resolver
+from minitoolai.vision.policy import (
+    FetchPolicy,
+    ForbiddenHostError,
+    HostError,
+    address_refusal,
+    canonical_address,
+    check_host_name,
+    parse_ip_host,
+)
+
+MAX_URL_LENGTH = 2000
+LOOPBACK = ("127.0.0.0/8", "::1/128")
+
+
+def webhook_policy(allow_loopback: bool = False, timeout_s: float = 10.0) -> FetchPolicy:
+    """The address rules for webhooks: public addresses only, plus loopback when allowed."""
+    return FetchPolicy(allowed_networks=LOOPBACK if allow_loopback else (), timeout_s=timeout_s)
+
+
+class WebhookRefused(InvalidRequest):
+    """A webhook URL that may not be posted to (a 400 when a person or the operator sets it)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, param="webhook_url", code="invalid_webhook_url")
+
+
+def parse_webhook_url(url: str, policy: FetchPolicy) -> yarl.URL:
+    """Check what can be checked without DNS: an http(s) URL with a host, no credentials, and
+    a literal address (if it is one) that the policy allows. Raises ``WebhookRefused``."""
+    if len(url) > MAX_URL_LENGTH or not url.isprintable():
+        raise WebhookRefused(f"a webhook URL is at most {MAX_URL_LENGTH} printable characters")
+    try:
+        parsed = yarl.URL(url)
+    except (ValueError, TypeError):
+        raise WebhookRefused("the webhook URL is not a valid URL") from None
+    if parsed.scheme.lower() not in ("http", "https") or not parsed.raw_host:
+        raise WebhookRefused("the webhook URL must be an http:// or https:// URL with a host")
+    if parsed.user is not None or parsed.password is not None:
+        raise WebhookRefused("the webhook URL must not contain credentials")
+    if parsed.port == 0:
+        raise WebhookRefused("the webhook URL has an invalid port")
+    host = parsed.raw_host
+    try:
+        literal = parse_ip_host(host.replace("%25", "%") if ":" in host else host)
+        if literal is None:
+            check_host_name(host)
+    except ForbiddenHostError:  # "localhost": this machine, allowed only with loopback
+        _judge(ipaddress.IPv4Address("127.0.0.1"), policy)
+    except HostError:
+        raise WebhookRefused("the webhook URL's host is invalid") from None
+    else:
+        if literal is not None:
+            _judge(canonical_address(literal), policy)
+    return parsed
+
+
+def _judge(ip: ipaddress.IPv4Address | ipaddress.IPv6Address, policy: FetchPolicy) -> None:
+    reason = address_refusal(ip, policy)
+    if reason is not None:
+        # the category, not the address: the sender need not learn internal DNS answers
+        raise WebhookRefused(f"the webhook URL points at an address that is not allowed ({reason})")
+
+
+async def checked_addresses(
+    url: yarl.URL, policy: FetchPolicy, resolver: Resolver = system_resolver
+) -> tuple[str, ...]:
+    """The addresses ``url`` may be posted to: its literal address, or every address its host
+    resolves to, each allowed by ``policy``. Raises ``WebhookRefused``; never connects."""
+    host = url.raw_host or ""
+    literal = parse_ip_host(host.replace("%25", "%") if ":" in host else host)
+    if literal is not None:
+        ip = canonical_address(literal)
+        _judge(ip, policy)
+        return (str(ip),)
+    name = host.lower().rstrip(".")
+    if name == "localhost" or name.endswith(".localhost"):
+        answers: list[str] = ["127.0.0.1"]
+    else:
+        try:
+            answers = list(await resolver(name))
+        except OSError:
+            raise WebhookRefused(f"could not resolve the webhook host {name!r}") from None
+    if not answers:
+        raise WebhookRefused(f"the webhook host {name!r} has no addresses")
+    checked = []
+    for answer in answers:
+        ip = canonical_address(ipaddress.ip_address(answer))
+        _judge(ip, policy)
+        checked.append(str(ip))
+    return tuple(dict.fromkeys(checked))
+
+
+async def post_json(
+    url: str,
+    payload: dict[str, Any],
+    policy: FetchPolicy,
+    resolver: Resolver = system_resolver,
+) -> int:
+    """POST ``payload`` to ``url`` if the policy allows every address it names; the HTTP
+    status. Raises ``WebhookRefused`` (refused before connecting), ``aiohttp.ClientError`` or
+    ``OSError`` (could not deliver), or ``WebhookFailed`` (answered other than 2xx)."""
+    target = parse_webhook_url(url, policy)
+    addresses = await checked_addresses(target, policy, resolver)
+    connector = aiohttp.TCPConnector(
+        resolver=_Pinned(target.raw_host or "", addresses),
+        use_dns_cache=False,
+        force_close=True,
+    )
+    session = aiohttp.ClientSession(
+        connector=connector,
+        trust_env=False,  # a proxy from the environment would resolve the name again
+        cookie_jar=aiohttp.DummyCookieJar(),
+        timeout=aiohttp.ClientTimeout(total=policy.timeout_s),
+    )
+    async with (
+        session,
+        session.post(
+            target,
+            data=orjson.dumps(payload),
+            headers={
+                "Content-Type": "application/json",
+                "User-Agent": "MiniToolAI-Alerts/1",
+            },
+            allow_redirects=False,
+        ) as resp,
+    ):
+        if not 200 <= resp.status < 300:
+            raise WebhookFailed(f"the webhook answered HTTP {resp.status}")
+        return resp.status
+
+
+class WebhookFailed(Exception):
+    """The receiver answered, but not with a 2xx."""
+
+
+class _Pinned(AbstractResolver):
+    """Answers for exactly one host, with exactly the addresses that were checked."""
+
+    def __init__(self, host: str, addresses: tuple[str, ...]) -> None:
+        self._host = host.rstrip(".").lower()
+        self._addresses = addresses
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        if host.rstrip(".").lower() != self._host:
+            raise OSError(f"pinned resolver asked for unexpected host {host!r}")
+        return [
+            {
+                "hostname": host,
+                "host": ip,
+                "port": port,
+                "family": socket.AF_INET6 if ":" in ip else socket.AF_INET,
+                "proto": 0,
+                "flags": 0,
+            }
+            for ip in self._addresses
+        ]
+
+    async def close(self) -> None:
+        return None
