@@ -12,7 +12,7 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import func, select
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -22,7 +22,7 @@ from starlette.types import ASGIApp
 
 from minitoolai.bootstrap import Services, build_services
 from minitoolai.chat.tokens import encoding
-from minitoolai.errors import APIError
+from minitoolai.errors import APIError, AuthenticationFailed
 from minitoolai.http import deps
 from minitoolai.http.openapi import openapi_json
 from minitoolai.http.responses import JSON, on_api_error, on_http_error, on_unexpected
@@ -37,9 +37,21 @@ from minitoolai.http.routes import (
     responses,
     speech,
 )
+from minitoolai.images.queue import JobStatus
+from minitoolai.images.worker import reap_abandoned
 from minitoolai.images.worker_thread import WorkerThread
+from minitoolai.infra.leader import Leadership
+from minitoolai.infra.tables import charges
 from minitoolai.ledger.price_overrides import REFRESH_S as PRICE_REFRESH_S
-from minitoolai.observability import REGISTRY, RequestLog
+from minitoolai.limits.backend import LEASE_MS as LIMITS_LEASE_MS
+from minitoolai.observability import (
+    HOLDS_OPEN,
+    QUEUE_DEPTH,
+    RequestLog,
+    metrics_allowed,
+    metrics_body,
+    setup_logging,
+)
 from minitoolai.payments.routes import routes as payment_routes
 from minitoolai.settings import Settings
 from minitoolai.web.routes import routes as web_routes
@@ -57,17 +69,49 @@ async def healthz(request: Request) -> Response:
     return JSON({"status": "ok", "database": svc.db.dialect})
 
 
-async def metrics(_request: Request) -> Response:
-    return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+async def metrics(request: Request) -> Response:
+    """Prometheus' exposition, for the admin key or ``MINITOOLAI_METRICS_TOKEN`` (unless
+    ``MINITOOLAI_METRICS_OPEN``): it names deployments, models and volumes."""
+    svc = deps.services(request)
+    settings = svc.settings
+    if not settings.metrics_open:
+        allowed = [svc.admin_key]
+        if settings.metrics_token is not None:
+            allowed.append(settings.metrics_token.get_secret_value())
+        if not metrics_allowed(request.headers.get("authorization"), allowed):
+            raise AuthenticationFailed(
+                "Send 'Authorization: Bearer <the admin key or MINITOOLAI_METRICS_TOKEN>'.",
+                code="invalid_api_key",
+            )
+    await _read_gauges(svc)
+    body, media_type = metrics_body()
+    return Response(body, media_type=media_type)
 
 
-async def _sweep_forever(svc: Services) -> None:
-    """Release abandoned holds; delete stored images past their retention."""
+async def _read_gauges(svc: Services) -> None:
+    """The gauges that are facts of the database, the same whichever process is scraped."""
+    try:
+        async with svc.db.read() as conn:
+            held = await conn.execute(
+                select(func.count()).select_from(charges).where(charges.c.status == "held")
+            )
+            HOLDS_OPEN.set(held.scalar_one())
+        QUEUE_DEPTH.set((await svc.images.queue.counts())[JobStatus.QUEUED.value])
+    except Exception as exc:  # the database is away: the other series are still worth having
+        log.warning("reading the gauges for /metrics failed: %s", exc)
+
+
+async def _sweep_forever(svc: Services, leader: Leadership) -> None:
+    """Release abandoned holds; delete stored images past their retention; fail (and refund)
+    image jobs whose workers died too often. In the elected process only."""
     while True:
         await asyncio.sleep(svc.settings.sweep_interval_s)
+        if not leader.is_leader:
+            continue
         try:
             await svc.ledger.sweep_expired()
             await svc.images.purge_older_than(svc.settings.image_retention_s)
+            await reap_abandoned(svc.images.queue, svc.ledger)
         except Exception:  # the sweeper must outlive a database hiccup
             log.exception("sweeper failed; will retry")
 
@@ -92,10 +136,23 @@ async def _refresh_prices_forever(svc: Services) -> None:
             log.exception("refreshing the price overrides failed; will retry")
 
 
-async def _alert_forever(svc: Services) -> None:
-    """Send low-balance alerts that crossed, re-arm those that recovered (docs/billing.md)."""
+async def _renew_limits_forever(svc: Services) -> None:
+    """Keep the concurrency leases of this process's live requests (docs/limits.md)."""
+    while True:
+        await asyncio.sleep(LIMITS_LEASE_MS / 3000)
+        try:
+            await svc.limits.renew()
+        except Exception:  # Redis may be away; a lease that runs out frees a slot, no more
+            log.exception("renewing rate-limit leases failed; will retry")
+
+
+async def _alert_forever(svc: Services, leader: Leadership) -> None:
+    """Send low-balance alerts that crossed, re-arm those that recovered (docs/billing.md). In
+    the elected process only."""
     while True:
         await asyncio.sleep(svc.settings.alert_interval_s)
+        if not leader.is_leader:
+            continue
         try:
             await svc.alerts.check_once()
         except Exception:  # the database may be away; the next round retries
@@ -120,6 +177,14 @@ class _App(Starlette):
         return RequestLog(super().build_middleware_stack())
 
 
+def create_worker_app() -> Starlette:
+    """``serve --workers N``'s factory: each worker is a fresh interpreter, which sets up its
+    own logging (level, JSON) as ``serve`` did for itself, or it would log warnings only."""
+    settings = Settings()
+    setup_logging(settings.log_level, settings.log_format)
+    return create_app(settings)
+
+
 def create_app(settings: Settings | None = None, services: Services | None = None) -> Starlette:
     settings = settings or Settings()
 
@@ -130,11 +195,15 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         _ = svc.admin_key  # generated (and printed) at first start when not configured
         await asyncio.to_thread(encoding, "o200k_base")  # not on the first request's clock
         _print_routing(svc)
+        await svc.changes.start()  # hear key revocations and suspensions made elsewhere
+        leader = Leadership(svc.db)
+        await leader.start()  # the singletons below run in one process of all
         tasks: list[asyncio.Task[Any]] = [
-            asyncio.create_task(_sweep_forever(svc), name="hold-sweeper"),
+            asyncio.create_task(_sweep_forever(svc, leader), name="hold-sweeper"),
             asyncio.create_task(_maintain_forever(svc), name="hold-renewer"),
-            asyncio.create_task(_alert_forever(svc), name="balance-alerts"),
+            asyncio.create_task(_alert_forever(svc, leader), name="balance-alerts"),
             asyncio.create_task(_refresh_prices_forever(svc), name="price-refresher"),
+            asyncio.create_task(_renew_limits_forever(svc), name="limit-lease-renewer"),
         ]
         workers = None
         if svc.settings.image_workers:
@@ -150,6 +219,12 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            await leader.close()
+            await svc.changes.close()
+            try:  # the requests have drained: retry any settlement the database refused
+                await svc.ledger.maintain()
+            except Exception:
+                log.exception("settling at shutdown failed; the sweeper will release the holds")
             if services is None:
                 await svc.aclose()
 

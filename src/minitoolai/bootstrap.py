@@ -6,13 +6,14 @@ import logging
 import os
 import secrets
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
 
 from minitoolai.accounts.admin import AccountAdmin
 from minitoolai.accounts.auth import Authenticator
+from minitoolai.accounts.invalidation import ChangeBus
 from minitoolai.accounts.service import AccountService
 from minitoolai.alerts import AlertService, webhook_policy
 from minitoolai.audit import AuditLog
@@ -30,6 +31,9 @@ from minitoolai.infra.migrate import upgrade
 from minitoolai.ledger.price_overrides import PriceOverrides
 from minitoolai.ledger.pricing import PriceTable
 from minitoolai.ledger.service import Ledger
+from minitoolai.limits.backend import InProcess
+from minitoolai.limits.build import build_limits
+from minitoolai.limits.service import RateLimits
 from minitoolai.payments import Payments, build_payments
 from minitoolai.people.mail import Mailer
 from minitoolai.people.service import PeopleService
@@ -65,7 +69,10 @@ class Services:
     audit: AuditLog
     account_admin: AccountAdmin
     price_overrides: PriceOverrides
+    changes: ChangeBus  # key and account changes, to every process's key cache
     payments: Payments | None = None  # card top-ups, when Stripe is configured
+    # rate limits (docs/limits.md): build_services sets them from the settings
+    limits: RateLimits = field(default_factory=lambda: RateLimits(InProcess()))
     _admin_key: str | None = None
 
     @property
@@ -76,7 +83,9 @@ class Services:
         return self._admin_key
 
     async def aclose(self) -> None:
+        await self.changes.close()
         await self.wakeup.close()
+        await self.limits.aclose()
         await self.engines.aclose()
         await self.ledger.close()
         await self.http.close()
@@ -133,12 +142,13 @@ async def build_services(
     # can judge (a checkpoint's form, a .ckpt file)
     resolve_checkpoints(config.image_models)
     wakeup = await start_wakeup(settings, db)
-    accounts = AccountService(db, ledger)
+    changes = ChangeBus(db)
+    accounts = AccountService(db, ledger, changes=changes)
     smtp_url = settings.smtp_url.get_secret_value() if settings.smtp_url else None
     people = PeopleService(
         db, accounts, session_ttl_s=settings.session_ttl_s, mailer=Mailer(smtp_url)
     )
-    auth = Authenticator(db, ttl=settings.key_cache_ttl_s)
+    auth = Authenticator(db, ttl=settings.key_cache_ttl_s, changes=changes)
     return Services(
         settings=settings,
         config=config,
@@ -163,7 +173,9 @@ async def build_services(
             base_url=settings.public_base_url,
         ),
         audit=AuditLog(db),
-        account_admin=AccountAdmin(db, auth),
+        account_admin=AccountAdmin(db, auth, changes=changes),
         price_overrides=price_overrides,
+        changes=changes,
         payments=build_payments(settings, db, ledger),
+        limits=build_limits(settings, config),
     )

@@ -19,9 +19,11 @@ from rich.console import Console
 from rich.table import Column, Table
 
 from minitoolai import audit
+from minitoolai.accounts.service import budgets_dict
 from minitoolai.bootstrap import Services, build_services
 from minitoolai.catalog import IMAGE_DEFAULT_CFG_SCALE, IMAGE_DEFAULT_SCHEDULER, IMAGE_DEFAULT_STEPS
 from minitoolai.errors import APIError
+from minitoolai.limits.overrides import LimitOverrides, parse_rate
 from minitoolai.money import nano_to_usd, usd_to_nano
 from minitoolai.settings import Settings
 
@@ -101,15 +103,27 @@ def serve(
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     workers: Annotated[int, typer.Option(help="Worker processes (each its own event loop).")] = 1,
 ) -> None:
-    """Run the API server (migrations are applied on start)."""
+    """Run the API server (migrations are applied on start).
+
+    SIGTERM drains: no new connections, requests in flight finish for up to
+    MINITOOLAI_DRAIN_GRACE_S, then exit 0 (docs/deployment.md).
+    """
+    import math
+    import signal
+
     import uvicorn
 
-    from minitoolai.observability import setup_logging
+    from minitoolai.observability import multiprocess_metrics_dir, setup_logging
 
     settings = Settings()
     setup_logging(settings.log_level, settings.log_format)
+    if workers > 1:
+        multiprocess_metrics_dir()  # /metrics sums every worker's values
+    # uvicorn raises the signal again once it has shut down gracefully, to die of it; a drain
+    # that went as planned is a success, so it ends here with 0
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     uvicorn.run(
-        "minitoolai.app:create_app",
+        "minitoolai.app:create_worker_app" if workers > 1 else "minitoolai.app:create_app",
         factory=True,
         host=host,
         port=port,
@@ -118,7 +132,7 @@ def serve(
         http="httptools",
         access_log=False,
         log_config=None,
-        timeout_graceful_shutdown=30,
+        timeout_graceful_shutdown=math.ceil(settings.drain_grace_s),
     )
 
 
@@ -244,6 +258,28 @@ def accounts_show(name: str, as_json: JsonOpt = False) -> None:
     console.print(table)
 
 
+@accounts_app.command("suspend")
+def accounts_suspend(
+    name: str,
+    restore: Annotated[bool, typer.Option("--restore", help="Lift the suspension.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Suspend an account (its keys are refused, 403, by every replica within a second)."""
+
+    async def go(svc: Services) -> dict[str, Any]:
+        account = await svc.account_admin.set_suspended(name, not restore)
+        action = "account.unsuspend" if restore else "account.suspend"
+        await svc.audit.record(audit.CLI, action, account.name)
+        return {"object": "account", "name": account.name, "suspended": account.suspended}
+
+    data = _run(go)
+    if as_json:
+        _print_json(data)
+        return
+    state = "suspended" if data["suspended"] else "restored"
+    console.print(f"{state} [bold]{data['name']}[/bold]", highlight=False)
+
+
 @accounts_app.command("alert")
 def accounts_alert(
     name: str,
@@ -315,6 +351,69 @@ def credit_add(
     console.print(f"added US${nano_to_usd(amount)}; balance now US${data['balance']}")
 
 
+RateOpt = Annotated[
+    str | None, typer.Option(help="Requests per minute; 0 or none clears it (docs/limits.md).")
+]
+TpmOpt = Annotated[str | None, typer.Option(help="Tokens per minute; 0 or none clears it.")]
+IpmOpt = Annotated[str | None, typer.Option(help="Images per minute; 0 or none clears it.")]
+ConcurrentOpt = Annotated[
+    str | None,
+    typer.Option("--max-concurrent", help="Requests in flight at once; 0 or none clears it."),
+]
+
+
+def _rates(**given: str | None) -> dict[str, int | None]:
+    """The rate options given on the command line (left out: unchanged)."""
+    try:
+        return {name: parse_rate(text, name) for name, text in given.items() if text is not None}
+    except APIError as exc:
+        raise typer.BadParameter(exc.message) from None
+
+
+def _print_limits(data: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        _print_json(data)
+        return
+    who = f"key {data['key']}" if data.get("key") else f"account {data['account']}"
+    rates = ", ".join(
+        f"{name} {data[name] if data[name] is not None else 'default'}"
+        for name in ("rpm", "tpm", "ipm", "max_concurrent")
+    )
+    console.print(f"[bold]{who}[/bold]: {rates}", highlight=False)
+
+
+DailyBudgetOpt = Annotated[
+    str | None,
+    typer.Option("--daily-budget", help="USD per UTC day; none clears it (docs/billing.md)."),
+]
+MonthlyBudgetOpt = Annotated[
+    str | None, typer.Option("--monthly-budget", help="USD per UTC month; none clears it.")
+]
+TotalBudgetOpt = Annotated[
+    str | None, typer.Option("--budget", help="USD in total, never reset; none clears it.")
+]
+
+
+def _budgets(**given: str | None) -> dict[str, int | None]:
+    """The budget options given on the command line (left out: unchanged; none: cleared)."""
+    return {
+        period: None if text.strip().lower() == "none" else _usd(text)
+        for period, text in given.items()
+        if text is not None
+    }
+
+
+def _print_budgets(who: str, data: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        _print_json(data)
+        return
+    shown = ", ".join(
+        f"{p} {'US$' + data[p] if data[p] is not None else 'none'}"
+        for p in ("daily", "monthly", "total")
+    )
+    console.print(f"[bold]{who}[/bold]: budgets {shown}", highlight=False)
+
+
 @keys_app.command("create")
 def keys_create(
     name: Annotated[str, typer.Argument(help="Account name.")],
@@ -325,18 +424,37 @@ def keys_create(
     model: Annotated[
         list[str] | None, typer.Option("--model", help="Allow only this model (repeatable).")
     ] = None,
+    rpm: RateOpt = None,
+    tpm: TpmOpt = None,
+    ipm: IpmOpt = None,
+    max_concurrent: ConcurrentOpt = None,
+    daily_budget: DailyBudgetOpt = None,
+    monthly_budget: MonthlyBudgetOpt = None,
+    budget: TotalBudgetOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Create another API key for an account (shown once)."""
+    rates = _rates(rpm=rpm, tpm=tpm, ipm=ipm, max_concurrent=max_concurrent)
+    budgets = _budgets(daily=daily_budget, monthly=monthly_budget, total=budget)
 
     async def go(svc: Services) -> dict[str, Any]:
         key, record = await svc.accounts.create_key(
-            name, name=label, expires_at=expires, allowed_models=model or None
+            name,
+            name=label,
+            expires_at=expires,
+            allowed_models=model or None,
+            **{f"{p}_budget": v for p, v in budgets.items()},
         )
+        limits = None
+        if rates:  # the key's own limits, on the row just written
+            limits = (await LimitOverrides(svc.db).set_key(key, rates)).to_dict()
         await svc.audit.record(
-            audit.CLI, "key.create", record.account_name, {"prefix": record.prefix, "name": label}
+            audit.CLI,
+            "key.create",
+            record.account_name,
+            {"prefix": record.prefix, "name": label, **rates},
         )
-        return {**record.to_dict(), "api_key": key}
+        return {**record.to_dict(), "api_key": key, "limits": limits}
 
     data = _run(go)
     if as_json:
@@ -367,12 +485,95 @@ def keys_list(
     console.print(table)
 
 
+@keys_app.command("limit")
+def keys_limit(
+    key_prefix: Annotated[str, typer.Argument(help="The key's visible prefix (or the whole key).")],
+    rpm: RateOpt = None,
+    tpm: TpmOpt = None,
+    ipm: IpmOpt = None,
+    max_concurrent: ConcurrentOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Set a key's rate limits; options left out are kept, 0 or none clears one."""
+    rates = _rates(rpm=rpm, tpm=tpm, ipm=ipm, max_concurrent=max_concurrent)
+
+    async def go(svc: Services) -> dict[str, Any]:
+        changed = await LimitOverrides(svc.db).set_key(key_prefix, rates)
+        await svc.audit.record(
+            audit.CLI, "key.limits", changed.account, {"prefix": changed.key_prefix, **rates}
+        )
+        return changed.to_dict()
+
+    _print_limits(_run(go), as_json)
+
+
+@accounts_app.command("limit")
+def accounts_limit(
+    name: Annotated[str, typer.Argument(help="Account name.")],
+    rpm: RateOpt = None,
+    tpm: TpmOpt = None,
+    ipm: IpmOpt = None,
+    max_concurrent: ConcurrentOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Set an account's rate limits, shared by all its keys; 0 or none clears one."""
+    rates = _rates(rpm=rpm, tpm=tpm, ipm=ipm, max_concurrent=max_concurrent)
+
+    async def go(svc: Services) -> dict[str, Any]:
+        _, changed = await LimitOverrides(svc.db).set_account(name, rates)
+        await svc.audit.record(audit.CLI, "account.limits", changed.account, rates)
+        return changed.to_dict()
+
+    _print_limits(_run(go), as_json)
+
+
+@keys_app.command("budget")
+def keys_budget(
+    key_prefix: Annotated[str, typer.Argument(help="The key's visible prefix (or the whole key).")],
+    daily_budget: DailyBudgetOpt = None,
+    monthly_budget: MonthlyBudgetOpt = None,
+    budget: TotalBudgetOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Set or clear a key's spend budgets (a request past one is a 402 budget_exceeded)."""
+    changes = _budgets(daily=daily_budget, monthly=monthly_budget, total=budget)
+
+    async def go(svc: Services) -> dict[str, Any]:
+        record, _ = await svc.accounts.set_key_budget(key_prefix, **changes)
+        details = {"prefix": record.prefix, **changes}
+        await svc.audit.record(audit.CLI, "key.budget", record.account_name, details)
+        return {"object": "key_budget", "key": record.prefix, **record.to_dict()["budgets"]}
+
+    data = _run(go)
+    _print_budgets(f"key {data['key']}", data, as_json)
+
+
+@accounts_app.command("budget")
+def accounts_budget(
+    name: str,
+    daily_budget: DailyBudgetOpt = None,
+    monthly_budget: MonthlyBudgetOpt = None,
+    budget: TotalBudgetOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Set or clear an account's spend budgets, shared by all its keys."""
+    changes = _budgets(daily=daily_budget, monthly=monthly_budget, total=budget)
+
+    async def go(svc: Services) -> dict[str, Any]:
+        caps = await svc.accounts.set_account_budget(name, **changes)
+        await svc.audit.record(audit.CLI, "account.budget", name, changes)
+        return {"object": "account_budget", "account": name, **budgets_dict(caps)}
+
+    data = _run(go)
+    _print_budgets(f"account {data['account']}", data, as_json)
+
+
 @keys_app.command("revoke")
 def keys_revoke(
     key_prefix: Annotated[str, typer.Argument(help="The key's visible prefix (or the whole key).")],
     as_json: JsonOpt = False,
 ) -> None:
-    """Revoke a key. Other replicas stop accepting it within the key cache TTL (5 s)."""
+    """Revoke a key. Every replica refuses it within a second (docs/deployment.md)."""
 
     async def go(svc: Services) -> None:
         await svc.accounts.revoke_key(key_prefix)

@@ -19,15 +19,31 @@ without the factory.
 
 from __future__ import annotations
 
+import atexit
+import hmac
 import logging
+import os
+import re
 import secrets
+import shutil
 import sys
+import tempfile
 import time
 from contextvars import ContextVar
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import orjson
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.multiprocess import MultiProcessCollector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from minitoolai.redact import redact
@@ -60,6 +76,46 @@ UPSTREAM_FAILURES = Counter(
     "Deployment attempts that failed",
     ["deployment"],
     registry=REGISTRY,
+)
+
+RATE_LIMITED = Counter(
+    "minitoolai_rate_limited",
+    "Requests refused by a rate limit, by scope (key, account) and what ran out",
+    ["scope", "kind"],
+    registry=REGISTRY,
+)
+BUDGET_REFUSED = Counter(
+    "minitoolai_budget_refused",
+    "Holds refused by a spend budget, by scope (key, account) and period (daily, monthly, total)",
+    ["scope", "period"],
+    registry=REGISTRY,
+)
+RATE_LIMIT_FALLBACK = Counter(
+    "minitoolai_rate_limit_fallback",
+    "Admissions counted in-process because Redis was unreachable (limits_on_redis_error=local)",
+    registry=REGISTRY,
+)
+
+UPSTREAM_LATENCY = Histogram(
+    "minitoolai_upstream_first_item_seconds",
+    "Time from asking a deployment to its first item (the first token, or the whole answer)",
+    ["deployment"],  # the configured deployments: a bounded set
+    registry=REGISTRY,
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+# Read from the database when /metrics is scraped: the same figure whichever process answers,
+# so under ``--workers`` the most recent scrape's value is the one shown.
+HOLDS_OPEN = Gauge(
+    "minitoolai_holds_open",
+    "Charges held and not yet settled or released (every process)",
+    registry=REGISTRY,
+    multiprocess_mode="mostrecent",
+)
+QUEUE_DEPTH = Gauge(
+    "minitoolai_image_queue_depth",
+    "Image jobs waiting for a worker",
+    registry=REGISTRY,
+    multiprocess_mode="mostrecent",
 )
 
 #: the id of the request this task serves (None outside a request: the CLI, the image worker)
@@ -121,12 +177,16 @@ install_redaction()
 
 
 class _JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, and the request id of the
+    request the line was logged in (``REQUEST_ID``), on every line, not only the access line."""
+
     def format(self, record: logging.LogRecord) -> str:
-        data = {
-            "ts": round(record.created, 3),
+        data: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname.lower(),
             "logger": record.name,
-            "msg": record.getMessage(),
+            "message": record.getMessage(),
+            "request_id": REQUEST_ID.get(),
         }
         extra = getattr(record, "fields", None)
         if isinstance(extra, dict):
@@ -166,12 +226,27 @@ def new_request_id() -> str:
     return "req_" + secrets.token_hex(12)
 
 
+#: what a client's own ``X-Request-Id`` may be: short, and safe in a log line, a header, a URL
+CLIENT_REQUEST_ID = re.compile(rb"[A-Za-z0-9._-]{1,64}")
+
+
+def request_id_of(scope: Scope) -> str:
+    """The client's ``X-Request-Id`` when it is well formed, else a new one of ours."""
+    for name, value in scope.get("headers", ()):
+        if name == b"x-request-id":
+            if CLIENT_REQUEST_ID.fullmatch(value):
+                return str(value.decode("ascii"))
+            break
+    return new_request_id()
+
+
 class RequestLog:
     """ASGI middleware: name each request, time it, add the debugging headers to its response,
     and count and log it once it has finished.
 
-    The id is always ours: a client's ``X-Request-Id`` is not taken, as OpenAI does not take
-    one either, and an id the client chose could not be trusted to be unique in the usage rows.
+    A client's ``X-Request-Id`` is taken when it is well formed (``CLIENT_REQUEST_ID``), so one
+    id follows a call through the client's logs, ours, the charge and the upstream; otherwise
+    the id is ours. A client's id is not unique by construction: it names, it does not key.
     """
 
     def __init__(self, app: ASGIApp) -> None:
@@ -182,7 +257,7 @@ class RequestLog:
             await self.app(scope, receive, send)
             return
         start = time.perf_counter()
-        request_id = new_request_id()
+        request_id = request_id_of(scope)
         id_header = (b"x-request-id", request_id.encode())
         status = 500
 
@@ -231,3 +306,43 @@ class RequestLog:
                     elapsed * 1e3,
                     extra={"fields": fields} if fields else None,
                 )
+
+
+# -- /metrics -------------------------------------------------------------------------------
+
+
+def metrics_allowed(authorization: str | None, secrets_: list[str]) -> bool:
+    """A ``Bearer`` token equal to one of ``secrets_`` (compared in constant time)."""
+    scheme, _, token = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        return False
+    given = token.strip().encode()
+    found = False
+    for secret in secrets_:
+        found |= hmac.compare_digest(given, secret.encode())
+    return found
+
+
+def multiprocess_metrics_dir() -> str:
+    """Put ``serve --workers N``'s metrics in files every worker writes and any can sum:
+    ``PROMETHEUS_MULTIPROC_DIR`` if the operator set it (emptied of a previous run's files),
+    else a fresh temporary directory. Set before the workers start, so they inherit it."""
+    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if path:
+        for stale in Path(path).glob("*.db"):
+            stale.unlink(missing_ok=True)
+    else:
+        path = tempfile.mkdtemp(prefix="minitoolai-metrics-")
+        atexit.register(shutil.rmtree, path, ignore_errors=True)
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
+    return path
+
+
+def metrics_body() -> tuple[bytes, str]:
+    """The exposition: this process's registry, or, under ``serve --workers N``
+    (``PROMETHEUS_MULTIPROC_DIR`` set), every worker's values summed from their files."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST

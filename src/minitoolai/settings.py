@@ -203,6 +203,21 @@ DEFAULT_OPENAI_IMAGE_MODELS: Final[dict[str, str]] = {
 }
 
 
+class LimitRatesConfig(_Strict):
+    """A ``[limits.key]`` or ``[limits.account]`` table: the default rates of every key or
+    every account (docs/limits.md); a key's or account's own value wins; unset: no limit."""
+
+    rpm: int | None = Field(default=None, ge=1, le=2**31 - 1)  # requests per minute
+    tpm: int | None = Field(default=None, ge=1, le=2**31 - 1)  # tokens per minute
+    ipm: int | None = Field(default=None, ge=1, le=2**31 - 1)  # images per minute
+    max_concurrent: int | None = Field(default=None, ge=1, le=2**31 - 1)  # requests in flight
+
+
+class LimitsConfig(_Strict):
+    key: LimitRatesConfig = Field(default_factory=LimitRatesConfig)
+    account: LimitRatesConfig = Field(default_factory=LimitRatesConfig)
+
+
 class FileConfig(_Strict):
     prices: dict[str, PriceConfig] = Field(default_factory=dict)
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)
@@ -210,6 +225,7 @@ class FileConfig(_Strict):
     local_models: dict[str, LocalModelConfig] = Field(default_factory=dict)
     image_models: dict[str, ImageModelConfig] = Field(default_factory=dict)
     voices: dict[str, str] = Field(default_factory=dict)
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)  # rate limits' defaults
     openai_image_models: dict[str, str] = Field(
         default_factory=lambda: dict(DEFAULT_OPENAI_IMAGE_MODELS)
     )
@@ -277,6 +293,9 @@ class Settings(BaseSettings):
     config: Path | None = None
     admin_key: SecretStr | None = None
     redis_url: str | None = None
+    # rate limits (docs/limits.md): what to do when Redis is away, and where its counters live
+    limits_on_redis_error: Literal["closed", "local"] = "closed"
+    limits_redis_prefix: str = Field(default="minitoolai:rl:", min_length=1, max_length=100)
     public_base_url: str | None = None
 
     secret_key: SecretStr | None = None  # signs job ids and image URLs; generated if unset
@@ -315,6 +334,10 @@ class Settings(BaseSettings):
     stripe_api_base: str | None = None  # Stripe's API elsewhere (a local fake, in tests)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["text", "json"] = "text"
+    # replicas (docs/deployment.md): how long SIGTERM lets requests in flight finish; /metrics
+    drain_grace_s: float = Field(default=30.0, ge=0)
+    metrics_token: SecretStr | None = None  # also accepted on /metrics, besides the admin key
+    metrics_open: bool = False  # /metrics without a token (a bind only the scraper reaches)
 
     # Zero-config upstream convention, read without our prefix (as the openai SDK does).
     openai_api_key: SecretStr | None = Field(default=None, validation_alias="OPENAI_API_KEY")

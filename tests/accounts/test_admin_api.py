@@ -86,7 +86,8 @@ def test_health_metrics_and_unknown_paths(gateway: Gateway, tmp_path: Path) -> N
     health = requests.get(gateway.url + "/healthz", timeout=10)
     assert health.status_code == 200 and health.json()["status"] == "ok"
     requests.get(gateway.url + "/api/balance/", headers=gateway.headers(), timeout=10)
-    metrics = requests.get(gateway.url + "/metrics", timeout=10).text
+    assert requests.get(gateway.url + "/metrics", timeout=10).status_code == 401
+    metrics = gateway.admin("GET", "/metrics").text
     assert 'minitoolai_http_requests_total{route="/api/balance/",status="200"}' in metrics
     missing = requests.get(gateway.url + "/nope", timeout=10)
     assert missing.status_code == 404 and missing.json()["error"]["type"] == "not_found_error"

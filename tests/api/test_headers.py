@@ -69,11 +69,12 @@ def test_every_kind_of_response_has_both_headers(gw: Gateway) -> None:
     assert len(set(ids)) == len(ids)  # one per request
 
 
-def test_a_clients_request_id_is_not_taken(gw: Gateway) -> None:
+def test_a_clients_malformed_request_id_is_not_taken(gw: Gateway) -> None:
+    """A well-formed one is (tests/observability/test_request_ids.py)."""
     response = requests.get(
-        gw.url + "/healthz", headers={"X-Request-Id": "req_chosen-by-the-client"}, timeout=10
+        gw.url + "/healthz", headers={"X-Request-Id": "req chosen; by the client"}, timeout=10
     )
-    assert _debug_headers(response) != "req_chosen-by-the-client"
+    assert _debug_headers(response) != "req chosen; by the client"
 
 
 def test_the_sdk_sees_the_request_id_and_the_usage_row_keeps_it(gw: Gateway) -> None:

@@ -16,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import BACKENDS
 from tests.support.fake_upstream import FakeUpstream
-from tests.support.gateway import Gateway, running_gateway
+from tests.support.gateway import ADMIN_KEY, Gateway, running_gateway
 
 #: a model no other test bills: counters are per process, and one test bills 2**53 tokens to
 #: gpt-4o-mini, past where a float counter can show a small step
@@ -43,7 +43,8 @@ def gw(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Gateway]:
 
 def metric(gw: Gateway, name: str, **labels: str) -> float:
     """One sample of a counter on ``/metrics`` (0 before it was first counted)."""
-    text = requests.get(gw.url + "/metrics", timeout=10).text
+    auth = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    text = requests.get(gw.url + "/metrics", headers=auth, timeout=10).text
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             if sample.name == name + "_total" and sample.labels == labels:

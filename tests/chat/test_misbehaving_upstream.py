@@ -501,7 +501,7 @@ def test_a_handler_filter_redacts_records_made_elsewhere() -> None:
     record = logging.makeLogRecord({"msg": "key=%s", "args": ("api_key=abcdef123",)})
     formatter = _JsonFormatter()
     assert RedactingFilter().filter(record)
-    assert orjson.loads(formatter.format(record))["msg"] == "key=api_key=[redacted]"
+    assert orjson.loads(formatter.format(record))["message"] == "key=api_key=[redacted]"
 
 
 @pytest.mark.parametrize(

@@ -89,6 +89,7 @@ class FakeUpstream:
     argument_piece: int = 4  # a streamed call's arguments come this many characters at a time
     calls: int = 0
     requests: list[dict[str, Any]] = field(default_factory=list)
+    request_ids: list[str | None] = field(default_factory=list)  # each chat call's X-Request-Id
     responses_requests: list[dict[str, Any]] = field(default_factory=list)  # /v1/responses
     completed: int = 0  # streams that ran to the end
     cancelled: int = 0  # streams whose client went away
@@ -301,6 +302,7 @@ class FakeUpstream:
         with self._lock:
             self.calls += 1
             self.requests.append(body)
+            self.request_ids.append(request.headers.get("x-request-id"))
         if self.reset_before_response:
             _reset(request)
             return Response(b"")

@@ -135,6 +135,7 @@ async def _audit(database_url: str, account: str) -> Audit:
                 c.held_sum += int(held_change)
             redeemed, credit_problems = await _credits(conn, account_id)
             credit_problems += await _payments(conn, account_id)
+            credit_problems += await budget_counter_problems(conn, account_id)
     finally:
         await engine.dispose()
     return Audit(
@@ -243,6 +244,50 @@ async def _payments(conn: Any, account_id: int) -> list[str]:
         if int(taken_back) + int(shortfall) > int(amount):
             problems.append(f"order {order_id}: {taken_back} + {shortfall} asked back of {amount}")
     return problems
+
+
+async def budget_counter_problems(conn: Any, account_id: int) -> list[str]:
+    """Spend budgets' counters (``budget_spend``): for the account and each of its keys, per
+    period, ``spent`` is exactly the costs of its settled budgeted charges held in that period
+    and ``held`` exactly the holds of its live ones (a period is the UTC day, month, or all
+    time of the hold: ``charges.budget_period``)."""
+    want: Counter[tuple[str, int, str, str]] = Counter()
+    for key_id, status, held_amount, cost, day in await conn.execute(
+        text(
+            "SELECT api_key_id, status, held_amount, cost, budget_period FROM charges"
+            " WHERE account_id = :a AND budget_period IS NOT NULL"
+        ),
+        {"a": account_id},
+    ):
+        scopes = [("account", account_id)] + ([] if key_id is None else [("key", int(key_id))])
+        for scope, scope_id in scopes:
+            for period in ("day:" + day, "month:" + day[:7], "total"):
+                if status == "settled":
+                    want[(scope, scope_id, period, "spent")] += int(cost or 0)
+                elif status == "held":
+                    want[(scope, scope_id, period, "held")] += int(held_amount)
+    have: Counter[tuple[str, int, str, str]] = Counter()
+    for scope, scope_id, period, spent, held in await conn.execute(
+        text(
+            "SELECT scope, scope_id, period, spent, held FROM budget_spend"
+            " WHERE (scope = 'account' AND scope_id = :a) OR (scope = 'key' AND scope_id IN"
+            " (SELECT id FROM api_keys WHERE account_id = :a))"
+        ),
+        {"a": account_id},
+    ):
+        have[(scope, int(scope_id), period, "spent")] += int(spent)
+        have[(scope, int(scope_id), period, "held")] += int(held)
+    return [
+        f"budget {k[0]} {k[1]} {k[2]}: {k[3]} {have[k]} != {want[k]} by its charges"
+        for k in sorted(set(want) | set(have))
+        if have[k] != want[k]
+    ]
+
+
+async def budget_problems(db: Any, account_id: int) -> list[str]:
+    """``budget_counter_problems`` through a running ``Database`` (for async tests)."""
+    async with db.read() as conn:
+        return await budget_counter_problems(conn, account_id)
 
 
 def audit(database_url: str, account: str) -> Audit:

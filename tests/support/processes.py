@@ -106,6 +106,7 @@ class Server(Process):
     def __init__(self, env: dict[str, str], log_path: Path) -> None:
         super().__init__([], env, log_path)
         self.port = 0
+        self.workers = 1  # ``serve --workers``
 
     @property
     def url(self) -> str:
@@ -113,7 +114,7 @@ class Server(Process):
 
     def start(self, timeout: float = 60) -> None:
         self.port = free_port()
-        self.args = ["serve", "--port", str(self.port)]
+        self.args = ["serve", "--port", str(self.port), "--workers", str(self.workers)]
         super().start()
         deadline = time.monotonic() + timeout
         while True:

@@ -1,8 +1,8 @@
 """What the operator's console does to accounts besides money: find them, suspend them.
 
-A suspended account's keys are refused (403 ``account_suspended``) by ``accounts.auth``: at once
-in this process (its key cache forgets the account's keys), within the key cache's TTL in other
-processes. Its people cannot use the keys or playground pages. Money stays the ledger's.
+A suspended account's keys are refused (403 ``account_suspended``) by ``accounts.auth``, in
+every process within a second (``accounts.invalidation`` tells their key caches). Its people
+cannot use the keys or playground pages. Money stays the ledger's.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import or_, select, update
 
 from minitoolai.accounts.auth import Authenticator
+from minitoolai.accounts.invalidation import ChangeBus
 from minitoolai.clock import as_utc
 from minitoolai.errors import NotFound
 from minitoolai.infra.db import Database
@@ -62,9 +63,13 @@ def _summary(r: Any) -> AccountSummary:  # a row of ``_COLUMNS``
 
 
 class AccountAdmin:
-    def __init__(self, db: Database, auth: Authenticator) -> None:
+    def __init__(
+        self, db: Database, auth: Authenticator, *, changes: ChangeBus | None = None
+    ) -> None:
         self.db = db
         self.auth = auth
+        #: tells every other process's key cache (``account_changed``)
+        self.changes = changes or ChangeBus(db)
 
     async def search(self, text: str = "") -> list[AccountSummary]:
         """Accounts whose name or login email contains ``text`` (any case), by name."""
@@ -104,6 +109,7 @@ class AccountAdmin:
                 update(accounts).where(accounts.c.id == account.id).values(suspended=suspended)
             )
         self.auth.forget_account(account.id)
+        await self.changes.account_changed(account.id)  # every other process
         return await self.get(name)
 
     async def is_suspended(self, account_id: int) -> bool:

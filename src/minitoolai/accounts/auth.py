@@ -1,9 +1,10 @@
 """Authenticating a bearer key, without a database query on the hot path.
 
 Keys are looked up by hash and cached for ``ttl`` seconds (successes only: caching misses
-would let anyone fill memory). Revoking through this process drops the entry at once; other
-replicas see a revocation within ``ttl``. Money is never decided from the cache: the balance
-check is the hold's conditional UPDATE.
+would let anyone fill memory). A revocation, a change to a key's or an account's rules, a
+suspension reach every process's cache at once through ``accounts.invalidation`` (the
+``ChangeBus`` this cache subscribes to); ``ttl`` is the bound when that channel is down. Money
+is never decided from the cache: the balance check is the hold's conditional UPDATE.
 """
 
 from __future__ import annotations
@@ -13,11 +14,14 @@ from dataclasses import dataclass
 
 from sqlalchemy import select
 
+from minitoolai.accounts.invalidation import Change, ChangeBus
 from minitoolai.accounts.keys import KEY_PREFIX, hash_key, hashes_match
 from minitoolai.clock import as_utc, utcnow
 from minitoolai.errors import AuthenticationFailed, PermissionDenied
 from minitoolai.infra.db import Database
 from minitoolai.infra.tables import accounts, api_keys
+from minitoolai.ledger.budgets import Budgets, Caps
+from minitoolai.limits.rates import NO_OVERRIDES, Overrides, Rates
 
 #: the one answer to every authentication failure (missing header, wrong scheme, malformed,
 #: unknown, revoked or expired key): same message, type and code, so nobody learns which keys
@@ -28,6 +32,39 @@ _INVALID = (
 )
 _CODE = "invalid_api_key"
 _SUSPENDED = "This account is suspended; ask your operator."
+
+
+#: the rate-limit overrides loaded with the key (migration 0011): the key's, then the account's
+_LIMIT_COLUMNS = [
+    table.c[f"limit_{name}"].label(f"{who}_limit_{name}")
+    for who, table in (("key", api_keys), ("account", accounts))
+    for name in ("rpm", "tpm", "ipm", "max_concurrent")
+]
+
+
+def _overrides(row: object) -> Overrides:
+    def rates(who: str) -> Rates:
+        values = [getattr(row, f"{who}_limit_{n}") for n in ("rpm", "tpm", "ipm", "max_concurrent")]
+        return Rates(*(int(v) if v else None for v in values))
+
+    found = Overrides(rates("key"), rates("account"))
+    return NO_OVERRIDES if found == NO_OVERRIDES else found  # the limiter's fast path
+
+
+#: the spend budgets loaded with the key (migration 0012): the key's, then the account's
+_BUDGET_COLUMNS = [
+    table.c[f"{period}_budget"].label(f"{who}_{period}_budget")
+    for who, table in (("key", api_keys), ("account", accounts))
+    for period in ("daily", "monthly", "total")
+]
+
+
+def _budgets(row: object) -> Budgets | None:
+    def caps(who: str) -> Caps:
+        values = [getattr(row, f"{who}_{p}_budget") for p in ("daily", "monthly", "total")]
+        return Caps(*(None if v is None else int(v) for v in values))
+
+    return Budgets.of(caps("key"), caps("account"))
 
 
 def _denied() -> AuthenticationFailed:
@@ -45,6 +82,10 @@ class Principal:
     allowed_models: frozenset[str] | None
     expires_at: float | None  # unix time
     suspended: bool = False  # the operator suspended the account (``accounts.admin``)
+    limits: Overrides = NO_OVERRIDES  # the key's and the account's own rates (``limits``)
+    #: the key's and the account's spend budgets (``ledger.budgets``); None: neither has any,
+    #: and holds take the plain one-statement path
+    budgets: Budgets | None = None
 
     def check_model(self, model: str) -> None:
         if self.allowed_models is not None and model not in self.allowed_models:
@@ -56,11 +97,23 @@ class Principal:
 
 
 class Authenticator:
-    def __init__(self, db: Database, ttl: float = 5.0, max_entries: int = 100_000) -> None:
+    def __init__(
+        self,
+        db: Database,
+        ttl: float = 5.0,
+        max_entries: int = 100_000,
+        *,
+        changes: ChangeBus | None = None,
+    ) -> None:
         self.db = db
         self.ttl = ttl
         self.max_entries = max_entries
         self._cache: dict[str, tuple[float, Principal]] = {}
+        # Bumped by every forget: a lookup that began before a change does not cache what it
+        # read, which may be from before the change.
+        self._generation = 0
+        if changes is not None:
+            changes.subscribe(self.on_change)
 
     async def authenticate(self, authorization: str | None) -> Principal:
         if not authorization:
@@ -75,10 +128,12 @@ class Authenticator:
         if cached is not None and cached[0] > now:
             principal = cached[1]
         else:
+            generation = self._generation
             principal = await self._load(digest, token)
-            if len(self._cache) >= self.max_entries:
-                self._cache.clear()
-            self._cache[digest] = (now + self.ttl, principal)
+            if generation == self._generation:
+                if len(self._cache) >= self.max_entries:
+                    self._cache.clear()
+                self._cache[digest] = (now + self.ttl, principal)
         if principal.expires_at is not None and principal.expires_at <= time.time():
             raise _denied()
         if principal.suspended:  # a valid key: saying so tells a thief nothing new
@@ -86,13 +141,36 @@ class Authenticator:
         return principal
 
     def forget(self, key_hash: str) -> None:
+        self._generation += 1
         self._cache.pop(key_hash, None)
 
     def forget_account(self, account_id: int) -> None:
-        """Drop the account's cached keys (it was suspended or restored through this process)."""
+        """Drop the account's cached keys (it was suspended, restored or its rules changed)."""
+        self._generation += 1
         for digest, (_, principal) in list(self._cache.items()):
             if principal.account_id == account_id:
                 self._cache.pop(digest, None)
+
+    def forget_key_id(self, key_id: int) -> None:
+        self._generation += 1
+        for digest, (_, principal) in list(self._cache.items()):
+            if principal.key_id == key_id:
+                self._cache.pop(digest, None)
+
+    def forget_all(self) -> None:
+        self._generation += 1
+        self._cache.clear()
+
+    def on_change(self, change: Change) -> None:
+        """What ``ChangeBus`` calls, for a change made by this process or any other."""
+        if change.key_hash is not None:
+            self.forget(change.key_hash)
+        elif change.key_id is not None:
+            self.forget_key_id(change.key_id)
+        elif change.account_id is not None:
+            self.forget_account(change.account_id)
+        else:
+            self.forget_all()
 
     async def _load(self, digest: str, token: str) -> Principal:
         async with self.db.read() as conn:
@@ -108,6 +186,8 @@ class Authenticator:
                         accounts.c.id.label("account_id"),
                         accounts.c.name,
                         accounts.c.suspended,
+                        *_LIMIT_COLUMNS,
+                        *_BUDGET_COLUMNS,
                     )
                     .join(accounts, accounts.c.id == api_keys.c.account_id)
                     .where(api_keys.c.key_hash == digest)
@@ -120,5 +200,13 @@ class Authenticator:
             raise _denied()
         models = frozenset(row.allowed_models) if row.allowed_models else None
         return Principal(
-            row.id, row.account_id, row.name, row.prefix, models, expires, bool(row.suspended)
+            row.id,
+            row.account_id,
+            row.name,
+            row.prefix,
+            models,
+            expires,
+            bool(row.suspended),
+            limits=_overrides(row),
+            budgets=_budgets(row),
         )

@@ -14,11 +14,13 @@ from typing import Any
 from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from minitoolai.accounts.invalidation import ChangeBus
 from minitoolai.accounts.keys import VISIBLE, generate_key, hash_key, visible_prefix
 from minitoolai.clock import as_utc, utcnow
 from minitoolai.errors import Conflict, InvalidRequest, NotFound
 from minitoolai.infra.db import Database
 from minitoolai.infra.tables import accounts, api_keys
+from minitoolai.ledger.budgets import NO_CAPS, PERIODS, Caps, PeriodKind
 from minitoolai.ledger.service import Ledger, check_amount
 from minitoolai.money import nano_to_usd
 
@@ -56,6 +58,7 @@ class KeyRecord:
     created_at: datetime
     expires_at: datetime | None
     revoked_at: datetime | None
+    budgets: Caps = NO_CAPS  # the key's spend budgets (``ledger.budgets``)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -67,7 +70,29 @@ class KeyRecord:
             "created_at": as_utc(self.created_at).isoformat(),
             "expires_at": as_utc(self.expires_at).isoformat() if self.expires_at else None,
             "revoked": self.revoked_at is not None,
+            "budgets": budgets_dict(self.budgets),
         }
+
+
+def budgets_dict(caps: Caps) -> dict[str, str | None]:
+    """A key's or account's budgets as the CLI and the admin API show them (USD, or null)."""
+    return {p: None if (v := caps.cap(p)) is None else nano_to_usd(v) for p in PERIODS}
+
+
+def _caps(row: Any) -> Caps:
+    return Caps(row.daily_budget, row.monthly_budget, row.total_budget)
+
+
+def _budget_values(changes: dict[PeriodKind, int | None]) -> dict[str, int | None]:
+    """The columns of a budget change; a cap is a positive amount (None clears it)."""
+    for period, amount in changes.items():
+        if period not in PERIODS:
+            raise InvalidRequest(f"no {period!r} budget; use daily, monthly or total")
+        if amount is not None:
+            if amount <= 0:
+                raise InvalidRequest("a budget is a positive USD amount", param=period)
+            check_amount(amount)
+    return {f"{period}_budget": amount for period, amount in changes.items()}
 
 
 def _valid_name(name: str) -> str:
@@ -85,9 +110,11 @@ def _valid_label(label: str | None, what: str) -> str | None:
 
 
 class AccountService:
-    def __init__(self, db: Database, ledger: Ledger) -> None:
+    def __init__(self, db: Database, ledger: Ledger, *, changes: ChangeBus | None = None) -> None:
         self.db = db
         self.ledger = ledger
+        #: tells every process's key cache about a revoked or changed key (``key_changed``)
+        self.changes = changes or ChangeBus(db)
 
     async def create(self, name: str, credit: int = 0) -> tuple[Account, str]:
         """Create an account with its first key. Returns the account and the plaintext key."""
@@ -168,8 +195,14 @@ class AccountService:
         name: str | None = None,
         expires_at: datetime | None = None,
         allowed_models: list[str] | None = None,
+        daily_budget: int | None = None,
+        monthly_budget: int | None = None,
+        total_budget: int | None = None,
     ) -> tuple[str, KeyRecord]:
         name = _valid_label(name, "name")
+        budget = _budget_values(
+            {"daily": daily_budget, "monthly": monthly_budget, "total": total_budget}
+        )
         if allowed_models is not None and not all(
             m and len(m) <= 200 and m.isprintable() for m in allowed_models
         ):
@@ -189,14 +222,73 @@ class AccountService:
                         allowed_models=allowed_models,
                         created_at=now,
                         expires_at=expires_at,
+                        **budget,
                     )
                     .returning(api_keys.c.id)
                 )
             ).scalar_one()
         record = KeyRecord(
-            key_id, account.name, visible_prefix(key), name, allowed_models, now, expires_at, None
+            key_id,
+            account.name,
+            visible_prefix(key),
+            name,
+            allowed_models,
+            now,
+            expires_at,
+            None,
+            Caps(daily_budget, monthly_budget, total_budget),
         )
         return key, record
+
+    async def set_key_budget(self, prefix: str, **changes: int | None) -> tuple[KeyRecord, str]:
+        """Set (an amount) or clear (None) the named budgets (``daily``, ``monthly``,
+        ``total``) of the one live key starting with ``prefix``; the others stay. Returns the
+        key and its hash (to drop it from the key caches: the budgets ride in the Principal)."""
+        values = _budget_values(changes)  # type: ignore[arg-type]
+        key_id, key_hash = await self._live_key(prefix)
+        async with self.db.write() as conn:
+            if values:
+                await conn.execute(update(api_keys).where(api_keys.c.id == key_id).values(**values))
+            row = (
+                await conn.execute(
+                    select(api_keys, accounts.c.name.label("account_name"))
+                    .join(accounts, accounts.c.id == api_keys.c.account_id)
+                    .where(api_keys.c.id == key_id)
+                )
+            ).one()
+        record = KeyRecord(
+            row.id,
+            row.account_name,
+            row.prefix,
+            row.name,
+            row.allowed_models,
+            row.created_at,
+            row.expires_at,
+            row.revoked_at,
+            _caps(row),
+        )
+        await self.changes.key_changed(key_hash=key_hash)  # every replica's key cache
+        return record, key_hash
+
+    async def set_account_budget(self, name: str, **changes: int | None) -> Caps:
+        """Set or clear the named budgets of an account (shared by all its keys); the others
+        stay. Returns its budgets after."""
+        values = _budget_values(changes)  # type: ignore[arg-type]
+        account = await self.get(name)
+        async with self.db.write() as conn:
+            if values:
+                await conn.execute(
+                    update(accounts).where(accounts.c.id == account.id).values(**values)
+                )
+            row = (await conn.execute(select(accounts).where(accounts.c.id == account.id))).one()
+        await self.changes.account_changed(account.id)  # every replica's key cache
+        return _caps(row)
+
+    async def account_budget(self, name: str) -> Caps:
+        account = await self.get(name)
+        async with self.db.read() as conn:
+            row = (await conn.execute(select(accounts).where(accounts.c.id == account.id))).one()
+        return _caps(row)
 
     async def list_keys(self, account_name: str) -> list[KeyRecord]:
         account = await self.get(account_name)
@@ -218,9 +310,32 @@ class AccountService:
                 r.created_at,
                 r.expires_at,
                 r.revoked_at,
+                _caps(r),
             )
             for r in rows
         ]
+
+    async def _live_key(self, prefix: str) -> tuple[int, str]:
+        """The id and hash of the one live key starting with ``prefix`` (or the whole key)."""
+        if len(prefix) < 8 or len(prefix) > 200 or not prefix.isprintable():
+            raise InvalidRequest("give at least 8 characters of the key", param="prefix")
+        if len(prefix) > VISIBLE:
+            condition = api_keys.c.key_hash == hash_key(prefix)
+        else:
+            condition = api_keys.c.prefix.startswith(prefix, autoescape=True)
+        async with self.db.read() as conn:
+            matches = (
+                await conn.execute(
+                    select(api_keys.c.id, api_keys.c.key_hash).where(
+                        condition, api_keys.c.revoked_at.is_(None)
+                    )
+                )
+            ).all()
+        if not matches:
+            raise NotFound(f"no live key starts with {prefix[:VISIBLE]!r}")
+        if len(matches) > 1:
+            raise Conflict(f"{len(matches)} keys start with {prefix!r}; give more characters")
+        return int(matches[0].id), str(matches[0].key_hash)
 
     async def revoke_key(self, prefix: str) -> str:
         """Revoke the one live key starting with ``prefix``. Returns its key hash (for caches)."""
@@ -245,4 +360,5 @@ class AccountService:
             await conn.execute(
                 update(api_keys).where(api_keys.c.id == matches[0].id).values(revoked_at=utcnow())
             )
+        await self.changes.key_changed(key_hash=str(matches[0].key_hash))  # every replica
         return str(matches[0].key_hash)

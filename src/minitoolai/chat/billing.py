@@ -15,6 +15,7 @@ import anyio
 from minitoolai.engines.base import Usage
 from minitoolai.ledger.pricing import Price
 from minitoolai.ledger.service import Ledger, UsageRecord
+from minitoolai.limits.service import settled
 
 log = logging.getLogger("minitoolai.chat")
 
@@ -32,6 +33,7 @@ async def settle_tokens(
     """Charge ``usage`` at ``price``; ``result`` is kept with the charge for idempotent
     replays (None: nothing to replay)."""
     cost = price.tokens(usage.prompt_tokens, usage.completion_tokens)
+    settled(usage.prompt_tokens + usage.completion_tokens)  # the tokens rate's correction
     record = UsageRecord(
         prompt_tokens=usage.prompt_tokens,
         completion_tokens=usage.completion_tokens,

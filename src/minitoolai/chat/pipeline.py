@@ -61,6 +61,7 @@ class Prepared:
     hold_amount: int
     price: Price
     candidates: list[Deployment[ChatEngine]]
+    hold_tokens: int = 0  # the hold's tokens (prompt estimate + every completion): the TPM's
 
 
 class ChatService:
@@ -165,6 +166,7 @@ class ChatService:
             hold_amount=price.tokens(hold_prompt, request.completion_limit * request.choices),
             price=price,
             candidates=candidates,
+            hold_tokens=hold_prompt + request.completion_limit * request.choices,
         )
 
     async def refuse_if_nothing_available(self, principal: Principal) -> None:
@@ -219,6 +221,7 @@ class ChatService:
             kind="chat",
             model=prepared.request.model,
             api_key_id=principal.key_id,
+            budgets=principal.budgets,
             idempotency=idempotency,
         )
         if hold.is_replay:

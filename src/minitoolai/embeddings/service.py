@@ -108,6 +108,7 @@ class EmbeddingService:
             kind="embeddings",
             model=model,
             api_key_id=principal.key_id,
+            budgets=principal.budgets,
             idempotency=idempotency,
         )
         if hold.is_replay:

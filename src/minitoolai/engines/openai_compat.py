@@ -61,6 +61,7 @@ from minitoolai.engines.base import (
     Usage,
 )
 from minitoolai.engines.errors import EngineError, EngineRejected, EngineUnavailable
+from minitoolai.observability import REQUEST_ID
 from minitoolai.redact import redact, register, secret_header_values
 from minitoolai.settings import ProviderConfig
 
@@ -221,12 +222,16 @@ class ProviderEndpoint:
         may answer); other 4xx are ``EngineRejected``. ``whole``: a non-streamed call, which
         may take up to ``timeout_s`` to begin.
         """
+        request_id = REQUEST_ID.get()  # the client's call, named the same upstream
+        headers = (
+            self._headers if request_id is None else {**self._headers, "X-Request-Id": request_id}
+        )
         try:
             response = await self._session.post(
                 url or self._url,
                 # a large body goes out in pieces: one 30 MB write would copy it on the loop
                 data=body if len(body) < LARGE_BODY else aiohttp.BytesIOPayload(io.BytesIO(body)),
-                headers=self._headers,
+                headers=headers,
                 params=self._params,
                 timeout=self._whole_timeout if whole else self._timeout,
             )

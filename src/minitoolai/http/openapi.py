@@ -32,7 +32,15 @@ from minitoolai.chat.schemas import ChatRequest
 from minitoolai.codes.schemas import RedeemRequest
 from minitoolai.embeddings.schemas import EmbeddingRequest
 from minitoolai.http.responses import MAX_BODY
-from minitoolai.http.routes.admin import AlertBody, NewAccount, NewCodes, NewKey, Usd
+from minitoolai.http.routes.admin import (
+    AlertBody,
+    BudgetBody,
+    LimitsBody,
+    NewAccount,
+    NewCodes,
+    NewKey,
+    Usd,
+)
 from minitoolai.images.schemas import JobRef, JobRequest, OpenAIImageRequest
 from minitoolai.responses.schemas import ResponsesRequest
 from minitoolai.settings import DEFAULT_OPENAI_IMAGE_MODELS
@@ -58,6 +66,8 @@ REQUEST_MODELS: tuple[type[BaseModel], ...] = (
     NewKey,
     NewCodes,
     RedeemRequest,
+    LimitsBody,
+    BudgetBody,
 )
 
 #: HTTP status -> what it means here (the descriptions of the error responses).
@@ -672,11 +682,36 @@ RESPONSE_SCHEMAS: dict[str, Schema] = {
             "created_at": TIME,
             "expires_at": _nullable(TIME),
             "revoked": {"type": "boolean"},
+            "budgets": _ref("Budgets"),
         }
     ),
+    # spend budgets in USD, null: none (docs/billing.md, "Budgets")
+    "Budgets": _obj({p: _nullable(STR) for p in ("daily", "monthly", "total")}),
+    "AccountBudget": {
+        "allOf": [
+            _obj({"object": {"const": "account_budget"}, "account": STR}),
+            _ref("Budgets"),
+        ]
+    },
     "ApiKeyCreated": {
         "allOf": [_ref("ApiKey"), _obj({"api_key": {**STR, "description": "shown once"}})]
     },
+    "RateLimits": _obj(
+        {
+            "object": {"const": "rate_limits"},
+            "account": STR,
+            "key": {**_nullable(STR), "description": "the key's prefix; null: the account's"},
+            **{
+                name: {**_nullable({"type": "integer", "minimum": 1}), "description": what}
+                for name, what in (
+                    ("rpm", "requests per minute"),
+                    ("tpm", "tokens per minute"),
+                    ("ipm", "images per minute"),
+                    ("max_concurrent", "requests in flight"),
+                )
+            },
+        }
+    ),
     "ApiKeyList": _obj(
         {"object": {"const": "list"}, "data": {"type": "array", "items": _ref("ApiKey")}}
     ),
@@ -884,13 +919,24 @@ def _json(schema: Schema, description: str) -> Schema:
     return {"description": description, "content": {JSON_TYPE: {"schema": schema}}}
 
 
+#: a rate limit's headers (docs/limits.md): on its 429, and on every answer of a limited key
+RATE_LIMIT_HEADERS: dict[str, Schema] = {
+    f"x-ratelimit-{what}-{kind}": {"description": f"{what} ({kind}; docs/limits.md)", "schema": STR}
+    for kind in ("requests", "tokens")
+    for what in ("limit", "remaining", "reset")
+}
+
+
 def _errors(codes: tuple[int, ...], schema: Schema | None = None) -> dict[str, Schema]:
     body = schema or _ref("Error")
     out: dict[str, Schema] = {}
     for code in codes:
         response = _json(body, STATUS_TEXT[code])
         if code == 429:
-            response["headers"] = {"Retry-After": {"description": "seconds to wait", "schema": INT}}
+            response["headers"] = {
+                "Retry-After": {"description": "seconds to wait", "schema": INT},
+                **RATE_LIMIT_HEADERS,
+            }
         out[str(code)] = response
     return out
 
@@ -1205,15 +1251,16 @@ def paths() -> dict[str, Schema]:
         "/metrics": {
             "get": _op(
                 "metrics",
-                "Prometheus metrics",
+                "Prometheus metrics (the admin key, or MINITOOLAI_METRICS_TOKEN)",
                 "operations",
                 {
                     "200": {
                         "description": "Prometheus text format",
                         "content": {"text/plain": {"schema": STR}},
-                    }
+                    },
+                    **_errors((401,)),
                 },
-                security=NO_AUTH,
+                security=ADMIN,
             )
         },
         "/openapi.json": {
@@ -1306,6 +1353,71 @@ def paths() -> dict[str, Schema]:
                 {"200": _json(_ref("ApiKeyRevoked"), "revoked"), **_errors((400, 401, 404, 409))},
                 security=ADMIN,
                 parameters=[_path_param("prefix", "a key's prefix, or the whole key")],
+            )
+        },
+        "/admin/keys/{prefix}/limits": {
+            "put": _op(
+                "adminSetKeyLimits",
+                "Set the rate limits of the one live key starting with `prefix`",
+                "admin",
+                {
+                    "200": _json(_ref("RateLimits"), "the key's own limits now"),
+                    **_errors(ADMIN_WRITE),
+                },
+                security=ADMIN,
+                body="LimitsBody",
+                parameters=[_path_param("prefix", "a key's prefix, or the whole key")],
+                description="Only the fields given change; 0 or null clears one (the configured "
+                "default applies again). docs/limits.md.",
+            )
+        },
+        "/admin/keys/{prefix}/budget": {
+            "put": _op(
+                "adminSetKeyBudget",
+                "Set the spend budgets of the one live key starting with `prefix`",
+                "admin",
+                {
+                    "200": _json(_ref("ApiKey"), "the key, with its budgets now"),
+                    **_errors(ADMIN_WRITE),
+                },
+                security=ADMIN,
+                body="BudgetBody",
+                parameters=[_path_param("prefix", "a key's prefix, or the whole key")],
+                description="USD per UTC day, per UTC month, in total. Only the fields given "
+                "change; null clears one. A request that would pass one is a 402 "
+                "`budget_exceeded` (docs/billing.md, Budgets).",
+            )
+        },
+        "/admin/accounts/{name}/budget": {
+            "put": _op(
+                "adminSetAccountBudget",
+                "Set the account's spend budgets, shared by all its keys",
+                "admin",
+                {
+                    "200": _json(_ref("AccountBudget"), "the account's budgets now"),
+                    **_errors(ADMIN_WRITE),
+                },
+                security=ADMIN,
+                body="BudgetBody",
+                parameters=[name],
+                description="USD per UTC day, per UTC month, in total. Only the fields given "
+                "change; null clears one (docs/billing.md, Budgets).",
+            )
+        },
+        "/admin/accounts/{name}/limits": {
+            "put": _op(
+                "adminSetAccountLimits",
+                "Set the account's rate limits, shared by all its keys",
+                "admin",
+                {
+                    "200": _json(_ref("RateLimits"), "the account's own limits now"),
+                    **_errors(ADMIN_WRITE),
+                },
+                security=ADMIN,
+                body="LimitsBody",
+                parameters=[name],
+                description="Only the fields given change; 0 or null clears one (the configured "
+                "default applies again). docs/limits.md.",
             )
         },
         "/api/redeem/": {"post": _redeem_op()},

@@ -37,6 +37,7 @@ def error_response(exc: APIError) -> JSON:
     retry_after = getattr(exc, "retry_after", None)
     if retry_after is not None:
         headers["Retry-After"] = str(retry_after)
+    headers.update(getattr(exc, "headers", None) or {})  # a rate limit's x-ratelimit-*
     return JSON(exc.to_dict(), status_code=exc.status_code, headers=headers)
 
 

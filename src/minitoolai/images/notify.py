@@ -90,8 +90,8 @@ class Wakeup:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         for closer in self._closers:
-            with contextlib.suppress(Exception):
-                await closer.close()
+            with contextlib.suppress(Exception):  # redis-py's client has aclose, asyncpg close
+                await (getattr(closer, "aclose", None) or closer.close)()
 
 
 async def publish_redis(redis_url: str, model: str) -> None:

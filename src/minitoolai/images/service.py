@@ -9,6 +9,7 @@ once whatever retries, crashes and cancels interleave.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -27,7 +28,10 @@ from minitoolai.ledger.idempotency import IdempotencyKey
 from minitoolai.ledger.pricing import PriceTable
 from minitoolai.ledger.service import Ledger
 
-#: an image hold outlives any queue wait; the job reaper, not the hold sweeper, unwinds it
+log = logging.getLogger("minitoolai.images")
+
+#: an image hold, once its job is queued, outlives any queue wait; the job reaper, not the hold
+#: sweeper, unwinds it (before that it is a live hold: ``Ledger.hand_over``)
 IMAGE_HOLD_TTL = timedelta(days=2)
 #: polls of one job are answered at most this often, all clients together; a faster poller
 #: waits its turn. One client polling every 10 ms or slower never waits.
@@ -126,9 +130,9 @@ class ImageService:
             kind="image",
             model=request.model,
             api_key_id=principal.key_id,
+            budgets=principal.budgets,
             idempotency=idempotency,
-            ttl=IMAGE_HOLD_TTL,
-        )
+        )  # live (renewed, swept if this process dies) until its job is queued
         if hold.is_replay:  # the same job again; never new work on the earlier charge
             jobid = int(hold.stored_answer()["jobid"])
             return JobTicket(jobid, self.signer.job(jobid))
@@ -139,6 +143,10 @@ class ImageService:
         except BaseException:
             await self.ledger.release(hold.charge_id)
             raise
+        try:  # the job row exists: from now on the queue answers for the hold
+            await self.ledger.hand_over(hold.charge_id, IMAGE_HOLD_TTL)
+        except Exception:  # still live here: renewed until the job settles it
+            log.warning("keeping the hold of job %s failed; renewed meanwhile", job.id)
         if idempotency is not None:
             await self.ledger.set_result(hold.charge_id, {"jobid": job.id})
         if self.notify is not None:

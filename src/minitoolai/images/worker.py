@@ -46,7 +46,20 @@ def encode(image: GeneratedImage, fmt: str) -> bytes:
     return buffer.getvalue()
 
 
+async def reap_abandoned(queue: JobQueue, ledger: Ledger) -> None:
+    """Fail (and refund) jobs whose workers died too many times. Safe anywhere, any number of
+    times at once (``finalize`` is conditional); ``serve`` runs it in its elected process."""
+    for job in await queue.abandoned():
+        message = f"the job was interrupted {job.attempts} times; it was not charged"
+        if await queue.finalize(job.id, JobStatus.FAILED, message):
+            await void_charge(ledger, job.charge_id, "job abandoned")
+            log.warning("job %d failed after %d attempts", job.id, job.attempts)
+
+
 class ImageWorker:
+    #: whether ``run`` reaps abandoned jobs (``serve``'s own workers leave it to its singleton)
+    reaps = True
+
     def __init__(
         self,
         queue: JobQueue,
@@ -78,7 +91,7 @@ class ImageWorker:
         handled = 0
         next_reap = 0.0
         while not self._stopping:
-            if time.monotonic() >= next_reap:  # dead workers are rare: look now and then
+            if self.reaps and time.monotonic() >= next_reap:  # dead workers are rare
                 await self.reap()
                 next_reap = time.monotonic() + self.queue.lease.total_seconds() / 2
             job = await self.queue.claim(self.id, prefer=self.engine.loaded_models())
@@ -93,11 +106,7 @@ class ImageWorker:
 
     async def reap(self) -> None:
         """Fail (and refund) jobs whose workers died too many times."""
-        for job in await self.queue.abandoned():
-            message = f"the job was interrupted {job.attempts} times; it was not charged"
-            if await self.queue.finalize(job.id, JobStatus.FAILED, message):
-                await void_charge(self.ledger, job.charge_id, "job abandoned")
-                log.warning("job %d failed after %d attempts", job.id, job.attempts)
+        await reap_abandoned(self.queue, self.ledger)
 
     async def process(self, job: ImageJob) -> None:
         params = job.params

@@ -54,6 +54,8 @@ class WorkerThread:
             self._workers = [
                 build_worker(svc.images, engine, svc.wakeup) for _ in range(self.count)
             ]
+            for worker in self._workers:
+                worker.reaps = False  # the app's elected sweeper reaps (infra/leader.py)
             self.api_wakeup.forward(lambda: loop.call_soon_threadsafe(svc.wakeup.set))
             self._loop = loop
             self._ready.set()

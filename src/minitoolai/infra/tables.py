@@ -28,6 +28,24 @@ from sqlalchemy import (
 
 metadata = MetaData()
 
+
+def rate_limit_columns() -> list[Column[int]]:
+    """Requests, tokens, images per minute and requests in flight (``limits.rates``)."""
+    return [
+        Column(f"limit_{name}", Integer, nullable=True)
+        for name in ("rpm", "tpm", "ipm", "max_concurrent")
+    ]
+
+
+def budget_columns() -> list[Column[int]]:
+    """Spend caps per UTC day, per UTC month and in total, in nano-dollars (``ledger.budgets``,
+    migration 0012); NULL: no cap."""
+    return [
+        Column(f"{name}_budget", BigInteger, nullable=True)
+        for name in ("daily", "monthly", "total")
+    ]
+
+
 accounts = Table(
     "accounts",
     metadata,
@@ -38,6 +56,9 @@ accounts = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     # the console's suspension (migration 0009): its keys are refused (accounts.auth)
     Column("suspended", Boolean, nullable=False, server_default="0"),
+    # the account's own rate limits (migration 0011, docs/limits.md); NULL: the default
+    *rate_limit_columns(),
+    *budget_columns(),  # the account's spend budgets (0012, docs/billing.md)
     CheckConstraint("held >= 0", name="ck_accounts_held_nonneg"),
     CheckConstraint("balance >= held", name="ck_accounts_covered"),
 )
@@ -54,6 +75,9 @@ api_keys = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("expires_at", DateTime(timezone=True), nullable=True),
     Column("revoked_at", DateTime(timezone=True), nullable=True),
+    # the key's own rate limits (migration 0011, docs/limits.md); NULL: the default
+    *rate_limit_columns(),
+    *budget_columns(),  # the key's spend budgets (0012, docs/billing.md)
 )
 
 # One row per charged request: its hold, then its settlement or release. The usage log.
@@ -81,6 +105,8 @@ charges = Table(
     Column("expires_at", DateTime(timezone=True), nullable=False),  # the hold's deadline
     Column("settled_at", DateTime(timezone=True), nullable=True),
     Column("request_id", String(64), nullable=True),  # the HTTP request's x-request-id
+    # the UTC day (YYYY-MM-DD) a budgeted hold was taken in; NULL: no budget counted it (0012)
+    Column("budget_period", String(10), nullable=True),
     UniqueConstraint("account_id", "idempotency_key", name="uq_charges_idempotency"),
     CheckConstraint("held_amount >= 0", name="ck_charges_hold_nonneg"),
     Index("ix_charges_account_created", "account_id", "created_at"),
@@ -306,4 +332,19 @@ account_alerts = Table(
     Column("alerted_at", DateTime(timezone=True), nullable=True),
     Column("updated_at", DateTime(timezone=True), nullable=False),
     CheckConstraint("threshold > 0", name="ck_account_alerts_threshold_positive"),
+)
+
+# Spend budgets' counters (migration 0012, ``ledger.budgets``): per key or account and period
+# (``day:YYYY-MM-DD``, ``month:YYYY-MM``, ``total``), what its settled charges cost and what
+# its live holds reserve. Moved only by the ledger's hold/settle/release/refund statements.
+budget_spend = Table(
+    "budget_spend",
+    metadata,
+    Column("scope", String(8), primary_key=True),  # key | account
+    Column("scope_id", Integer, primary_key=True),
+    Column("period", String(16), primary_key=True),
+    Column("spent", BigInteger, nullable=False, server_default="0"),
+    Column("held", BigInteger, nullable=False, server_default="0"),
+    Column("cap", BigInteger, nullable=True),  # the cap in force at its latest hold
+    CheckConstraint("held >= 0", name="ck_budget_spend_held_nonneg"),
 )

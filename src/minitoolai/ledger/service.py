@@ -28,6 +28,16 @@ from prometheus_client import Counter
 from minitoolai.clock import utcnow
 from minitoolai.errors import Conflict, InsufficientCredit, InvalidRequest, NotFound
 from minitoolai.infra.db import Database
+from minitoolai.ledger.budgets import (
+    PERIODS,
+    BudgetRow,
+    Budgets,
+    PeriodKind,
+    counters_for,
+    day_of,
+    period_key,
+    refusal_message,
+)
 from minitoolai.ledger.idempotency import IdempotencyKey, reused_with_another_body
 from minitoolai.ledger.store import (
     CodeCredit,
@@ -49,7 +59,7 @@ from minitoolai.ledger.store.base import (
     UsageSum,
 )
 from minitoolai.money import nano_to_usd
-from minitoolai.observability import CHARGED, REQUEST_ID, TOKENS
+from minitoolai.observability import BUDGET_REFUSED, CHARGED, REQUEST_ID, TOKENS
 
 log = logging.getLogger("minitoolai.ledger")
 
@@ -195,8 +205,14 @@ class Ledger:
         charge_id: str | None = None,
         idempotency: IdempotencyKey | None = None,
         ttl: timedelta | None = None,
+        budgets: Budgets | None = None,
+        now: datetime | None = None,
     ) -> Hold:
         """Reserve ``amount`` or raise ``InsufficientCredit`` (402). Nothing else is touched.
+
+        With ``budgets`` (the caller's ``Principal.budgets``), the hold must also fit under
+        every budget of the key and the account for the UTC day and month of ``now``, checked
+        in the same atomic step; a refusal is a 402 ``budget_exceeded`` naming the budget.
 
         A hold with the default timeout belongs to a request this process runs: it is renewed
         until it is settled or released. One with its own ``ttl`` (an image job) is not.
@@ -207,6 +223,15 @@ class Ledger:
         if amount < 0:
             raise ValueError("a hold cannot be negative")
         check_amount(amount)
+        at = now or utcnow()
+        counters: list[BudgetRow] | None = None
+        day: str | None = None
+        if budgets is not None:
+            day = day_of(at)
+            counters = counters_for(budgets, account_id, api_key_id, day)
+            for counter in counters:  # more than a cap allows: no need to ask the database
+                if counter.cap is not None and amount > counter.cap:
+                    raise _over_budget(counter, at)
         for _attempt in range(3):
             charge = NewCharge(
                 id=charge_id or new_charge_id(),
@@ -217,9 +242,11 @@ class Ledger:
                 amount=amount,
                 idempotency_key=idempotency.stored if idempotency else None,
                 request_hash=idempotency.fingerprint if idempotency else None,
-                now=utcnow(),
-                expires_at=utcnow() + (ttl or self.hold_timeout),
+                now=at,
+                expires_at=at + (ttl or self.hold_timeout),
                 request_id=REQUEST_ID.get(),  # set per HTTP request by observability.RequestLog
+                budgets=counters,
+                budget_period=day,
             )
             outcome = await self.store.hold(charge)
             if outcome == "held":
@@ -230,6 +257,8 @@ class Ledger:
                 earlier = await self._by_idempotency(account_id, idempotency)
                 if earlier is not None:
                     return earlier
+            if isinstance(outcome, BudgetRow):
+                raise _over_budget(outcome, at)
             if outcome == "insufficient":
                 break
             # "duplicate": the earlier request vanished or gave its key up: hold again
@@ -240,6 +269,16 @@ class Ledger:
             f"US${nano_to_usd(available)}. Top up the account, or ask for fewer "
             f"tokens (max_completion_tokens)."
         )
+
+    async def budget_spend(
+        self, scope: str, scope_id: int, now: datetime | None = None
+    ) -> dict[PeriodKind, tuple[int, int]]:
+        """(spent, held) of a key's or account's budget counters in the periods of ``now``
+        (counted while it has a budget; (0, 0) for a period with nothing counted)."""
+        day = day_of(now or utcnow())
+        keys = {kind: period_key(kind, day) for kind in PERIODS}
+        found = await self.store.budget_spend(scope, scope_id, list(keys.values()))
+        return {kind: found.get(key, (0, 0)) for kind, key in keys.items()}
 
     async def available(self, account_id: int) -> int:
         """What the account can spend now (balance less holds): a pre-check, not a promise."""
@@ -285,6 +324,13 @@ class Ledger:
                 del self._live[charge_id]
         if self._live:
             await self.store.renew(list(self._live), utcnow() + self.hold_timeout)
+
+    async def hand_over(self, charge_id: str, ttl: timedelta) -> None:
+        """A live hold becomes a durable one, kept for ``ttl``: its work now outlives this
+        process (an image job is queued, and the queue's reaper answers for it). Until this
+        call the hold is renewed by this process and swept if it dies."""
+        await self.store.renew([charge_id], utcnow() + ttl)
+        self._live.pop(charge_id, None)
 
     @property
     def live_holds(self) -> int:
@@ -594,6 +640,16 @@ class Ledger:
     ) -> list[UsageSum]:
         """``where``'s requests and spending per model, the costliest first."""
         return await self.store.usage_by_model(account_id, where, limit)
+
+
+def _over_budget(counter: BudgetRow, now: datetime) -> InsufficientCredit:
+    """The 402 of a hold a budget refused: OpenAI's ``insufficient_quota`` type (what a client
+    already handles as "no money left"), with its own code and which budget it was."""
+    log.debug(  # a client hammering past its budget must not flood the log: the metric counts
+        "hold refused by the %s %s budget of %d", counter.scope, counter.kind, counter.scope_id
+    )
+    BUDGET_REFUSED.labels(counter.scope, counter.kind).inc()
+    return InsufficientCredit(refusal_message(counter, now), code="budget_exceeded")
 
 
 def _count_settled(step: Finish, model: str, charged: int) -> None:

@@ -130,6 +130,7 @@ class ResponsesService:
             kind="chat",
             model=model,
             api_key_id=principal.key_id,
+            budgets=principal.budgets,
             idempotency=idempotency,
         )
         if hold.is_replay:

@@ -17,13 +17,14 @@ Money is not handled here: a caller that holds some releases it when this raises
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from minitoolai.engines.errors import EngineBusy, EngineError, EngineRejected
 from minitoolai.errors import InvalidRequest, RateLimited, UpstreamError
-from minitoolai.observability import UPSTREAM_FAILURES
+from minitoolai.observability import UPSTREAM_FAILURES, UPSTREAM_LATENCY
 from minitoolai.routing.router import Deployment, Router
 
 log = logging.getLogger("minitoolai.routing")
@@ -56,6 +57,7 @@ async def failover(
     busy: EngineBusy | None = None
     for deployment in candidates:
         answer = ask(deployment.engine)
+        asked = time.perf_counter()
         try:
             first = await anext(answer)
         except StopAsyncIteration:
@@ -71,6 +73,7 @@ async def failover(
             last_error = str(exc)
         else:
             router.succeeded(deployment)
+            UPSTREAM_LATENCY.labels(deployment.name).observe(time.perf_counter() - asked)
             return Answering(deployment, first, answer)
         log.warning("deployment %s failed before the first byte: %s", deployment.name, last_error)
         UPSTREAM_FAILURES.labels(deployment.name).inc()

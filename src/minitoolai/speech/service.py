@@ -55,6 +55,7 @@ class SpeechService:
             kind="speech",
             model=model,
             api_key_id=principal.key_id,
+            budgets=principal.budgets,
             idempotency=idempotency,
         )
         if hold.is_replay:

@@ -15,7 +15,8 @@ from minitoolai.clock import as_utc, utcnow
 from minitoolai.errors import APIError, InvalidRequest, NotFound
 from minitoolai.http.deps import services
 from minitoolai.ledger.store.base import Entry
-from minitoolai.money import nano_to_usd
+from minitoolai.limits.overrides import MAX_RATE, LimitOverrides
+from minitoolai.money import nano_to_usd, usd_to_nano
 from minitoolai.payments.checkout import MAX_USD, MIN_USD, PRESETS_USD, amount_minor
 from minitoolai.people.service import WebSession
 from minitoolai.web.forms import Form
@@ -32,11 +33,26 @@ async def _keys_page(
     request: Request, session: WebSession, status: int = 200, **context: Any
 ) -> Response:
     keys = await services(request).accounts.list_keys(session.person.account_name)
-    context = {"form_name": "", "form_expires": "", "form_models": "", **context}
+    context = {
+        "form_name": "",
+        "form_expires": "",
+        "form_models": "",
+        "form_rpm": "",
+        "form_tpm": "",
+        "form_daily_budget": "",
+        **context,
+    }
+    ledger = services(request).ledger
+    spent_today = {  # one indexed read per key with a daily budget
+        k.prefix: (await ledger.budget_spend("key", k.id))["daily"][0]
+        for k in keys
+        if k.budgets.daily is not None and k.revoked_at is None
+    }
     return await page(
         request,
         "keys.html",
         status,
+        spent_today=spent_today,
         keys=list(reversed(keys)),
         models=sorted(CHAT_MODELS),
         new_key=context.pop("new_key", None),
@@ -73,15 +89,44 @@ def _models(text: str) -> list[str] | None:
     return names or None
 
 
+def _daily_budget(text: str) -> int | None:
+    """The key's daily budget from the form, in USD (docs/billing.md, Budgets); empty: none."""
+    if not text.strip():
+        return None
+    try:
+        amount = usd_to_nano(text.strip())
+    except ValueError:
+        amount = 0
+    if amount <= 0:
+        raise InvalidRequest("the daily budget is a USD amount above 0", param="daily_budget")
+    return amount
+
+
+def _key_rates(form: Form) -> dict[str, int | None]:
+    """The key's own requests and tokens per minute (docs/limits.md); empty: none."""
+    rates: dict[str, int | None] = {}
+    for name, label in (("rpm", "requests per minute"), ("tpm", "tokens per minute")):
+        text = form.get(name).strip()
+        if text:
+            if not text.isdigit() or not 0 < int(text) <= MAX_RATE:
+                raise InvalidRequest(f"the {label} must be a whole number above 0", param=name)
+            rates[name] = int(text)
+    return rates
+
+
 async def _create_key(request: Request, form: Form, session: WebSession) -> Response:
     name = form.get("name").strip() or None
     try:
+        rates = _key_rates(form)  # before the key exists: a wrong number creates nothing
         key, record = await services(request).accounts.create_key(
             session.person.account_name,
             name=name,
             expires_at=_expiry(form.get("expires")),
             allowed_models=_models(form.get("models")),
+            daily_budget=_daily_budget(form.get("daily_budget")),
         )
+        if rates:
+            await LimitOverrides(services(request).db).set_key(key, rates)
     except APIError as exc:
         return await _keys_page(
             request,
@@ -91,6 +136,9 @@ async def _create_key(request: Request, form: Form, session: WebSession) -> Resp
             form_name=form.get("name"),
             form_expires=form.get("expires"),
             form_models=form.get("models"),
+            form_rpm=form.get("rpm"),
+            form_tpm=form.get("tpm"),
+            form_daily_budget=form.get("daily_budget"),
         )
     log.info("key %s created for account %d from the web", record.prefix, session.person.account_id)
     # Answered, not redirected: the one time the whole key exists outside the client's hands.

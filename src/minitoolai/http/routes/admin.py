@@ -10,11 +10,13 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.requests import Request
 from starlette.routing import Route
 
+from minitoolai.accounts.service import budgets_dict
 from minitoolai.audit import ADMIN_API, MAX_LISTING
 from minitoolai.codes.service import MAX_BATCH
 from minitoolai.errors import AuthenticationFailed, InvalidRequest
 from minitoolai.http.deps import services
 from minitoolai.http.responses import JSON, parse, read_json
+from minitoolai.limits.overrides import MAX_RATE, LimitOverrides
 from minitoolai.money import nano_to_usd, usd_to_nano
 
 
@@ -26,6 +28,16 @@ def _require_admin(request: Request) -> None:
         token.strip().encode(), expected.encode()
     ):
         raise AuthenticationFailed("This endpoint needs the admin key.", code="invalid_admin_key")
+
+
+def _budget_usd(value: Any) -> str | None:
+    """A budget in USD: a positive exact amount, or null (no budget)."""
+    if value is None:
+        return None
+    text = str(value)
+    if usd_to_nano(text) <= 0:
+        raise ValueError("must be a positive USD amount, or null for none")
+    return text
 
 
 class _Body(BaseModel):
@@ -62,6 +74,20 @@ class NewKey(_Body):
     name: str | None = Field(default=None, max_length=200)
     expires_at: datetime | None = None
     allowed_models: list[str] | None = None
+    daily_budget: str | None = None  # USD (docs/billing.md, "Budgets")
+    monthly_budget: str | None = None
+    total_budget: str | None = None
+
+    @field_validator("daily_budget", "monthly_budget", "total_budget", mode="before")
+    @classmethod
+    def _usd(cls, value: Any) -> str | None:
+        return _budget_usd(value)
+
+    def budgets(self) -> dict[str, int | None]:
+        return {
+            f"{p}_budget": None if (v := getattr(self, f"{p}_budget")) is None else usd_to_nano(v)
+            for p in ("daily", "monthly", "total")
+        }
 
     @field_validator("expires_at")
     @classmethod
@@ -97,6 +123,39 @@ class AlertBody(_Body):
         if usd_to_nano(text) <= 0:
             raise ValueError("must be a positive USD amount")
         return text
+
+
+class LimitsBody(_Body):
+    """A key's or an account's own rate limits (docs/limits.md): a field left out is kept as
+    it was; 0 or null clears it (the configured default applies again)."""
+
+    rpm: int | None = Field(default=None, ge=0, le=MAX_RATE)
+    tpm: int | None = Field(default=None, ge=0, le=MAX_RATE)
+    ipm: int | None = Field(default=None, ge=0, le=MAX_RATE)
+    max_concurrent: int | None = Field(default=None, ge=0, le=MAX_RATE)
+
+    def changes(self) -> dict[str, int | None]:
+        return {name: getattr(self, name) for name in sorted(self.model_fields_set)}
+
+
+class BudgetBody(_Body):
+    """A key's or an account's spend budgets in USD (docs/billing.md): per UTC day, per UTC
+    month, in total. A field left out is kept as it was; null clears it."""
+
+    daily: str | None = None
+    monthly: str | None = None
+    total: str | None = None
+
+    @field_validator("daily", "monthly", "total", mode="before")
+    @classmethod
+    def _usd(cls, value: Any) -> str | None:
+        return _budget_usd(value)
+
+    def changes(self) -> dict[str, int | None]:
+        return {
+            name: None if (v := getattr(self, name)) is None else usd_to_nano(v)
+            for name in sorted(self.model_fields_set)
+        }
 
 
 def _in_utc_range(value: datetime | None) -> datetime | None:
@@ -185,6 +244,7 @@ async def create_key(request: Request) -> JSON:
         name=body.name,
         expires_at=body.expires_at,
         allowed_models=body.allowed_models,
+        **body.budgets(),
     )
     await svc.audit.record(
         ADMIN_API, "key.create", record.account_name, {"prefix": record.prefix, "name": body.name}
@@ -199,6 +259,56 @@ async def revoke_key(request: Request) -> JSON:
     svc.auth.forget(key_hash)
     await svc.audit.record(ADMIN_API, "key.revoke", request.path_params["prefix"][:12])
     return JSON({"object": "api_key", "prefix": request.path_params["prefix"], "revoked": True})
+
+
+async def set_key_limits(request: Request) -> JSON:
+    _require_admin(request)
+    svc = services(request)
+    body = parse(LimitsBody, await read_json(request))
+    changed = await LimitOverrides(svc.db).set_key(request.path_params["prefix"], body.changes())
+    if changed.key_hash is not None:
+        svc.auth.forget(changed.key_hash)  # this process applies it at once
+    await svc.audit.record(
+        ADMIN_API, "key.limits", changed.account, {"prefix": changed.key_prefix, **body.changes()}
+    )
+    return JSON(changed.to_dict())
+
+
+async def set_account_limits(request: Request) -> JSON:
+    _require_admin(request)
+    svc = services(request)
+    body = parse(LimitsBody, await read_json(request))
+    account_id, changed = await LimitOverrides(svc.db).set_account(
+        request.path_params["name"], body.changes()
+    )
+    svc.auth.forget_account(account_id)
+    await svc.audit.record(ADMIN_API, "account.limits", changed.account, body.changes())
+    return JSON(changed.to_dict())
+
+
+async def set_key_budget(request: Request) -> JSON:
+    _require_admin(request)
+    svc = services(request)
+    body = parse(BudgetBody, await read_json(request))
+    record, key_hash = await svc.accounts.set_key_budget(
+        request.path_params["prefix"], **body.changes()
+    )
+    svc.auth.forget(key_hash)  # this process applies it at once (the budgets ride in the key)
+    await svc.audit.record(
+        ADMIN_API, "key.budget", record.account_name, {"prefix": record.prefix, **body.changes()}
+    )
+    return JSON(record.to_dict())
+
+
+async def set_account_budget(request: Request) -> JSON:
+    _require_admin(request)
+    svc = services(request)
+    body = parse(BudgetBody, await read_json(request))
+    account = await svc.accounts.get(request.path_params["name"])
+    caps = await svc.accounts.set_account_budget(account.name, **body.changes())
+    svc.auth.forget_account(account.id)
+    await svc.audit.record(ADMIN_API, "account.budget", account.name, body.changes())
+    return JSON({"object": "account_budget", "account": account.name, **budgets_dict(caps)})
 
 
 async def create_codes(request: Request) -> JSON:
@@ -259,6 +369,10 @@ routes = [
     Route("/admin/accounts/{name}/keys", list_keys, methods=["GET"]),
     Route("/admin/accounts/{name}/keys", create_key, methods=["POST"]),
     Route("/admin/keys/{prefix}", revoke_key, methods=["DELETE"]),
+    Route("/admin/keys/{prefix}/limits", set_key_limits, methods=["PUT"]),
+    Route("/admin/accounts/{name}/limits", set_account_limits, methods=["PUT"]),
+    Route("/admin/keys/{prefix}/budget", set_key_budget, methods=["PUT"]),
+    Route("/admin/accounts/{name}/budget", set_account_budget, methods=["PUT"]),
     Route("/admin/codes", list_codes, methods=["GET"]),
     Route("/admin/codes", create_codes, methods=["POST"]),
     Route("/admin/codes/{batch_id}", show_codes, methods=["GET"]),

@@ -24,6 +24,7 @@ from minitoolai.chat import render
 from minitoolai.chat.pipeline import ChatService, Prepared
 from minitoolai.chat.schemas import ChatRequest
 from minitoolai.http.deps import idempotency, principal, services, slashed, unless_disconnected
+from minitoolai.http.limited import admit, answered
 from minitoolai.http.responses import (
     JSON,
     LARGE_BODY,
@@ -60,6 +61,22 @@ async def _handle(request: Request, flavour: Flavour) -> Response | EventStream:
         chat_request.stream_options and chat_request.stream_options.include_usage
     )
     prepared = await chat.prepare(who, chat_request)
+    admission = await admit(request, who, tokens=prepared.hold_tokens)  # before the hold
+    return await answered(
+        admission, _reply(request, chat, who, prepared, key, stream, include_usage, flavour)
+    )
+
+
+async def _reply(
+    request: Request,
+    chat: ChatService,
+    who: Principal,
+    prepared: Prepared,
+    key: IdempotencyKey | None,
+    stream: bool,
+    include_usage: bool,
+    flavour: Flavour,
+) -> Response | EventStream:
     if not stream:  # one watch for the client over the whole answer
         return JSON(await unless_disconnected(request, _whole(chat, who, prepared, key)))
     answer = await unless_disconnected(request, chat.answer(who, prepared, key))
@@ -68,7 +85,7 @@ async def _handle(request: Request, flavour: Flavour) -> Response | EventStream:
             answer,
             role_in_first_delta=flavour.role_in_first_delta,
             include_usage=include_usage,
-            legacy_functions=chat_request.legacy_functions,
+            legacy_functions=prepared.request.legacy_functions,
         )
     )
 

@@ -19,6 +19,7 @@ from starlette.routing import Route
 from minitoolai.catalog import IMAGE_MODELS
 from minitoolai.errors import APIError, InvalidRequest, ModelNotFound, NotFound, UpstreamError
 from minitoolai.http.deps import idempotency, principal, services, slashed
+from minitoolai.http.limited import admit
 from minitoolai.http.responses import JSON, parse, read_json
 from minitoolai.images.queue import JobStatus
 from minitoolai.images.schemas import JobRef, JobRequest, OpenAIImageRequest
@@ -39,7 +40,10 @@ def _base_url(request: Request) -> str:
 
 def _submit_error(exc: APIError) -> JSON:
     body = {"status": "error", "jobid": None, "signature": None, "message": exc.message}
-    return JSON(body, status_code=exc.status_code)
+    headers = dict(getattr(exc, "headers", None) or {})  # a rate limit's x-ratelimit-*
+    if (retry_after := getattr(exc, "retry_after", None)) is not None:
+        headers["Retry-After"] = str(retry_after)
+    return JSON(body, status_code=exc.status_code, headers=headers)
 
 
 def _poll_error(exc: APIError) -> JSON:
@@ -52,10 +56,13 @@ async def seed_submit(request: Request) -> Response:
         who = await principal(request)
         raw = await read_json(request)
         job_request = parse(JobRequest, raw)
+        # images per minute, before the hold; a job is not a connection held open
+        admission = await admit(request, who, images=1, requests=0, concurrent=False)
         ticket = await _images(request).create_job(who, job_request, idempotency(request, raw))
     except APIError as exc:
         return _submit_error(exc)
-    return JSON({"status": "success", "jobid": ticket.jobid, "signature": ticket.signature})
+    body = {"status": "success", "jobid": ticket.jobid, "signature": ticket.signature}
+    return JSON(body, headers=admission.headers)
 
 
 async def seed_poll(request: Request) -> Response:
@@ -101,6 +108,7 @@ async def openai_generate(request: Request) -> Response:
             param="model",
         )
     job_request = body.job_request(openai_names)
+    admission = await admit(request, who, images=body.n, requests=0, concurrent=False)
     tickets = [
         await images.create_job(who, job_request, key.part(i) if key else None)
         for i in range(body.n)
@@ -122,7 +130,7 @@ async def openai_generate(request: Request) -> Response:
             data.append({"b64_json": base64.b64encode(image).decode()})
         else:
             data.append({"url": images.image_url(job.result_key, _base_url(request))})
-    return JSON({"created": int(time.time()), "data": data})
+    return JSON({"created": int(time.time()), "data": data}, headers=admission.headers)
 
 
 async def image_file(request: Request) -> Response:

@@ -11,7 +11,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from minitoolai.accounts.auth import Principal
 from minitoolai.http.deps import idempotency, principal, services, unless_disconnected
+from minitoolai.http.limited import admit, answered
 from minitoolai.http.responses import (
     JSON,
     LARGE_BODY,
@@ -20,8 +22,10 @@ from minitoolai.http.responses import (
     read_json,
 )
 from minitoolai.http.sse import EventStream
+from minitoolai.ledger.idempotency import IdempotencyKey
 from minitoolai.responses import render
 from minitoolai.responses.schemas import parse_request
+from minitoolai.responses.service import Staged
 
 
 async def create_response(request: Request) -> Response | EventStream:
@@ -34,6 +38,15 @@ async def create_response(request: Request) -> Response | EventStream:
     key = idempotency(request, body)
     stream = bool(responses_request.stream)
     staged = await service.prepare(who, responses_request, stream=stream, body=body)
+    admission = await admit(request, who, tokens=staged.prepared.hold_tokens)  # before the hold
+    return await answered(admission, _reply(request, who, staged, key, stream))
+
+
+async def _reply(
+    request: Request, who: Principal, staged: Staged, key: IdempotencyKey | None, stream: bool
+) -> Response | EventStream:
+    service = services(request).responses
+    responses_request = staged.request
     keep = service.keeper(who, staged)
 
     async def whole() -> dict[str, Any]:

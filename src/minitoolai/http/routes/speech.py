@@ -15,10 +15,12 @@ import orjson
 from starlette.requests import Request
 from starlette.routing import Route
 
+from minitoolai.accounts.auth import Principal
 from minitoolai.catalog import SPEECH_MEDIA_TYPES, SPEECH_MODELS
 from minitoolai.chat.tokens import count_text
 from minitoolai.errors import ModelNotFound
 from minitoolai.http.deps import idempotency, principal, services, slashed, unless_disconnected
+from minitoolai.http.limited import admit, answered
 from minitoolai.http.responses import parse, read_json
 from minitoolai.http.sse import EventStream
 from minitoolai.speech.schemas import OpenAISpeechRequest, SeedSpeechRequest
@@ -68,16 +70,23 @@ def _known_model(data: Any) -> None:
 
 async def _speak(request: Request, seed_style: bool) -> EventStream:
     who = await principal(request)
-    svc = services(request)
     data = await read_json(request)
     if not seed_style:
         _known_model(data)
     body: OpenAISpeechRequest | SeedSpeechRequest = (
         parse(SeedSpeechRequest, data) if seed_style else parse(OpenAISpeechRequest, data)
     )
+    admission = await admit(request, who)  # requests and concurrency (docs/limits.md)
+    return await answered(admission, _audio(request, who, body, data))
+
+
+async def _audio(
+    request: Request, who: Principal, body: OpenAISpeechRequest | SeedSpeechRequest, data: Any
+) -> EventStream:
     params = body.params()
     audio = await unless_disconnected(
-        request, svc.speech.start(who, body.model, params, idempotency(request, data))
+        request,
+        services(request).speech.start(who, body.model, params, idempotency(request, data)),
     )
     if isinstance(body, OpenAISpeechRequest) and body.stream_format == "sse":
         return EventStream(_sse(audio, params.input))

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
+from minitoolai.ledger.budgets import BudgetRow
+
 HoldOutcome = Literal["held", "insufficient", "duplicate"]
 #: why a code credited nothing: no such code, used or expired (``invalid``); no such account,
 #: or its balance would pass the cap (``refused``)
@@ -35,6 +37,11 @@ class NewCharge:
     now: datetime
     expires_at: datetime
     request_id: str | None = None  # the HTTP request's ``x-request-id``
+    #: spend budgets (``ledger.budgets``): the counters this hold must fit under, and the UTC
+    #: day it belongs to (kept on the charge, so its settle moves that day's counters); None
+    #: for a caller without budgets, whose hold is the one statement it always was
+    budgets: list[BudgetRow] | None = None
+    budget_period: str | None = None
 
 
 @dataclass(slots=True)
@@ -283,9 +290,18 @@ class LedgerStore(Protocol):
 
     # -- spending ----------------------------------------------------------------------------
 
-    async def hold(self, charge: NewCharge) -> HoldOutcome:
+    async def hold(self, charge: NewCharge) -> HoldOutcome | BudgetRow:
         """Reserve ``charge.amount`` if the account has it available, with the charge row and
-        a ``hold`` entry; ``duplicate`` when its idempotency key is taken (nothing written)."""
+        a ``hold`` entry; ``duplicate`` when its idempotency key is taken (nothing written).
+        With ``charge.budgets``, in the same transaction every counter's ``held`` grows by the
+        amount only if ``spent + held + amount <= cap``; the first counter that refuses is
+        returned and nothing is written."""
+        ...
+
+    async def budget_spend(
+        self, scope: str, scope_id: int, periods: list[str]
+    ) -> dict[str, tuple[int, int]]:
+        """(spent, held) of the key's or account's counters for ``periods`` that exist."""
         ...
 
     async def finish(self, step: Finish) -> Finished | None:

@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 
 from minitoolai.infra.db import asyncpg_dsn
+from minitoolai.ledger.budgets import BudgetRow, period_keys
 from minitoolai.ledger.store.base import (
     CREDIT_KINDS,
     RENEW_BATCH,
@@ -100,13 +101,35 @@ WITH acct AS (
 SELECT count(*) AS moved FROM charge
 """
 
+# A budgeted hold: ``_HOLD`` with the charge's budget day, then ``_BUDGET_HOLD``, in one
+# transaction. The account row is locked first (by the hold), then the counters, the order
+# every step that moves them keeps, so no two steps wait on each other.
+_HOLD_BUDGETED = _HOLD.replace(
+    "request_id)\n    SELECT $1, id, $4, $5, $6, 'held', $3, false, $7, $10, $8, $9, $11 FROM acct",
+    "request_id, budget_period)\n"
+    "    SELECT $1, id, $4, $5, $6, 'held', $3, false, $7, $10, $8, $9, $11, $12 FROM acct",
+)
+assert _HOLD_BUDGETED != _HOLD
+
+# Every counter takes the hold only if it stays under its cap (a new row: the service has
+# checked the amount against the cap); the rows it returns are the counters that took it.
+_BUDGET_HOLD = """
+INSERT INTO budget_spend (scope, scope_id, period, spent, held, cap)
+SELECT s, i, p, 0, $4, c
+FROM unnest($1::text[], $2::int[], $3::text[], $5::bigint[]) AS t(s, i, p, c)
+ON CONFLICT (scope, scope_id, period) DO UPDATE
+SET held = budget_spend.held + EXCLUDED.held, cap = EXCLUDED.cap
+WHERE EXCLUDED.cap IS NULL OR budget_spend.spent + budget_spend.held + EXCLUDED.held <= EXCLUDED.cap
+RETURNING scope, period
+"""
+
 _FINISH = """
 WITH charge AS (
     UPDATE charges SET status = $2, settled_at = $3, cost = LEAST(held_amount, $4),
         prompt_tokens = $5, completion_tokens = $6, units = $7, usage_estimated = $8,
         served_by = $9, result = COALESCE($10::json, result)
     WHERE id = $1 AND status = 'held' AND ($13::timestamptz IS NULL OR expires_at < $13)
-    RETURNING account_id, held_amount, cost, model
+    RETURNING account_id, held_amount, cost, model, api_key_id, budget_period
 ), acct AS (
     UPDATE accounts a SET balance = a.balance - c.cost, held = a.held - c.held_amount
     FROM charge c WHERE a.id = c.account_id
@@ -114,14 +137,37 @@ WITH charge AS (
 ), entry AS (
     INSERT INTO ledger_entries (account_id, charge_id, kind, amount, held, note, created_at)
     SELECT account_id, $1, $11, -cost, -held_amount, $12, $3 FROM charge
+), budget AS (
+    -- reads acct, so the account row is locked before the counters (as the hold locks them)
+    UPDATE budget_spend b SET held = b.held - c.held_amount, spent = b.spent + c.cost
+    FROM charge c JOIN acct a ON a.id = c.account_id
+    WHERE c.budget_period IS NOT NULL
+      AND ((b.scope = 'key' AND b.scope_id = c.api_key_id)
+      OR (b.scope = 'account' AND b.scope_id = c.account_id))
+      AND b.period IN ('day:' || c.budget_period, 'month:' || substr(c.budget_period, 1, 7),
+                       'total')
 )
 SELECT account_id, held_amount, cost, model FROM charge
 """
 
 _LATE_CHARGE = """
-SELECT account_id, held_amount, model FROM charges
+SELECT account_id, held_amount, model, api_key_id, budget_period FROM charges
 WHERE id = $1 AND status = 'expired'
 FOR UPDATE
+"""
+
+# a late settle's counters (the account is locked: no other step moves them meanwhile): what
+# the tightest cap still allows, then the cost added to what was spent
+_LATE_BUDGET_ROOM = """
+SELECT MIN(cap - spent - held) FROM budget_spend
+WHERE ((scope = 'key' AND scope_id = $1) OR (scope = 'account' AND scope_id = $2))
+  AND period = ANY($3::text[]) AND cap IS NOT NULL
+"""
+
+_BUDGET_MOVE = """
+UPDATE budget_spend SET spent = spent + $4
+WHERE ((scope = 'key' AND scope_id = $1) OR (scope = 'account' AND scope_id = $2))
+  AND period = ANY($3::text[])
 """
 
 _LATE_ACCOUNT = "SELECT balance - held FROM accounts WHERE id = $1 FOR UPDATE"
@@ -143,10 +189,20 @@ _REFUND = """
 WITH charge AS (
     UPDATE charges SET status = 'refunded'
     WHERE id = $1 AND status = 'settled'
-    RETURNING account_id, COALESCE(cost, 0) AS cost
+    RETURNING account_id, COALESCE(cost, 0) AS cost, api_key_id, budget_period
 ), acct AS (
     UPDATE accounts a SET balance = a.balance + c.cost
     FROM charge c WHERE a.id = c.account_id AND c.cost <> 0
+    RETURNING a.id
+), budget AS (
+    -- what was refunded was not spent; after acct, as every step orders the locks
+    UPDATE budget_spend b SET spent = b.spent - c.cost
+    FROM charge c JOIN acct a ON a.id = c.account_id
+    WHERE c.budget_period IS NOT NULL
+      AND ((b.scope = 'key' AND b.scope_id = c.api_key_id)
+      OR (b.scope = 'account' AND b.scope_id = c.account_id))
+      AND b.period IN ('day:' || c.budget_period, 'month:' || substr(c.budget_period, 1, 7),
+                       'total')
 ), entry AS (
     INSERT INTO ledger_entries (account_id, charge_id, kind, amount, held, note, created_at)
     SELECT account_id, $1, 'refund', cost, 0, $2, $3 FROM charge
@@ -214,6 +270,13 @@ WHERE id = $1
 
 def _json(value: Any) -> str | None:
     return None if value is None else orjson.dumps(value).decode()
+
+
+class _OverBudget(Exception):
+    """A budget counter refused the hold: the transaction rolls back whole."""
+
+    def __init__(self, counter: BudgetRow) -> None:
+        self.counter = counter
 
 
 def _read_json(value: str | None) -> Any:
@@ -322,10 +385,12 @@ class PostgresLedgerStore:
 
     # -- spending ----------------------------------------------------------------------------
 
-    async def hold(self, c: NewCharge) -> HoldOutcome:
+    async def hold(self, c: NewCharge) -> HoldOutcome | BudgetRow:
         import asyncpg
 
         pool = await self._acquire_pool()
+        if c.budgets:
+            return await self._hold_budgeted(pool, c)
         try:
             row = await pool.fetchrow(
                 _HOLD,
@@ -346,6 +411,51 @@ class PostgresLedgerStore:
                 raise
             return "duplicate"
         return "held" if row["moved"] else "insufficient"
+
+    async def _hold_budgeted(self, pool: Any, c: NewCharge) -> HoldOutcome | BudgetRow:
+        """The hold and its budget counters in one transaction; a counter that refuses rolls
+        both back."""
+        import asyncpg
+
+        assert c.budgets
+        counters = c.budgets
+        try:
+            async with pool.acquire() as conn, conn.transaction():
+                row = await conn.fetchrow(
+                    _HOLD_BUDGETED,
+                    c.id,
+                    c.account_id,
+                    c.amount,
+                    c.api_key_id,
+                    c.kind,
+                    c.model,
+                    c.idempotency_key,
+                    c.now,
+                    c.expires_at,
+                    c.request_hash,
+                    c.request_id,
+                    c.budget_period,
+                )
+                if not row["moved"]:
+                    return "insufficient"  # nothing was written
+                took = await conn.fetch(
+                    _BUDGET_HOLD,
+                    [x.scope for x in counters],
+                    [x.scope_id for x in counters],
+                    [x.period for x in counters],
+                    c.amount,
+                    [x.cap for x in counters],
+                )
+                if len(took) < len(counters):
+                    done = {(r["scope"], r["period"]) for r in took}
+                    raise _OverBudget(next(x for x in counters if (x.scope, x.period) not in done))
+        except asyncpg.UniqueViolationError:  # rolled back whole: nothing held
+            if c.idempotency_key is None:
+                raise
+            return "duplicate"
+        except _OverBudget as over:  # rolled back whole: nothing held
+            return over.counter
+        return "held"
 
     async def finish(self, s: Finish) -> Finished | None:
         pool = await self._acquire_pool()
@@ -380,6 +490,12 @@ class PostgresLedgerStore:
             account_id, wanted = int(charge["account_id"]), min(s.cost, int(charge["held_amount"]))
             available = int(await conn.fetchval(_LATE_ACCOUNT, account_id))
             charged = max(0, min(wanted, available))
+            day = charge["budget_period"]
+            if day is not None:  # its hold was given back: never spend past the budget now
+                rows = (charge["api_key_id"], account_id, list(period_keys(day)))
+                room = await conn.fetchval(_LATE_BUDGET_ROOM, *rows)
+                charged = charged if room is None else max(0, min(charged, int(room)))
+                await conn.execute(_BUDGET_MOVE, *rows, charged)
             await conn.execute(
                 _LATE_SETTLE,
                 s.charge_id,
@@ -457,6 +573,19 @@ class PostgresLedgerStore:
         pool = await self._acquire_pool()
         row = await pool.fetchrow("SELECT balance, held FROM accounts WHERE id = $1", account_id)
         return None if row is None else (int(row["balance"]), int(row["held"]))
+
+    async def budget_spend(
+        self, scope: str, scope_id: int, periods: list[str]
+    ) -> dict[str, tuple[int, int]]:
+        pool = await self._acquire_pool()
+        rows = await pool.fetch(
+            "SELECT period, spent, held FROM budget_spend WHERE scope = $1 AND scope_id = $2"
+            " AND period = ANY($3::text[])",
+            scope,
+            scope_id,
+            periods,
+        )
+        return {r["period"]: (int(r["spent"]), int(r["held"])) for r in rows}
 
     async def entry_sums(self, account_id: int) -> tuple[int, int]:
         pool = await self._acquire_pool()

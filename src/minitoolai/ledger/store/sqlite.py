@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 import orjson
 
 from minitoolai.infra.db import sqlite_pragmas
+from minitoolai.ledger.budgets import BudgetRow, period_keys
 from minitoolai.ledger.store.base import (
     CREDIT_KINDS,
     RENEW_BATCH,
@@ -130,6 +131,55 @@ def _usage_row(r: Any) -> UsageRow:
 
 class _Duplicate(Exception):
     pass
+
+
+class _OverBudget(Exception):
+    """A budget counter refused the hold: the transaction rolls back whole."""
+
+    def __init__(self, counter: BudgetRow) -> None:
+        self.counter = counter
+
+
+# A budget counter takes the hold only if it stays under its cap (a new row: the service has
+# checked the amount against the cap). ``BEGIN IMMEDIATE`` makes the check and the write one.
+_BUDGET_HOLD = (
+    "INSERT INTO budget_spend (scope, scope_id, period, spent, held, cap)"
+    " VALUES (?, ?, ?, 0, ?, ?) ON CONFLICT (scope, scope_id, period) DO UPDATE"
+    " SET held = held + excluded.held, cap = excluded.cap"
+    " WHERE excluded.cap IS NULL OR spent + held + excluded.held <= excluded.cap"
+)
+# the counters of a budgeted charge: its key's and its account's, for the day it was held in
+_BUDGET_ROWS = (
+    " WHERE ((scope = 'key' AND scope_id = ?) OR (scope = 'account' AND scope_id = ?))"
+    " AND period IN (?, ?, ?)"
+)
+
+
+def _budget_move(
+    conn: sqlite3.Connection,
+    key_id: int | None,
+    account_id: int,
+    day: str,
+    *,
+    held: int = 0,
+    spent: int = 0,
+) -> None:
+    """Move a budgeted charge's counters: ``held`` freed, ``spent`` added (either negative)."""
+    conn.execute(
+        "UPDATE budget_spend SET held = held - ?, spent = spent + ?" + _BUDGET_ROWS,
+        (held, spent, key_id, account_id, *period_keys(day)),
+    )
+
+
+def _budget_room(
+    conn: sqlite3.Connection, key_id: int | None, account_id: int, day: str
+) -> int | None:
+    """What the tightest capped counter of a charge still allows (None: no cap)."""
+    (room,) = conn.execute(
+        "SELECT MIN(cap - spent - held) FROM budget_spend" + _BUDGET_ROWS + " AND cap IS NOT NULL",
+        (key_id, account_id, *period_keys(day)),
+    ).fetchone()
+    return None if room is None else max(0, int(room))
 
 
 class SqliteLedgerStore:
@@ -281,7 +331,7 @@ class SqliteLedgerStore:
 
     # -- spending ----------------------------------------------------------------------------
 
-    async def hold(self, c: NewCharge) -> HoldOutcome:
+    async def hold(self, c: NewCharge) -> HoldOutcome | BudgetRow:
         now, expires = _time(c.now), _time(c.expires_at)
 
         def run(conn: sqlite3.Connection) -> HoldOutcome:
@@ -295,7 +345,8 @@ class SqliteLedgerStore:
                 conn.execute(
                     "INSERT INTO charges (id, account_id, api_key_id, kind, model, status,"
                     " held_amount, usage_estimated, idempotency_key, request_hash, created_at,"
-                    " expires_at, request_id) VALUES (?, ?, ?, ?, ?, 'held', ?, 0, ?, ?, ?, ?, ?)",
+                    " expires_at, request_id, budget_period)"
+                    " VALUES (?, ?, ?, ?, ?, 'held', ?, 0, ?, ?, ?, ?, ?, ?)",
                     (
                         c.id,
                         c.account_id,
@@ -308,6 +359,7 @@ class SqliteLedgerStore:
                         now,
                         expires,
                         c.request_id,
+                        c.budget_period,
                     ),
                 )
             except sqlite3.IntegrityError:
@@ -315,12 +367,21 @@ class SqliteLedgerStore:
                     raise
                 raise _Duplicate from None
             _entry(conn, c.account_id, c.id, "hold", 0, c.amount, None, now)
+            for counter in c.budgets or ():
+                taken = conn.execute(
+                    _BUDGET_HOLD,
+                    (counter.scope, counter.scope_id, counter.period, c.amount, counter.cap),
+                ).rowcount
+                if not taken:
+                    raise _OverBudget(counter)
             return "held"
 
         try:
             return await self._run(run)
         except _Duplicate:
             return "duplicate"
+        except _OverBudget as over:
+            return over.counter
 
     async def finish(self, s: Finish) -> Finished | None:
         now = _time(s.now)
@@ -335,7 +396,7 @@ class SqliteLedgerStore:
                 " served_by = ?, result = COALESCE(?, result)"
                 " WHERE id = ? AND status = 'held'"
                 + expiry
-                + " RETURNING account_id, held_amount, cost, model",
+                + " RETURNING account_id, held_amount, cost, model, api_key_id, budget_period",
                 (
                     s.status,
                     now,
@@ -358,6 +419,8 @@ class SqliteLedgerStore:
                 (charged, held_amount, account_id),
             )
             _entry(conn, account_id, s.charge_id, s.kind, -charged, -held_amount, s.note, now)
+            if row[5] is not None:
+                _budget_move(conn, row[4], account_id, row[5], held=held_amount, spent=charged)
             return Finished(account_id, held_amount, charged, str(row[3]))
 
         return await self._run(run)
@@ -368,7 +431,7 @@ class SqliteLedgerStore:
 
         def run(conn: sqlite3.Connection) -> LateSettled | None:
             row = conn.execute(
-                "SELECT account_id, held_amount, model FROM charges"
+                "SELECT account_id, held_amount, model, api_key_id, budget_period FROM charges"
                 " WHERE id = ? AND status = 'expired'",
                 (s.charge_id,),
             ).fetchone()
@@ -379,6 +442,10 @@ class SqliteLedgerStore:
                 "SELECT balance - held FROM accounts WHERE id = ?", (account_id,)
             ).fetchone()
             charged = max(0, min(wanted, int(available)))
+            if row[4] is not None:  # its hold was given back: never spend past the budget now
+                room = _budget_room(conn, row[3], account_id, row[4])
+                charged = charged if room is None else min(charged, room)
+                _budget_move(conn, row[3], account_id, row[4], spent=charged)
             conn.execute(
                 "UPDATE accounts SET balance = balance - ? WHERE id = ?", (charged, account_id)
             )
@@ -420,12 +487,14 @@ class SqliteLedgerStore:
         def run(conn: sqlite3.Connection) -> int | None:
             row = conn.execute(
                 "UPDATE charges SET status = 'refunded' WHERE id = ? AND status = 'settled'"
-                " RETURNING account_id, cost",
+                " RETURNING account_id, cost, api_key_id, budget_period",
                 (charge_id,),
             ).fetchone()
             if row is None:
                 return None
             account_id, cost = int(row[0]), int(row[1] or 0)
+            if row[3] is not None:  # what was refunded was not spent
+                _budget_move(conn, row[2], account_id, row[3], spent=-cost)
             if cost:
                 conn.execute(
                     "UPDATE accounts SET balance = balance + ? WHERE id = ?", (cost, account_id)
@@ -473,6 +542,19 @@ class SqliteLedgerStore:
     async def balances(self, account_id: int) -> tuple[int, int] | None:
         row = await self._lookup("SELECT balance, held FROM accounts WHERE id = ?", (account_id,))
         return None if row is None else (int(row[0]), int(row[1]))
+
+    async def budget_spend(
+        self, scope: str, scope_id: int, periods: list[str]
+    ) -> dict[str, tuple[int, int]]:
+        marks = ", ".join("?" * len(periods))
+        rows = await self._scan(
+            lambda conn: conn.execute(
+                "SELECT period, spent, held FROM budget_spend WHERE scope = ? AND scope_id = ?"
+                f" AND period IN ({marks})",
+                (scope, scope_id, *periods),
+            ).fetchall()
+        )
+        return {str(r[0]): (int(r[1]), int(r[2])) for r in rows}
 
     async def entry_sums(self, account_id: int) -> tuple[int, int]:
         row = await self._scan(
