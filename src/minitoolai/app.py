@@ -228,19 +228,21 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
             if services is None:
                 await svc.aclose()
 
+    # Starlette tries routes in order: the paid surfaces come first, so a chat request is not
+    # matched against every admin and storefront path before its own
     routes = [
         Route("/healthz", healthz, methods=["GET"]),
-        Route("/metrics", metrics, methods=["GET"]),
-        Route("/openapi.json", openapi_json, methods=["GET"]),
-        *account.routes,
-        *codes.routes,
-        *admin.routes,
         *models.routes,  # before chat's: the first route that matches a path answers it
         *chat.routes,
         *responses.routes,
+        *embeddings.routes,
         *images.routes,
         *speech.routes,
-        *embeddings.routes,
+        *account.routes,
+        *codes.routes,
+        *admin.routes,
+        Route("/metrics", metrics, methods=["GET"]),
+        Route("/openapi.json", openapi_json, methods=["GET"]),
         *payment_routes,  # Stripe's webhook: signed, so neither CSRF-checked nor keyed
         *web_routes,  # the storefront's pages: only their own paths (docs/web.md)
     ]
