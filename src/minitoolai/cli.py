@@ -39,6 +39,8 @@ Quick start (embedded default: SQLite and files under ./data):
   minitoolai serve                          # http://127.0.0.1:8000
   minitoolai accounts create alice --credit 5
   curl -H "Authorization: Bearer <key>" http://127.0.0.1:8000/api/balance/
+  minitoolai users create you@example.com --admin   # log in: /console
+  minitoolai codes create 5 --count 10              # redeemed at /topup
 
 \b
 Configuration comes from MINITOOLAI_* environment variables, e.g.
@@ -123,7 +125,7 @@ def serve(
     # that went as planned is a success, so it ends here with 0
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     uvicorn.run(
-        "minitoolai.app:create_worker_app" if workers > 1 else "minitoolai.app:create_app",
+        "minitoolai.app:create_worker_app" if workers > 1 else "minitoolai.app:create_serve_app",
         factory=True,
         host=host,
         port=port,

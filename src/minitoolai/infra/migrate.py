@@ -1,11 +1,15 @@
 """Apply Alembic migrations on start, safely when many replicas start at once.
 
-On PostgreSQL an advisory lock serialises concurrent upgrades; SQLite's own write lock does the
-same there.
+On PostgreSQL an advisory lock serialises concurrent upgrades. On SQLite a lock file beside the
+database does (``<db>.migrate-lock``, ``flock``): Alembic's DDL there runs outside a
+transaction, so the database's own write lock would let two processes both create the tables.
 """
 
 from __future__ import annotations
 
+import asyncio
+import fcntl
+import os
 from pathlib import Path
 
 from alembic import command
@@ -31,5 +35,26 @@ def _upgrade(connection: Connection) -> None:
 
 
 async def upgrade(engine: AsyncEngine) -> None:
-    async with engine.begin() as conn:
-        await conn.run_sync(_upgrade)
+    lock_path = _sqlite_lock_path(engine)
+    fd = None if lock_path is None else await asyncio.to_thread(_lock, lock_path)
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(_upgrade)
+    finally:
+        if fd is not None:
+            os.close(fd)  # closing the file releases the lock
+
+
+def _sqlite_lock_path(engine: AsyncEngine) -> Path | None:
+    """The lock file of a SQLite database file; None for PostgreSQL or an in-memory database."""
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or not database or database == ":memory:":
+        return None
+    return Path(database + ".migrate-lock")
+
+
+def _lock(path: Path) -> int:
+    """Wait for the migration lock (other processes may be upgrading) and hold it."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return fd
