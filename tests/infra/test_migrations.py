@@ -66,3 +66,38 @@ async def test_the_migrations_after_0003_go_down_and_up_again(url: str) -> None:
             assert await conn.run_sync(_tables) == at_head
     finally:
         await db.dispose()
+
+
+#: each later migration, the one before it, and the tables it makes
+NEW_TABLES = [
+    ("0005", "0004", {"responses"}),
+    ("0006", "0005", {"code_batches", "redeem_codes"}),
+    ("0007", "0006", {"users", "web_sessions", "password_resets"}),
+    ("0008", "0007", {"payment_orders", "payment_events"}),
+    ("0010", "0009", {"account_alerts"}),
+    ("0012", "0011", {"budget_spend"}),
+]
+
+
+@pytest.mark.parametrize(
+    ("revision", "before", "tables"), NEW_TABLES, ids=[r for r, _, _ in NEW_TABLES]
+)
+async def test_a_migration_makes_its_tables_and_takes_them_away(
+    url: str, revision: str, before: str, tables: set[str]
+) -> None:
+    db = Database(url)
+    try:
+        await upgrade(db.engine)
+        async with db.engine.connect() as conn:
+            assert await conn.run_sync(_tables) >= tables
+        async with db.engine.begin() as conn:
+            await conn.run_sync(lambda c: command.downgrade(alembic_config(c), before))
+        async with db.engine.connect() as conn:
+            assert await conn.run_sync(_version) == before
+            left = await conn.run_sync(_tables)
+            assert not tables & left and "accounts" in left
+        await upgrade(db.engine)
+        async with db.engine.connect() as conn:
+            assert await conn.run_sync(_tables) >= tables
+    finally:
+        await db.dispose()
