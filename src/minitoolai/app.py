@@ -25,7 +25,7 @@ from minitoolai.bootstrap import Services, build_services
 from minitoolai.chat.tokens import encoding
 from minitoolai.errors import APIError, AuthenticationFailed
 from minitoolai.http import deps
-from minitoolai.http.openapi import openapi_json
+from minitoolai.http.fastlane import FastLane
 from minitoolai.http.responses import JSON, on_api_error, on_http_error, on_unexpected
 from minitoolai.http.routes import (
     account,
@@ -58,6 +58,12 @@ from minitoolai.settings import Settings
 from minitoolai.web.routes import routes as web_routes
 
 log = logging.getLogger("minitoolai")
+
+
+async def openapi_json(request: Request) -> Response:
+    from minitoolai.http.openapi import openapi_json  # built at the first ask, not at start
+
+    return await openapi_json(request)
 
 
 async def healthz(request: Request) -> Response:
@@ -172,10 +178,21 @@ def _print_routing(svc: Services) -> None:
 
 class _App(Starlette):
     """Starlette with the request log outermost: even a 500 from the last-resort handler (which
-    Starlette puts outside every user middleware) gets the request id and is logged."""
+    Starlette puts outside every user middleware) gets the request id and is logged. Inside it,
+    the paid surfaces' exact paths take the fast lane (``http.fastlane``)."""
+
+    fast_routes: list[Route] = []
 
     def build_middleware_stack(self) -> ASGIApp:
-        return RequestLog(super().build_middleware_stack())
+        lane = FastLane(
+            super().build_middleware_stack(),
+            self.fast_routes,
+            self.router,
+            on_api_error=on_api_error,
+            on_http_error=on_http_error,
+            on_unexpected=on_unexpected,
+        )
+        return RequestLog(lane)
 
 
 def create_serve_app() -> Starlette:
@@ -211,6 +228,7 @@ def create_app(
         await asyncio.to_thread(encoding, "o200k_base")  # not on the first request's clock
         _print_routing(svc)
         await svc.changes.start()  # hear key revocations and suspensions made elsewhere
+        await svc.ledger.replay_journals()  # settles a killed process journaled, before serving
         leader = Leadership(svc.db)
         await leader.start()  # the singletons below run in one process of all
         tasks: list[asyncio.Task[Any]] = [
@@ -239,7 +257,8 @@ def create_app(
                     await task
             await leader.close()
             await svc.changes.close()
-            try:  # the requests have drained: retry any settlement the database refused
+            try:  # the requests have drained: land queued settles, retry any refused
+                await svc.ledger.flush()
                 await svc.ledger.maintain()
             except Exception:
                 log.exception("settling at shutdown failed; the sweeper will release the holds")
@@ -264,7 +283,7 @@ def create_app(
         *payment_routes,  # Stripe's webhook: signed, so neither CSRF-checked nor keyed
         *web_routes,  # the storefront's pages: only their own paths (docs/web.md)
     ]
-    return _App(
+    app = _App(
         routes=routes,
         exception_handlers={
             APIError: on_api_error,
@@ -273,3 +292,5 @@ def create_app(
         },
         lifespan=lifespan,
     )
+    app.fast_routes = [*chat.routes, *responses.routes, *embeddings.routes]
+    return app

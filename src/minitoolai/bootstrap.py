@@ -28,6 +28,7 @@ from minitoolai.images.service import ImageService
 from minitoolai.infra.db import Database
 from minitoolai.infra.http import upstream_session
 from minitoolai.infra.migrate import upgrade
+from minitoolai.ledger.journal import Journal
 from minitoolai.ledger.price_overrides import PriceOverrides
 from minitoolai.ledger.pricing import PriceTable
 from minitoolai.ledger.service import Ledger
@@ -118,7 +119,13 @@ async def build_services(
     db = Database(settings.resolved_database_url())
     if migrate:
         await upgrade(db.engine)
-    ledger = Ledger(db, hold_timeout_s=settings.hold_timeout_s)
+    ledger = Ledger(
+        db,
+        hold_timeout_s=settings.hold_timeout_s,
+        journal=Journal(settings.data_dir / "journal"),  # a file appears at the first settle
+        settle_wait=settings.settle_wait,
+        gather_s=settings.settle_gather_ms / 1000,
+    )
     prices = PriceTable(config.prices)
     price_overrides = PriceOverrides(db, prices)
     await price_overrides.refresh()  # the console's overrides; the app refreshes them

@@ -15,8 +15,6 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import orjson
 import typer
-from rich.console import Console
-from rich.table import Column, Table
 
 from minitoolai import audit
 from minitoolai.accounts.service import budgets_dict
@@ -28,6 +26,8 @@ from minitoolai.money import nano_to_usd, usd_to_nano
 from minitoolai.settings import Settings
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from minitoolai.engines.diffusion import CheckpointConfig
 
 T = TypeVar("T")
@@ -66,7 +66,24 @@ app.add_typer(models_app, name="models")
 users_app = typer.Typer(help="Storefront logins: people and their accounts.", no_args_is_help=True)
 app.add_typer(users_app, name="users")
 
-console = Console()
+
+class _Console:
+    """rich's ``Console``, made at the first print: ``serve`` never loads rich."""
+
+    def __init__(self) -> None:
+        self._console: Console | None = None
+
+    def print(self, *objects: Any, **options: Any) -> None:
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console()
+        self._console.print(*objects, **options)
+
+
+console: Console | _Console = _Console()
+
+
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 
 
@@ -221,6 +238,8 @@ def accounts_list(as_json: JsonOpt = False) -> None:
     if as_json:
         _print_json(data)
         return
+    from rich.table import Table
+
     table = Table("name", "balance (USD)", "held", "available", "created")
     for a in data:
         table.add_row(a["name"], a["balance"], a["held"], a["available"], a["created_at"][:19])
@@ -247,6 +266,8 @@ def accounts_show(name: str, as_json: JsonOpt = False) -> None:
         f"[bold]{data['name']}[/bold]  balance US${data['balance']}  held US${data['held']} "
         f"({data['open_holds']} open holds)  available US${data['available']}"
     )
+    from rich.table import Table
+
     table = Table("when", "kind", "amount", "held", "request", "note")
     for e in data["recent_entries"]:
         table.add_row(
@@ -474,6 +495,8 @@ def keys_list(
     if as_json:
         _print_json(data)
         return
+    from rich.table import Table
+
     table = Table("prefix", "label", "models", "created", "expires", "revoked")
     for k in data:
         table.add_row(
@@ -670,6 +693,8 @@ def models_list(as_json: JsonOpt = False) -> None:
     if as_json:
         _print_json(rows)
         return
+    from rich.table import Table
+
     table = Table(
         "model",
         "checkpoint",
@@ -777,6 +802,8 @@ def codes_list(as_json: JsonOpt = False) -> None:
     if as_json:
         _print_json(data)
         return
+    from rich.table import Column, Table
+
     # the id and the amount whole, however narrow the terminal: `codes show` needs the id
     table = Table(
         Column("batch", no_wrap=True),
@@ -814,6 +841,8 @@ def codes_show(
         f"{data['redeemed']}/{data['count']} redeemed{until}  {data['note'] or ''}",
         highlight=False,
     )
+    from rich.table import Table
+
     table = Table("code", "account", "redeemed at")
     for r in data["redemptions"]:
         table.add_row(r["code"], r["account"], r["redeemed_at"][:19])

@@ -240,6 +240,17 @@ def request_id_of(scope: Scope) -> str:
     return new_request_id()
 
 
+#: each (route, status)'s request counter and latency histogram: ``labels()`` takes a lock and
+#: builds a key each time, on every request; routes and statuses are bounded sets
+_ROUTE_SERIES: dict[tuple[str, int], tuple[Counter, Histogram]] = {}
+
+
+def _route_series(route: str, status: int) -> tuple[Counter, Histogram]:
+    series = (REQUESTS.labels(route, str(status)), LATENCY.labels(route))
+    _ROUTE_SERIES[route, status] = series
+    return series
+
+
 class RequestLog:
     """ASGI middleware: name each request, time it, add the debugging headers to its response,
     and count and log it once it has finished.
@@ -282,8 +293,11 @@ class RequestLog:
             elapsed = time.perf_counter() - start
             route = scope.get("route")
             name = getattr(route, "path", None) or "unmatched"
-            REQUESTS.labels(name, str(status)).inc()
-            LATENCY.labels(name).observe(elapsed)
+            counted = _ROUTE_SERIES.get((name, status))
+            if counted is None:
+                counted = _route_series(name, status)
+            counted[0].inc()
+            counted[1].observe(elapsed)
             if access.isEnabledFor(logging.INFO):
                 method, path = printable(scope["method"]), printable(scope["path"])
                 fields = (

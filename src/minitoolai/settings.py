@@ -318,6 +318,10 @@ class Settings(BaseSettings):
 
     hold_timeout_s: int = Field(default=900, ge=1)
     sweep_interval_s: float = Field(default=30.0, gt=0)
+    # the group-commit settle writer (docs/billing.md): when a settle returns (after its batch
+    # committed, or once journaled), and how long a batch may wait for more settles
+    settle_wait: Literal["commit", "journal"] = "commit"
+    settle_gather_ms: float = Field(default=0.0, ge=0, le=10_000)
     key_cache_ttl_s: float = Field(default=5.0, ge=0)
     upstream_cooldown_s: float = Field(default=30.0, ge=0)
     local_default: bool = True  # route unserved gpt-* names to the packaged local model

@@ -20,6 +20,8 @@ def bench_imports() -> dict[str, set[str]]:
     """Every ``minitoolai`` module a bench file imports -> the files importing it."""
     found: dict[str, set[str]] = {}
     for path in sorted((REPO / "bench").rglob("*.py")):
+        if any(part.startswith(".") for part in path.relative_to(REPO).parts):
+            continue  # the peers' own installs (bench/.venvs, bench/.peers), not the bench
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
             names: list[str] = []
             if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:

@@ -72,5 +72,6 @@ async def test_no_budget_no_extra_statement(db: Database) -> None:
         assert len(plain) == 10, plain
         assert sum("budget_spend" in s for s in budgeted) == 6 + 1  # 6 counters held, 1 settle
     else:
-        assert plain == ["fetchrow", "fetchrow"]  # one statement each, no transaction
-        assert budgeted == ["acquire", "fetchrow"]  # the budgeted hold's transaction
+        # one statement each, no transaction (each a group-commit batch's one statement)
+        assert plain == ["fetch", "fetch"]
+        assert budgeted == ["acquire", "fetch"]  # the budgeted hold's transaction

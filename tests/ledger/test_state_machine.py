@@ -116,6 +116,13 @@ class FlakyStore:
             self.outage.down = True
         return done
 
+    async def finish_many(self, steps: list[Any]) -> list[Any]:
+        self.outage.check()
+        done = await self.inner.finish_many(steps)
+        if self.outage.after_next_finish:
+            self.outage.down = True
+        return done
+
     async def close(self) -> None:
         await self.inner.close()
 

@@ -55,7 +55,11 @@ def _install(name: str) -> None:
 @functools.cache
 def encoding(name: str = "o200k_base") -> tiktoken.Encoding:
     _install(name)
-    return tiktoken.get_encoding(name)
+    enc = tiktoken.get_encoding(name)
+    # Rust's core holds its own copy of the ranks; tiktoken keeps this Python dict only to
+    # pickle an unregistered encoding (a registered one pickles by name): 27 MB for o200k
+    enc._mergeable_ranks = {}
+    return enc
 
 
 def encoding_for(model: str) -> tiktoken.Encoding:

@@ -141,17 +141,24 @@ def parse_usage(data: object) -> Usage | None:
     )
 
 
-async def _lines(response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
-    """Lines of the body as network chunks arrive: one split per chunk, not one await per line."""
+async def _line_batches(response: aiohttp.ClientResponse) -> AsyncIterator[list[bytes]]:
+    """The body's lines, a list per network read (a token's event passes through one generator
+    less than one line at a time); empty lines may be among them."""
     pending = b""
     async for data in response.content.iter_any():
         lines = (pending + data).split(b"\n")
         pending = lines.pop()
+        yield lines
+    if pending:
+        yield [pending]
+
+
+async def _lines(response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+    """Lines of the body as network chunks arrive: one split per chunk, not one await per line."""
+    async for lines in _line_batches(response):
         for line in lines:
             if line:
                 yield line
-    if pending:
-        yield pending
 
 
 def _error_text(raw: bytes) -> str:
@@ -168,6 +175,37 @@ def _error_text(raw: bytes) -> str:
 
 
 LARGE_BODY = 1024 * 1024
+
+#: A stream's last event ([DONE]) often comes before the end of its HTTP body (the chunked
+#: terminator, a packet later): closing then would drop the connection, and the next call
+#: would pay a new connection (and TLS handshake). The end is awaited in the background this
+#: long, and for this many bytes at most, then the connection goes back to the pool (or is
+#: closed, if the body did not end).
+DRAIN_S = 1.0
+DRAIN_BYTES = 64 * 1024
+_draining: set[asyncio.Task[None]] = set()
+
+
+def _let_go(response: aiohttp.ClientResponse) -> None:
+    """Done with a stream whose answer is complete: keep its connection once its body ends."""
+    if response.content.at_eof():
+        response.close()  # the body has ended: its connection is back in the pool already
+        return
+    task = asyncio.ensure_future(_drain(response))
+    _draining.add(task)  # a reference, or the task could be collected half-way
+    task.add_done_callback(_draining.discard)
+
+
+async def _drain(response: aiohttp.ClientResponse) -> None:
+    read = 0
+    try:
+        async with asyncio.timeout(DRAIN_S):
+            while read <= DRAIN_BYTES and (data := await response.content.readany()):
+                read += len(data)
+    except (aiohttp.ClientError, TimeoutError, OSError, asyncio.IncompleteReadError):
+        pass  # the connection is closed below
+    finally:
+        response.close()  # no-op for a body that ended (released); else the connection closes
 
 
 class ProviderEndpoint:
@@ -314,13 +352,14 @@ class OpenAICompatEngine(ProviderEndpoint, ChatEngine):
         if not stream:
             yield await self._whole_response(response)
             return
-        started = False
+        started = ended = False
         try:
             async for event in self._response_events(response):
                 started = True
                 yield event
             if not started:
                 raise EngineUnavailable(f"{self.provider_name}: empty answer")
+            ended = True
         except (aiohttp.ClientError, TimeoutError, asyncio.IncompleteReadError) as exc:
             what = f"{self.provider_name}: stream broke: {self._why(exc)}"
             raise self._broke(what, started) from None
@@ -332,7 +371,10 @@ class OpenAICompatEngine(ProviderEndpoint, ChatEngine):
                 raise
             raise self._broke(str(exc), started) from None
         finally:
-            response.close()  # stops the upstream when the client went away
+            if ended:  # its last event read: the connection is kept once its body has ended
+                _let_go(response)
+            else:
+                response.close()  # stops the upstream when the client went away
 
     async def _whole_response(self, response: aiohttp.ClientResponse) -> ResponsesEvent:
         try:
@@ -461,13 +503,14 @@ class OpenAICompatEngine(ProviderEndpoint, ChatEngine):
 
     async def stream(self, params: ChatParams) -> AsyncIterator[ChatChunk]:
         response = await self._open(orjson.dumps(chat_body(params, self.model_id)))
-        started = False
+        started = ended = False
         try:
             async for chunk in self._chunks(response, params.n):
                 started = True
                 yield chunk
             if not started:
                 raise EngineUnavailable(f"{self.provider_name}: empty answer")
+            ended = True
         except (aiohttp.ClientError, TimeoutError, asyncio.IncompleteReadError) as exc:
             what = f"{self.provider_name}: stream broke: {self._why(exc)}"
             raise self._broke(what, started) from None
@@ -479,65 +522,72 @@ class OpenAICompatEngine(ProviderEndpoint, ChatEngine):
                 raise
             raise self._broke(str(exc), started) from None
         finally:
-            response.close()  # stops the upstream when the client went away
+            if ended:  # [DONE] read: the connection is kept once its body has ended
+                _let_go(response)
+            else:
+                response.close()  # stops the upstream when the client went away
 
     async def _chunks(self, response: aiohttp.ClientResponse, n: int) -> AsyncIterator[ChatChunk]:
         """The stream's events as chunks. With ``n`` == 1 only an event's first choice is read
         (as index 0, whatever the upstream says); with more, every choice of every event, each
         with its ``index``."""
         warn = True  # about unbelievable usage, once per stream
-        async for line in _lines(response):
-            if not line.startswith(b"data:"):
-                continue
-            payload = line[5:].strip()
-            if payload == b"[DONE]":
-                return
-            try:
-                data = orjson.loads(payload)
-            except orjson.JSONDecodeError:
-                raise _Malformed("not JSON") from None
-            if not isinstance(data, dict):
-                raise _Malformed("not an object")
-            if data.get("error"):
-                raise EngineError(f"{self.provider_name}: {_error_text(payload)}")
-            raw_usage = data.get("usage")
-            usage = self._usage(raw_usage, warn=warn)
-            warn = warn and (raw_usage is None or usage is not None)
-            choices = data.get("choices")
-            if choices is None:
-                choices = []
-            if not isinstance(choices, list):
-                raise _Malformed("choices is not a list")
-            if not choices:
-                if usage is not None:
-                    yield ChatChunk(usage=usage, model=_model(data))
-                continue
-            if n > 1:
-                model = _model(data)
-                for position, choice in enumerate(choices):
-                    index = _choice_index(choice, position, n)
-                    yield _delta_chunk(choice, usage if position == 0 else None, model, index)
-                continue
-            # one choice: the token's path, inline (``_delta_chunk`` without the call)
-            choice = choices[0]
-            if not isinstance(choice, dict):
-                raise _Malformed("a choice is not an object")
-            delta = choice.get("delta")
-            if delta is None:
-                delta = {}
-            if not isinstance(delta, dict):
-                raise _Malformed("delta is not an object")
-            calls = delta.get("tool_calls")
-            logprobs = choice.get("logprobs")
-            yield ChatChunk(
-                content=_text(delta.get("content"), "content"),
-                finish_reason=_text(choice.get("finish_reason"), "finish_reason"),
-                usage=usage,
-                model=_model(data),
-                role=_text(delta.get("role"), "role"),
-                tool_calls=_tool_calls(calls, whole=False) if calls else None,
-                logprobs=_logprobs(logprobs) if logprobs is not None else None,
-            )
+        async for lines in _line_batches(response):  # a network read's lines, not one by one
+            for line in lines:
+                if not line.startswith(b"data:"):
+                    continue
+                payload = line[5:].strip()
+                if payload == b"[DONE]":
+                    return
+                try:
+                    data = orjson.loads(payload)
+                except orjson.JSONDecodeError:
+                    raise _Malformed("not JSON") from None
+                if not isinstance(data, dict):
+                    raise _Malformed("not an object")
+                if data.get("error"):
+                    raise EngineError(f"{self.provider_name}: {_error_text(payload)}")
+                raw_usage = data.get("usage")
+                if raw_usage is None:
+                    usage = None
+                else:
+                    usage = self._usage(raw_usage, warn=warn)
+                    warn = warn and usage is not None
+                choices = data.get("choices")
+                if choices is None:
+                    choices = []
+                if not isinstance(choices, list):
+                    raise _Malformed("choices is not a list")
+                if not choices:
+                    if usage is not None:
+                        yield ChatChunk(usage=usage, model=_model(data))
+                    continue
+                if n > 1:
+                    model = _model(data)
+                    for position, choice in enumerate(choices):
+                        index = _choice_index(choice, position, n)
+                        yield _delta_chunk(choice, usage if position == 0 else None, model, index)
+                    continue
+                # one choice: the token's path, inline (``_delta_chunk`` without the call)
+                choice = choices[0]
+                if not isinstance(choice, dict):
+                    raise _Malformed("a choice is not an object")
+                delta = choice.get("delta")
+                if delta is None:
+                    delta = {}
+                if not isinstance(delta, dict):
+                    raise _Malformed("delta is not an object")
+                calls = delta.get("tool_calls")
+                logprobs = choice.get("logprobs")
+                yield ChatChunk(
+                    content=_text(delta.get("content"), "content"),
+                    finish_reason=_text(choice.get("finish_reason"), "finish_reason"),
+                    usage=usage,
+                    model=_model(data),
+                    role=_text(delta.get("role"), "role"),
+                    tool_calls=_tool_calls(calls, whole=False) if calls else None,
+                    logprobs=_logprobs(logprobs) if logprobs is not None else None,
+                )
 
     def _usage(
         self, value: object, *, warn: bool, parse: Callable[[object], Usage | None] = parse_usage

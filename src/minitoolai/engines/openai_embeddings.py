@@ -13,15 +13,17 @@ from __future__ import annotations
 
 import base64
 import binascii
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
-import numpy as np
 import orjson
 
 from minitoolai.engines.base import EmbeddingEngine, EmbeddingParams, EmbeddingResult
 from minitoolai.engines.errors import EngineUnavailable
 from minitoolai.engines.openai_compat import MAX_TOKENS, ProviderEndpoint
+
+if TYPE_CHECKING:  # numpy is imported by the first answer: a chat-only gateway never loads it
+    import numpy as np
 
 
 class _Malformed(Exception):
@@ -29,6 +31,8 @@ class _Malformed(Exception):
 
 
 def _vector(value: object) -> np.ndarray[Any, np.dtype[np.float32]]:
+    import numpy as np
+
     if isinstance(value, str):  # base64 of little-endian float32, as OpenAI encodes it
         try:
             raw = base64.b64decode(value, validate=True)
@@ -77,6 +81,8 @@ class OpenAICompatEmbeddings(ProviderEndpoint, EmbeddingEngine):
             raise EngineUnavailable(f"{self.provider_name}: a malformed answer ({exc})") from None
 
     def _result(self, data: object, count: int) -> EmbeddingResult:
+        import numpy as np
+
         items = data.get("data") if isinstance(data, dict) else None
         if not isinstance(items, list) or len(items) != count:
             raise _Malformed(f"expected {count} embeddings")

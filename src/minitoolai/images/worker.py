@@ -90,6 +90,7 @@ class ImageWorker:
         """Work until stopped; with ``burst``, until the queue is empty. Returns jobs handled."""
         handled = 0
         next_reap = 0.0
+        await self.ledger.replay_journals()  # settles a killed worker journaled (docs/billing.md)
         while not self._stopping:
             if self.reaps and time.monotonic() >= next_reap:  # dead workers are rare
                 await self.reap()

@@ -11,17 +11,25 @@ import asyncio
 import fcntl
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import Connection, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
 _LOCK_ID = 0x4D544149  # "MTAI"
+#: the newest migration: a database that says it is there needs no Alembic (its imports are
+#: ~10 MB and ~130 ms of every start); tests/infra checks it is the scripts' head
+HEAD = "0012"
 
 
 def alembic_config(connection: Connection | None = None) -> Config:
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(_MIGRATIONS))
     cfg.attributes["connection"] = connection
@@ -31,10 +39,23 @@ def alembic_config(connection: Connection | None = None) -> Config:
 def _upgrade(connection: Connection) -> None:
     if connection.dialect.name == "postgresql":
         connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _LOCK_ID})
+    from alembic import command
+
     command.upgrade(alembic_config(connection), "head")
 
 
+async def _at_head(engine: AsyncEngine) -> bool:
+    try:
+        async with engine.connect() as conn:
+            found = (await conn.execute(text("SELECT version_num FROM alembic_version"))).all()
+    except DBAPIError:  # no such table: a new database
+        return False
+    return [row[0] for row in found] == [HEAD]
+
+
 async def upgrade(engine: AsyncEngine) -> None:
+    if await _at_head(engine):
+        return
     lock_path = _sqlite_lock_path(engine)
     fd = None if lock_path is None else await asyncio.to_thread(_lock, lock_path)
     try:

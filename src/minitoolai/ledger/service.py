@@ -14,6 +14,7 @@ allowed, which holds are live, which settlements wait for a retry, and what is l
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 import time
@@ -21,7 +22,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
 
 from prometheus_client import Counter
 
@@ -39,10 +41,13 @@ from minitoolai.ledger.budgets import (
     refusal_message,
 )
 from minitoolai.ledger.idempotency import IdempotencyKey, reused_with_another_body
+from minitoolai.ledger.journal import Journal
+from minitoolai.ledger.settler import SettleWriter
 from minitoolai.ledger.store import (
     CodeCredit,
     Entry,
     Finish,
+    Finished,
     LedgerStore,
     NewCharge,
     UsageRow,
@@ -119,6 +124,9 @@ class Settlement:
     applied: bool
     #: True when the database could not be reached: the settlement is retried by ``maintain``
     deferred: bool = False
+    #: True when the settle is journaled and its commit follows (``settle_wait = "journal"``):
+    #: ``cost`` is the cost asked, not yet capped at the hold
+    pending: bool = False
 
 
 @dataclass(slots=True)
@@ -141,19 +149,82 @@ class Ledger:
     the sweeper releases them (docs/billing.md says what that costs).
     """
 
-    def __init__(self, db: Database, *, hold_timeout_s: int = 900) -> None:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        hold_timeout_s: int = 900,
+        journal: Journal | None = None,
+        settle_wait: Literal["commit", "journal"] = "commit",
+        gather_s: float = 0.0,
+    ) -> None:
+        if settle_wait == "journal" and journal is None:
+            raise ValueError('settle_wait = "journal" needs a journal')
         self.hold_timeout = timedelta(seconds=hold_timeout_s)
-        self.store: LedgerStore = store_for(db)
+        #: settles and releases go through the group-commit writer (docs/billing.md)
+        self.writer = SettleWriter(store_for(db), gather_s=gather_s)
+        self.journal = journal
+        self.settle_wait = settle_wait
         self._live: dict[str, float] = {}  # charge id -> when it was held (monotonic)
-        self._deferred: dict[str, Finish] = {}  # charge id -> the settlement to retry
+        # charge id -> the settlement to retry, and its journal segment
+        self._deferred: dict[str, tuple[Finish, Path | None]] = {}
+        self._background: set[asyncio.Task[Any]] = set()  # journaled settles' fallbacks
+
+    @property
+    def store(self) -> LedgerStore:
+        return self.writer.store
+
+    @store.setter
+    def store(self, store: LedgerStore) -> None:  # tests put a proxy in front of it
+        self.writer.store = store
 
     @property
     def renew_interval_s(self) -> float:
         """How often ``maintain`` must run: three renewals fit in one hold timeout."""
         return self.hold_timeout.total_seconds() / 3
 
+    async def flush(self) -> None:
+        """Wait for every settle handed to the writer (and its fallback) to be tried."""
+        await self.writer.flush()
+        while self._background:
+            await asyncio.gather(*list(self._background), return_exceptions=True)
+        await self.writer.flush()
+
     async def close(self) -> None:
+        await self.flush()
+        if self.journal is not None:
+            self.journal.close()  # what never landed stays in it, for the next process
         await self.store.close()
+
+    async def replay_journals(self) -> int:
+        """Apply the journaled steps of processes that died (their segments' locks are free)
+        through the normal finish path, then delete those segments. Run at start-up, before
+        serving, and by ``maintain``. Returns how many steps applied; a database error leaves
+        the segment for the next try (replaying it again changes nothing that already landed)."""
+        if self.journal is None:
+            return 0
+        applied = 0
+        for dead in self.journal.dead():
+            try:
+                for step in dead.steps():
+                    applied += await self._replay(step)
+            except Exception as exc:
+                log.warning("replaying journal %s failed (%s); will retry", dead.path, exc)
+                self.journal.forget(dead)
+                continue
+            self.journal.drop(dead)
+            log.warning("replayed journal %s of a process that stopped", dead.path)
+        return applied
+
+    async def _replay(self, step: Finish) -> int:
+        done = await self.store.finish(step)
+        if done is not None:
+            _count_settled(step, done.model, done.charged)
+            log.warning("%s of %s applied from the journal", step.kind, step.charge_id)
+            return 1
+        if step.kind == "settle" and await self._settle_late(step) is not None:
+            return 1
+        return 0  # applied before the process died, or released: nothing to do
 
     # -- credit in ---------------------------------------------------------------------------
 
@@ -304,7 +375,7 @@ class Ledger:
     async def maintain(self) -> None:
         """Retry deferred settlements and renew this process's live holds (every
         ``renew_interval_s``; the app's lifespan runs it)."""
-        for charge_id, step in list(self._deferred.items()):
+        for charge_id, (step, segment) in list(self._deferred.items()):
             try:
                 done = await self.store.finish(step)
                 if done is not None:
@@ -316,7 +387,9 @@ class Ledger:
                 continue
             del self._deferred[charge_id]
             self._live.pop(charge_id, None)
+            self._committed(segment)
             log.info("deferred settlement of %s applied", charge_id)
+        await self.replay_journals()
         now = time.monotonic()
         for charge_id, since in list(self._live.items()):
             if now - since > MAX_LIVE_S:
@@ -412,38 +485,114 @@ class Ledger:
             expired_before=expired_before,
         )
         if expired_before is not None:  # the sweeper: its caller logs and retries
-            done = await self.store.finish(step)
-        else:
+            return await self._finished(step, await self.store.finish(step), cost)
+        segment = self._journal(step)
+        future = self.writer.submit(step)
+        if (
+            segment is not None
+            and self.settle_wait == "journal"
+            and step.kind == "settle"
+            and step.result is None
+        ):
+            # written down: the commit follows within the writer's next batch, and a process
+            # that dies before it is replayed from the journal
+            future.add_done_callback(lambda f: self._landed(step, f, segment, cost))
+            return Settlement(charge_id, step.cost, True, pending=True)
+        try:
+            done = await future
+        except Exception as exc:  # the database is away: keep it, never drop it
+            return self._defer(step, segment, exc)
+        self._live.pop(charge_id, None)
+        try:
+            settlement = await self._finished(step, done, cost)
+        except NotFound:
+            self._committed(segment)
+            raise
+        except Exception as exc:  # gone again midway (a late settle): keep it, as above
+            return self._defer(step, segment, exc)
+        self._committed(segment)
+        return settlement
+
+    def _journal(self, step: Finish) -> Path | None:
+        """Write the step down; a journal that cannot be written (a full disk) costs the
+        crash safety of this step only: it still commits, and this settle waits for that."""
+        if self.journal is None:
+            return None
+        try:
+            return self.journal.append(step)
+        except OSError as exc:
+            log.error("journaling %s of %s failed (%s)", step.kind, step.charge_id, exc)
+            return None
+
+    def _defer(self, step: Finish, segment: Path | None, exc: BaseException) -> Settlement:
+        log.error("%s of %s failed (%s); will retry", step.kind, step.charge_id, exc)
+        self._deferred[step.charge_id] = (step, segment)
+        return Settlement(step.charge_id, 0, False, deferred=True)
+
+    def _committed(self, segment: Path | None) -> None:
+        if segment is not None and self.journal is not None:
+            self.journal.committed(segment)
+
+    def _landed(
+        self,
+        step: Finish,
+        future: asyncio.Future[Finished | None],
+        segment: Path | None,
+        cost: int,
+    ) -> None:
+        """A journaled settle's batch is done: counted and forgotten, or (not ``held`` any
+        more, or the database refused it) handed to the fallback, off the request's path."""
+        exc = future.exception()
+        if exc is not None:
+            self._defer(step, segment, exc)
+            return
+        done = future.result()
+        self._live.pop(step.charge_id, None)
+        if done is not None:
+            self._count_applied(step, done, cost)
+            self._committed(segment)
+            return
+
+        async def fallback() -> None:
             try:
-                done = await self.store.finish(step)
-            except Exception as exc:  # the database is away: keep it, never drop it
-                log.error("%s of %s failed (%s); will retry", step.kind, charge_id, exc)
-                self._deferred[charge_id] = step
-                return Settlement(charge_id, 0, False, deferred=True)
-            self._live.pop(charge_id, None)
+                await self._finished(step, None, cost)
+            except NotFound:
+                log.error("journaled settle of %s: no such charge", step.charge_id)
+            except Exception as exc:
+                self._defer(step, segment, exc)
+                return
+            self._committed(segment)
+
+        task = asyncio.get_running_loop().create_task(fallback())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _finished(self, step: Finish, done: Finished | None, cost: int) -> Settlement:
+        """What a finish that ran means: counted, or the late-settle fallback when the charge
+        was no longer ``held``."""
+        charge_id = step.charge_id
         if done is None:  # already settled or released (or, for the sweeper, not expired)
-            if step.kind == "settle" and expired_before is None:
-                try:
-                    late = await self._settle_late(step)
-                except Exception as exc:  # gone again midway: keep it, as above
-                    log.error("late settle of %s failed (%s); will retry", charge_id, exc)
-                    self._deferred[charge_id] = step
-                    return Settlement(charge_id, 0, False, deferred=True)
+            if step.kind == "settle" and step.expired_before is None:
+                late = await self._settle_late(step)
                 if late is not None:
                     return Settlement(charge_id, late, True)
             existing = await self.store.cost(charge_id)
-            if existing is None and expired_before is None:
+            if existing is None and step.expired_before is None:
                 raise NotFound(f"no charge {charge_id}")
             return Settlement(charge_id, existing or 0, False)
+        self._count_applied(step, done, cost)
+        return Settlement(charge_id, done.charged, True)
+
+    @staticmethod
+    def _count_applied(step: Finish, done: Finished, cost: int) -> None:
         _count_settled(step, done.model, done.charged)
         if done.charged < cost:
             log.error(
                 "charge %s cost %d exceeds its hold %d; charging the hold",
-                charge_id,
+                step.charge_id,
                 cost,
                 done.held_amount,
             )
-        return Settlement(charge_id, done.charged, True)
 
     async def _settle_late(self, step: Finish) -> int | None:
         """Charge a request whose hold the sweeper released while it still ran.

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from minitoolai.limits.backend import InProcess
 from minitoolai.limits.rates import Rates
-from minitoolai.limits.redis_backend import RedisBackend
 from minitoolai.limits.service import Defaults, RateLimits
 from minitoolai.settings import FileConfig, LimitRatesConfig, Settings
 
@@ -17,6 +16,8 @@ def _rates(table: LimitRatesConfig) -> Rates:
 def build_limits(settings: Settings, config: FileConfig) -> RateLimits:
     defaults = Defaults(_rates(config.limits.key), _rates(config.limits.account))
     if settings.redis_url:
+        from minitoolai.limits.redis_backend import RedisBackend  # redis: only when configured
+
         backend = RedisBackend.from_url(settings.redis_url, settings.limits_redis_prefix)
         return RateLimits(backend, defaults, on_store_error=settings.limits_on_redis_error)
     return RateLimits(InProcess(), defaults)

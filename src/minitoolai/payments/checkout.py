@@ -19,13 +19,12 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import stripe
-
 from minitoolai.clock import utcnow
 from minitoolai.errors import APIError, InvalidRequest
 from minitoolai.payments.orders import OrderBook
 
 if TYPE_CHECKING:
+    import stripe
     from stripe.params.checkout import SessionCreateParams
 
 log = logging.getLogger("minitoolai.payments")
@@ -71,10 +70,12 @@ class Checkout:
         api_base: str | None = None,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
+        import stripe  # here, not at import: a gateway without card payments never loads it
+
         self.orders = orders
         self.clock = clock
         self.api_base = api_base
-        self.client = stripe.StripeClient(
+        self.client: stripe.StripeClient = stripe.StripeClient(
             secret_key,
             base_addresses={"api": api_base} if api_base else None,
             max_network_retries=2,  # the idempotency key makes a retried create safe
@@ -92,6 +93,8 @@ class Checkout:
 
     async def start(self, account_id: int, cents: int, return_url: str) -> str:
         """Make an order and its Checkout Session; the URL to send the browser to."""
+        import stripe
+
         order = await self.orders.create(account_id, cents, CURRENCY, self.clock())
         params: SessionCreateParams = {
             "mode": "payment",

@@ -23,8 +23,6 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-import stripe
-
 from minitoolai.clock import utcnow
 from minitoolai.errors import Conflict, InvalidRequest
 from minitoolai.ledger.service import Ledger
@@ -72,6 +70,8 @@ class Webhook:
 
     def verify(self, payload: bytes, signature: str | None) -> dict[str, Any]:
         """The event, if the header signs this body with our secret, recently; else a 400."""
+        import stripe  # here, not at import: a gateway without card payments never loads it
+
         try:
             event = stripe.Webhook.construct_event(
                 payload, signature, self.secret, tolerance=TOLERANCE_S

@@ -6,18 +6,27 @@ Hashing takes tens of milliseconds of CPU: callers run it in a thread, off the e
 
 from __future__ import annotations
 
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
+import functools
+from typing import TYPE_CHECKING
 
 from minitoolai.errors import InvalidRequest
+
+if TYPE_CHECKING:
+    from argon2 import PasswordHasher
 
 MIN_LENGTH = 8
 MAX_LENGTH = 1024  # hashing is cheap per byte, but nobody needs more
 
-_hasher = PasswordHasher()  # argon2id
 
-#: verified against when the email is unknown, so a miss costs what a wrong password costs
-DUMMY_HASH = _hasher.hash("not a password of anybody's")
+@functools.cache
+def _argon() -> tuple[PasswordHasher, str]:
+    """The hasher (argon2id) and a hash to verify against when the email is unknown, so a miss
+    costs what a wrong password costs. Made at the first use of either, in the caller's thread:
+    a gateway nobody logs in to never loads argon2 nor spends a hash at start-up."""
+    from argon2 import PasswordHasher
+
+    hasher = PasswordHasher()
+    return hasher, hasher.hash("not a password of anybody's")
 
 
 def check_strength(password: str) -> None:
@@ -28,15 +37,20 @@ def check_strength(password: str) -> None:
 
 
 def hash_password(password: str) -> str:
-    return _hasher.hash(password)
+    return _argon()[0].hash(password)
 
 
-def verify_password(stored_hash: str, password: str) -> bool:
+def verify_password(stored_hash: str | None, password: str) -> bool:
+    """Whether ``password`` is the one of ``stored_hash``; None (an unknown email) is checked
+    against the dummy hash, at the same cost, and is always False."""
+    from argon2.exceptions import InvalidHashError, VerificationError
+
+    hasher, dummy = _argon()
     try:
-        return _hasher.verify(stored_hash, password)
+        return hasher.verify(stored_hash or dummy, password) and stored_hash is not None
     except (VerificationError, InvalidHashError):
         return False
 
 
 def needs_rehash(stored_hash: str) -> bool:
-    return _hasher.check_needs_rehash(stored_hash)
+    return _argon()[0].check_needs_rehash(stored_hash)

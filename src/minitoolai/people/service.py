@@ -25,7 +25,6 @@ from minitoolai.infra.db import Database
 from minitoolai.infra.tables import accounts, password_resets, users, web_sessions
 from minitoolai.people.mail import Mailer
 from minitoolai.people.passwords import (
-    DUMMY_HASH,
     check_strength,
     hash_password,
     needs_rehash,
@@ -151,9 +150,9 @@ class PeopleService:
             row = await self._find(normal_email(email))
         except InvalidRequest:
             row = None
-        stored = row.password_hash if row is not None else DUMMY_HASH
+        stored = row.password_hash if row is not None else None  # None: the dummy hash
         ok = await asyncio.to_thread(verify_password, stored, password)
-        if row is None or not ok:
+        if row is None or stored is None or not ok:
             return None
         if needs_rehash(stored):  # argon2's parameters were raised since this hash was made
             await self._set_password(row.id, password)

@@ -22,6 +22,8 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from prometheus_client import Histogram
+
 from minitoolai.engines.errors import EngineBusy, EngineError, EngineRejected
 from minitoolai.errors import InvalidRequest, RateLimited, UpstreamError
 from minitoolai.observability import UPSTREAM_FAILURES, UPSTREAM_LATENCY
@@ -31,6 +33,17 @@ log = logging.getLogger("minitoolai.routing")
 
 E = TypeVar("E")
 T = TypeVar("T")
+
+
+#: each deployment's latency histogram (``labels()`` takes a lock and builds a key each time)
+_LATENCY: dict[str, Histogram] = {}
+
+
+def _latency(deployment: str) -> Histogram:
+    series = _LATENCY.get(deployment)
+    if series is None:
+        series = _LATENCY[deployment] = UPSTREAM_LATENCY.labels(deployment)
+    return series
 
 
 @dataclass(slots=True)
@@ -73,7 +86,7 @@ async def failover(
             last_error = str(exc)
         else:
             router.succeeded(deployment)
-            UPSTREAM_LATENCY.labels(deployment.name).observe(time.perf_counter() - asked)
+            _latency(deployment.name).observe(time.perf_counter() - asked)
             return Answering(deployment, first, answer)
         log.warning("deployment %s failed before the first byte: %s", deployment.name, last_error)
         UPSTREAM_FAILURES.labels(deployment.name).inc()

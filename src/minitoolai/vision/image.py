@@ -12,8 +12,6 @@ import io
 import warnings
 from dataclasses import dataclass, field
 
-from PIL import Image
-
 from minitoolai.errors import InvalidRequest
 from minitoolai.vision import _errors
 from minitoolai.vision.headers import MIME_TYPES, header_size, sniff_format
@@ -83,7 +81,10 @@ def _bad_header(fmt: str, exc: Exception) -> InvalidRequest:
 
 
 def _pillow_size(fmt: str, data: bytes, max_pixels: int) -> tuple[int, int]:
-    """Let Pillow parse the header too (it knows GIF frames larger than the screen, etc.)."""
+    """Let Pillow parse the header too (it knows GIF frames larger than the screen, etc.).
+    Imported here: a gateway that is sent no image never loads it."""
+    from PIL import Image
+
     try:
         with warnings.catch_warnings():
             # Pillow warns above its own bomb threshold; our cap has been applied already.

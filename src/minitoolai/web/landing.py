@@ -56,7 +56,7 @@ def snippets(base: str) -> list[Snippet]:
     """The quickstart in four languages, with this server's base URL filled in (the
     templates are plain text; the page escapes them when it shows them)."""
     return [
-        Snippet(label, env.get_template(f"snippets/{name}").render(base_url=base))
+        Snippet(label, env().get_template(f"snippets/{name}").render(base_url=base))
         for label, name in _SNIPPETS
     ]
 

@@ -6,10 +6,10 @@ server's base URL) and adds the security headers (``web.security``).
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
@@ -18,17 +18,29 @@ from minitoolai.money import nano_to_usd
 from minitoolai.web.security import secure_page
 from minitoolai.web.session import csrf_token, current, remember_anonymous_csrf
 
+if TYPE_CHECKING:
+    from jinja2 import Environment
+
 HERE = Path(__file__).resolve().parent
 
-env = Environment(
-    loader=FileSystemLoader(HERE / "templates"),
-    autoescape=select_autoescape(
-        ["html"], default_for_string=True, default=False
-    ),  # .txt: snippets
-    undefined=StrictUndefined,  # a misspelt name fails the test that renders it
-    trim_blocks=True,
-    lstrip_blocks=True,
-)
+
+@functools.cache
+def env() -> Environment:
+    """Made at the first page (a gateway that serves only the API never loads jinja2); each
+    template is compiled at its first render, as before."""
+    from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
+    made = Environment(
+        loader=FileSystemLoader(HERE / "templates"),
+        autoescape=select_autoescape(
+            ["html"], default_for_string=True, default=False
+        ),  # .txt: snippets
+        undefined=StrictUndefined,  # a misspelt name fails the test that renders it
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    made.filters["usd"] = usd
+    return made
 
 
 def usd(nano: int | None) -> str:
@@ -40,9 +52,6 @@ def usd(nano: int | None) -> str:
     return f"${whole}.{frac.rstrip('0').ljust(2, '0')}"
 
 
-env.filters["usd"] = usd
-
-
 def base_url(request: Request) -> str:
     configured = services(request).settings.public_base_url
     return (configured or str(request.base_url)).rstrip("/")
@@ -50,12 +59,16 @@ def base_url(request: Request) -> str:
 
 async def page(request: Request, template: str, status_code: int = 200, **context: Any) -> Response:
     session = await current(request)
-    html = env.get_template(template).render(
-        person=session.person if session else None,
-        csrf_token=csrf_token(request, session),
-        base_url=base_url(request),
-        path=request.url.path,
-        **context,
+    html = (
+        env()
+        .get_template(template)
+        .render(
+            person=session.person if session else None,
+            csrf_token=csrf_token(request, session),
+            base_url=base_url(request),
+            path=request.url.path,
+            **context,
+        )
     )
     response = HTMLResponse(html, status_code=status_code)
     remember_anonymous_csrf(request, response)

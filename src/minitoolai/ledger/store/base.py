@@ -309,6 +309,12 @@ class LedgerStore(Protocol):
         its entry; None when it was not ``held`` (already finished, or not expired yet)."""
         ...
 
+    async def finish_many(self, steps: list[Finish]) -> list[Finished | None]:
+        """``finish`` of each step (none the sweeper's), all in one transaction: what each
+        moved, in order, None for one that was not ``held`` (a second step of the same charge
+        is one of those). A database error applies none of them."""
+        ...
+
     async def settle_late(self, step: Finish, note: str) -> LateSettled | None:
         """Settle an ``expired`` charge from what the balance still has, up to its cost capped
         at its hold, never below zero (the account is locked while it is read and charged);

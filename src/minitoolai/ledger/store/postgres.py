@@ -5,6 +5,10 @@ network round trip, the account row locked only for that statement). The one exc
 settle, which must read what the balance still has before it charges it: one transaction that
 locks the charge, then the account (``FOR UPDATE``: the order every other step takes them in),
 so a hold racing it cannot spend the same money.
+
+The hot path is group-committed (``ledger.group_commit``): plain holds here (``_HOLD_MANY``),
+settles and releases by the ledger's writer (``finish_many``), so under load many requests share
+one statement and one commit. The pool sends no reset query on release (``_keep_session``).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import orjson
 
 from minitoolai.infra.db import asyncpg_dsn
 from minitoolai.ledger.budgets import BudgetRow, period_keys
+from minitoolai.ledger.group_commit import GroupCommit
 from minitoolai.ledger.store.base import (
     CREDIT_KINDS,
     RENEW_BATCH,
@@ -101,6 +106,44 @@ WITH acct AS (
 SELECT count(*) AS moved FROM charge
 """
 
+# Many plain holds (no idempotency key, no budgets) in one statement, the group-commit batch of
+# the holds of concurrent requests. Their accounts are locked in ascending id order (as the
+# settle batch locks them, so neither waits on the other in a cycle), then each account's holds
+# are admitted in the order they came while their running sum fits in what the account has
+# (``balance - held`` as locked); the rest fall back to ``_HOLD`` one by one, which says
+# exactly whether each fits after the ones admitted. ``n``: the admitted holds' places.
+_HOLD_MANY = """
+WITH req AS (
+    SELECT * FROM unnest($1::text[], $2::int[], $3::bigint[], $4::int[], $5::text[],
+                         $6::text[], $7::timestamptz[], $8::timestamptz[], $9::text[])
+        WITH ORDINALITY
+        AS r(id, account_id, amount, api_key_id, kind, model, now, expires_at, request_id, n)
+), locked AS (
+    SELECT id, balance - held AS room FROM accounts
+    WHERE id IN (SELECT account_id FROM req) ORDER BY id FOR UPDATE
+), ok AS (
+    SELECT r.* FROM (
+        SELECT req.*, SUM(amount) OVER (PARTITION BY account_id ORDER BY n) AS running
+        FROM req
+    ) r JOIN locked l ON l.id = r.account_id
+    WHERE r.running <= l.room
+), acct AS (
+    UPDATE accounts a SET held = a.held + t.amount
+    FROM (SELECT account_id, SUM(amount)::bigint AS amount FROM ok GROUP BY account_id) t
+    WHERE a.id = t.account_id
+), charge AS (
+    INSERT INTO charges (id, account_id, api_key_id, kind, model, status, held_amount,
+                         usage_estimated, created_at, expires_at, request_id)
+    SELECT id, account_id, api_key_id, kind, model, 'held', amount, false, now, expires_at,
+           request_id
+    FROM ok
+), entry AS (
+    INSERT INTO ledger_entries (account_id, charge_id, kind, amount, held, created_at)
+    SELECT account_id, id, 'hold', 0, amount, now FROM ok
+)
+SELECT n FROM ok
+"""
+
 # A budgeted hold: ``_HOLD`` with the charge's budget day, then ``_BUDGET_HOLD``, in one
 # transaction. The account row is locked first (by the hold), then the counters, the order
 # every step that moves them keeps, so no two steps wait on each other.
@@ -149,6 +192,69 @@ WITH charge AS (
 )
 SELECT account_id, held_amount, cost, model FROM charge
 """
+
+# Many settles and releases in one statement (the group-commit writer's batch). Lock order: the
+# charges first (by the UPDATE, as every single step takes a charge before its account), then
+# their accounts in ascending id order (``locked``: a sorted SELECT ... FOR UPDATE, which the
+# account UPDATE joins, so no account is updated before every lower one is locked), then the
+# budget counters, which belong to one account each. Holds, debits and top-ups lock one
+# account; the sweeper, late settles and refunds one charge then its account; so two batches
+# (two replicas) never wait on each other in a cycle over accounts, and their charges are
+# disjoint (each charge is settled by the process that holds it). The rare cycle left (a
+# replayed journal or a renewal over the same charges) is a deadlock error the writer retries.
+_FINISH_MANY = """
+WITH step AS (
+    SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[],
+                         $6::bigint[], $7::bool[], $8::text[], $9::text[], $10::text[],
+                         $11::text[], $12::timestamptz[]) WITH ORDINALITY
+        AS s(id, status, cost, prompt_tokens, completion_tokens, units, estimated, served_by,
+             result, kind, note, now, n)
+), charge AS (
+    UPDATE charges c SET status = s.status, settled_at = s.now,
+        cost = LEAST(c.held_amount, s.cost), prompt_tokens = s.prompt_tokens,
+        completion_tokens = s.completion_tokens, units = s.units,
+        usage_estimated = s.estimated, served_by = s.served_by,
+        result = COALESCE(s.result::json, c.result)
+    FROM step s WHERE c.id = s.id AND c.status = 'held'
+    RETURNING s.n, c.id, c.account_id, c.held_amount, c.cost, c.model, c.api_key_id,
+              c.budget_period, s.kind, s.note, s.now
+), locked AS (
+    SELECT id FROM accounts WHERE id IN (SELECT account_id FROM charge) ORDER BY id FOR UPDATE
+), sums AS (
+    SELECT account_id, SUM(cost)::bigint AS cost, SUM(held_amount)::bigint AS held
+    FROM charge GROUP BY account_id
+), acct AS (
+    UPDATE accounts a SET balance = a.balance - t.cost, held = a.held - t.held
+    FROM sums t JOIN locked l ON l.id = t.account_id
+    WHERE a.id = t.account_id
+    RETURNING a.id
+), entry AS (
+    INSERT INTO ledger_entries (account_id, charge_id, kind, amount, held, note, created_at)
+    SELECT account_id, id, kind, -cost, -held_amount, note, now FROM charge
+), counter AS (
+    -- reads acct, so the accounts are locked before their counters (as the hold locks them)
+    SELECT k.scope, k.scope_id, k.period, SUM(c.held_amount)::bigint AS held,
+           SUM(c.cost)::bigint AS spent
+    FROM charge c JOIN acct a ON a.id = c.account_id
+    CROSS JOIN LATERAL (VALUES
+        ('key', c.api_key_id, 'day:' || c.budget_period),
+        ('key', c.api_key_id, 'month:' || substr(c.budget_period, 1, 7)),
+        ('key', c.api_key_id, 'total'),
+        ('account', c.account_id, 'day:' || c.budget_period),
+        ('account', c.account_id, 'month:' || substr(c.budget_period, 1, 7)),
+        ('account', c.account_id, 'total')) AS k(scope, scope_id, period)
+    WHERE c.budget_period IS NOT NULL AND k.scope_id IS NOT NULL
+    GROUP BY 1, 2, 3
+), budget AS (
+    UPDATE budget_spend b SET held = b.held - k.held, spent = b.spent + k.spent
+    FROM counter k
+    WHERE b.scope = k.scope AND b.scope_id = k.scope_id AND b.period = k.period
+)
+SELECT n, account_id, held_amount, cost, model FROM charge
+"""
+
+#: how often a batch is retried when PostgreSQL breaks a lock cycle by aborting it
+_BATCH_TRIES = 5
 
 _LATE_CHARGE = """
 SELECT account_id, held_amount, model, api_key_id, budget_period FROM charges
@@ -272,6 +378,13 @@ def _json(value: Any) -> str | None:
     return None if value is None else orjson.dumps(value).decode()
 
 
+async def _keep_session(_conn: Any) -> None:
+    """The pool's reset on release: nothing. asyncpg's default sends ``pg_advisory_unlock_all();
+    CLOSE ALL; UNLISTEN *; RESET ALL`` on every release, a round trip per statement; the store
+    never leaves session state behind (no LISTEN, SET, cursor or advisory lock), and asyncpg
+    still rolls back a transaction left open before this is called."""
+
+
 class _OverBudget(Exception):
     """A budget counter refused the hold: the transaction rolls back whole."""
 
@@ -339,12 +452,46 @@ def _usage_row(r: Any) -> UsageRow:
     )
 
 
+#: a batched hold that did not fit with the ones before it: it is tried alone, after the batch
+_UNFIT = "unfit"
+
+
+class _Holds(GroupCommit[NewCharge, str]):
+    """The plain holds of concurrent requests, one statement per batch (``held`` or unfit);
+    a batch the database refused is tried one by one (``_HOLD``'s outcomes)."""
+
+    def __init__(self, store: PostgresLedgerStore) -> None:
+        super().__init__()
+        self.store = store
+
+    async def _many(self, charges: list[NewCharge]) -> list[str]:
+        pool = await self.store._acquire_pool()
+        rows = await pool.fetch(
+            _HOLD_MANY,
+            [c.id for c in charges],
+            [c.account_id for c in charges],
+            [c.amount for c in charges],
+            [c.api_key_id for c in charges],
+            [c.kind for c in charges],
+            [c.model for c in charges],
+            [c.now for c in charges],
+            [c.expires_at for c in charges],
+            [c.request_id for c in charges],
+        )
+        admitted = {int(r["n"]) - 1 for r in rows}
+        return ["held" if i in admitted else _UNFIT for i in range(len(charges))]
+
+    async def _one(self, charge: NewCharge) -> str:
+        return await self.store._hold_one(charge)
+
+
 class PostgresLedgerStore:
     def __init__(self, url: str, pool_size: int = 10) -> None:
         self.dsn = asyncpg_dsn(url)
         self.pool_size = pool_size
         self._pool: Any = None
         self._lock = asyncio.Lock()
+        self._holds = _Holds(self)
 
     async def _acquire_pool(self) -> Any:
         if self._pool is None:
@@ -353,7 +500,7 @@ class PostgresLedgerStore:
                     import asyncpg
 
                     self._pool = await asyncpg.create_pool(
-                        self.dsn, min_size=1, max_size=self.pool_size
+                        self.dsn, min_size=1, max_size=self.pool_size, reset=_keep_session
                     )
         return self._pool
 
@@ -386,11 +533,18 @@ class PostgresLedgerStore:
     # -- spending ----------------------------------------------------------------------------
 
     async def hold(self, c: NewCharge) -> HoldOutcome | BudgetRow:
+        if c.budgets:
+            return await self._hold_budgeted(await self._acquire_pool(), c)
+        # the common case (no key) is batched with concurrent requests' holds; one unfit in
+        # its batch (or refused alone) is tried alone now, after the batch, exactly
+        if c.idempotency_key is None and await self._holds.submit(c) == "held":
+            return "held"
+        return await self._hold_one(c)
+
+    async def _hold_one(self, c: NewCharge) -> HoldOutcome:
         import asyncpg
 
         pool = await self._acquire_pool()
-        if c.budgets:
-            return await self._hold_budgeted(pool, c)
         try:
             row = await pool.fetchrow(
                 _HOLD,
@@ -480,6 +634,40 @@ class PostgresLedgerStore:
         return Finished(
             int(row["account_id"]), int(row["held_amount"]), int(row["cost"]), row["model"]
         )
+
+    async def finish_many(self, steps: list[Finish]) -> list[Finished | None]:
+        import asyncpg
+
+        assert all(s.expired_before is None for s in steps)  # the sweeper's go one by one
+        columns = (
+            [s.charge_id for s in steps],
+            [s.status for s in steps],
+            [s.cost for s in steps],
+            [s.prompt_tokens for s in steps],
+            [s.completion_tokens for s in steps],
+            [s.units for s in steps],
+            [s.estimated for s in steps],
+            [s.served_by for s in steps],
+            [_json(s.result) for s in steps],
+            [s.kind for s in steps],
+            [s.note for s in steps],
+            [s.now for s in steps],
+        )
+        pool = await self._acquire_pool()
+        for attempt in range(_BATCH_TRIES):
+            try:
+                rows = await pool.fetch(_FINISH_MANY, *columns)
+                break
+            except (asyncpg.DeadlockDetectedError, asyncpg.SerializationError):
+                if attempt == _BATCH_TRIES - 1:
+                    raise
+                await asyncio.sleep(0.001 * (attempt + 1))  # rolled back whole: try again
+        done: list[Finished | None] = [None] * len(steps)
+        for r in rows:
+            done[int(r["n"]) - 1] = Finished(
+                int(r["account_id"]), int(r["held_amount"]), int(r["cost"]), r["model"]
+            )
+        return done
 
     async def settle_late(self, s: Finish, note: str) -> LateSettled | None:
         pool = await self._acquire_pool()

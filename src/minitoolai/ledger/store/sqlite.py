@@ -182,6 +182,45 @@ def _budget_room(
     return None if room is None else max(0, int(room))
 
 
+def _finish_in(conn: sqlite3.Connection, s: Finish) -> Finished | None:
+    """One settle or release, inside the caller's transaction."""
+    now = _time(s.now)
+    expiry = "" if s.expired_before is None else " AND expires_at < ?"
+    expiry_args = () if s.expired_before is None else (_time(s.expired_before),)
+    row = conn.execute(
+        "UPDATE charges SET status = ?, settled_at = ?, cost = MIN(held_amount, ?),"
+        " prompt_tokens = ?, completion_tokens = ?, units = ?, usage_estimated = ?,"
+        " served_by = ?, result = COALESCE(?, result)"
+        " WHERE id = ? AND status = 'held'"
+        + expiry
+        + " RETURNING account_id, held_amount, cost, model, api_key_id, budget_period",
+        (
+            s.status,
+            now,
+            s.cost,
+            s.prompt_tokens,
+            s.completion_tokens,
+            s.units,
+            int(s.estimated),
+            s.served_by,
+            _json(s.result),
+            s.charge_id,
+            *expiry_args,
+        ),
+    ).fetchone()
+    if row is None:
+        return None
+    account_id, held_amount, charged = int(row[0]), int(row[1]), int(row[2])
+    conn.execute(
+        "UPDATE accounts SET balance = balance - ?, held = held - ? WHERE id = ?",
+        (charged, held_amount, account_id),
+    )
+    _entry(conn, account_id, s.charge_id, s.kind, -charged, -held_amount, s.note, now)
+    if row[5] is not None:
+        _budget_move(conn, row[4], account_id, row[5], held=held_amount, spent=charged)
+    return Finished(account_id, held_amount, charged, str(row[3]))
+
+
 class SqliteLedgerStore:
     CHECKPOINT_EVERY = 500
 
@@ -384,46 +423,11 @@ class SqliteLedgerStore:
             return over.counter
 
     async def finish(self, s: Finish) -> Finished | None:
-        now = _time(s.now)
-        result = _json(s.result)
-        expiry = "" if s.expired_before is None else " AND expires_at < ?"
-        expiry_args = () if s.expired_before is None else (_time(s.expired_before),)
+        return await self._run(lambda conn: _finish_in(conn, s))
 
-        def run(conn: sqlite3.Connection) -> Finished | None:
-            row = conn.execute(
-                "UPDATE charges SET status = ?, settled_at = ?, cost = MIN(held_amount, ?),"
-                " prompt_tokens = ?, completion_tokens = ?, units = ?, usage_estimated = ?,"
-                " served_by = ?, result = COALESCE(?, result)"
-                " WHERE id = ? AND status = 'held'"
-                + expiry
-                + " RETURNING account_id, held_amount, cost, model, api_key_id, budget_period",
-                (
-                    s.status,
-                    now,
-                    s.cost,
-                    s.prompt_tokens,
-                    s.completion_tokens,
-                    s.units,
-                    int(s.estimated),
-                    s.served_by,
-                    result,
-                    s.charge_id,
-                    *expiry_args,
-                ),
-            ).fetchone()
-            if row is None:
-                return None
-            account_id, held_amount, charged = int(row[0]), int(row[1]), int(row[2])
-            conn.execute(
-                "UPDATE accounts SET balance = balance - ?, held = held - ? WHERE id = ?",
-                (charged, held_amount, account_id),
-            )
-            _entry(conn, account_id, s.charge_id, s.kind, -charged, -held_amount, s.note, now)
-            if row[5] is not None:
-                _budget_move(conn, row[4], account_id, row[5], held=held_amount, spent=charged)
-            return Finished(account_id, held_amount, charged, str(row[3]))
-
-        return await self._run(run)
+    async def finish_many(self, steps: list[Finish]) -> list[Finished | None]:
+        """The steps in one transaction: one commit (one WAL append) for them all."""
+        return await self._run(lambda conn: [_finish_in(conn, s) for s in steps])
 
     async def settle_late(self, s: Finish, note: str) -> LateSettled | None:
         now = _time(s.now)

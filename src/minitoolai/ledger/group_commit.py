@@ -1,0 +1,118 @@
+"""Group commit: the steps of many requests in one transaction (no SQL here: the callers').
+
+Classic group commit: a step handed over while no batch is in flight starts one at once (no
+added wait at low load); steps handed over while a batch is in flight gather and go together in
+the next, one statement, at most ``max_batch`` at a time. An optional gather window waits that
+long before each batch, for more steps to join it. Each step gets its own result. A batch the
+database refuses is tried again one step at a time, so a step it cannot take fails alone (with
+the error: the caller decides what a failure means) and the others land.
+
+``ledger.settler.SettleWriter`` batches settles and releases (``LedgerStore.finish_many``); the
+PostgreSQL store batches its plain holds the same way (``store/postgres.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Generic, TypeVar
+
+#: steps in one batch at most (one statement's arrays; short row locks)
+MAX_BATCH = 256
+#: batches in flight at once: a second one gathers and goes while the first waits for its
+#: commit, so a writer is not bound to one round trip at a time under load
+IN_FLIGHT = 1
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class WriterStopped(RuntimeError):
+    """The writer's task ended (the loop is closing) before the step's batch ran."""
+
+
+class GroupCommit(Generic[T, R]):
+    def __init__(
+        self, *, gather_s: float = 0.0, max_batch: int = MAX_BATCH, in_flight: int = IN_FLIGHT
+    ) -> None:
+        self.gather_s = gather_s
+        self.max_batch = max_batch
+        self.in_flight = in_flight
+        self._queue: list[tuple[T, asyncio.Future[R]]] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.batches = 0  # how many batches ran (for tests and the bench's figures)
+
+    async def _many(self, steps: list[T]) -> list[R]:
+        raise NotImplementedError
+
+    async def _one(self, step: T) -> R:
+        raise NotImplementedError
+
+    def submit(self, step: T) -> asyncio.Future[R]:
+        """Queue ``step``; the future is its result once its batch committed."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[R] = loop.create_future()
+        self._queue.append((step, future))
+        if len(self._tasks) < self.in_flight or any(t.get_loop() is not loop for t in self._tasks):
+            task = loop.create_task(self._drain(), name="group-commit")
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return future
+
+    @property
+    def queued(self) -> int:
+        return len(self._queue)
+
+    async def flush(self) -> None:
+        """Wait until every step handed over so far has been tried."""
+        while self._tasks:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(next(iter(self._tasks)))
+
+    async def _drain(self) -> None:
+        batch: list[tuple[T, asyncio.Future[R]]] = []
+        try:
+            while self._queue:
+                if self.gather_s > 0:
+                    await asyncio.sleep(self.gather_s)
+                batch = self._queue[: self.max_batch]
+                del self._queue[: self.max_batch]
+                try:
+                    results = await self._many([step for step, _ in batch])
+                except Exception as exc:  # the database refused the batch: none of it applied
+                    if len(batch) == 1:
+                        _fail(batch[0][1], exc)
+                    else:  # one by one, as without the writer: one bad step fails alone
+                        for step, future in batch:
+                            try:
+                                _settle(future, await self._one(step))
+                            except Exception as one:
+                                _fail(future, one)
+                    batch = []
+                    continue
+                self.batches += 1
+                for (_, future), result in zip(batch, results, strict=True):
+                    _settle(future, result)
+                batch = []
+        except BaseException:
+            # cancelled (the loop is closing): nothing waits forever; the caller keeps what it
+            # must (the ledger: its journal and its retry list)
+            for _, future in batch + self._queue:
+                _fail(future, WriterStopped("the group-commit writer stopped"))
+            self._queue.clear()
+            raise
+        finally:
+            # gone from the running set before anyone can queue behind it (no await after)
+            task = asyncio.current_task()
+            if task is not None:
+                self._tasks.discard(task)
+
+
+def _settle(future: asyncio.Future[R], result: R) -> None:
+    if not future.done():
+        future.set_result(result)
+
+
+def _fail(future: asyncio.Future[R], exc: BaseException) -> None:
+    if not future.done():
+        future.set_exception(exc)
