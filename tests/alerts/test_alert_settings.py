@@ -138,7 +138,7 @@ def test_the_cli_sets_an_alert(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setenv("MINITOOLAI_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.delenv("MINITOOLAI_CONFIG", raising=False)
     monkeypatch.delenv("MINITOOLAI_DATABASE_URL", raising=False)
-    monkeypatch.setattr(cli, "console", Console(width=200))
+    monkeypatch.setattr("minitoolai.cli.output.console", Console(width=200))
     runner = CliRunner()
     assert runner.invoke(cli.app, ["accounts", "create", "shop", "--credit", "3"]).exit_code == 0
     done = runner.invoke(

@@ -29,7 +29,7 @@ def configured(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     config.write_text(CONFIG)
     monkeypatch.setenv("MINITOOLAI_CONFIG", str(config))
     monkeypatch.setenv("MINITOOLAI_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setattr(cli, "console", Console(width=250))
+    monkeypatch.setattr("minitoolai.cli.output.console", Console(width=250))
 
 
 def test_json_shows_what_is_really_used(configured: None) -> None:

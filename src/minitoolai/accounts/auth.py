@@ -9,6 +9,7 @@ is never decided from the cache: the balance check is the hold's conditional UPD
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 
@@ -112,6 +113,9 @@ class Authenticator:
         # Bumped by every forget: a lookup that began before a change does not cache what it
         # read, which may be from before the change.
         self._generation = 0
+        # digest -> (the generation it began in, its load): concurrent misses of one key share
+        # one query (an expiring hot key would otherwise cost one SELECT per request in flight)
+        self._loading: dict[str, tuple[int, asyncio.Task[Principal]]] = {}
         if changes is not None:
             changes.subscribe(self.on_change)
 
@@ -128,17 +132,38 @@ class Authenticator:
         if cached is not None and cached[0] > now:
             principal = cached[1]
         else:
-            generation = self._generation
-            principal = await self._load(digest, token)
-            if generation == self._generation:
-                if len(self._cache) >= self.max_entries:
-                    self._cache.clear()
-                self._cache[digest] = (now + self.ttl, principal)
+            principal = await self._shared_load(digest, token, now)
         if principal.expires_at is not None and principal.expires_at <= time.time():
             raise _denied()
         if principal.suspended:  # a valid key: saying so tells a thief nothing new
             raise PermissionDenied(_SUSPENDED, code="account_suspended")
         return principal
+
+    async def _shared_load(self, digest: str, token: str, now: float) -> Principal:
+        """The key's row, read once for every request that misses it at the same time. A load
+        that began before a change is joined by no later request (it may have read the row
+        before the change) and caches nothing. It runs as its own task, so a caller that is
+        cancelled (its client left) does not cancel it for the others."""
+        generation = self._generation
+        loading = self._loading.get(digest)
+        if loading is None or loading[0] != generation:
+            task = asyncio.ensure_future(self._load(digest, token))
+            loading = (generation, task)
+            self._loading[digest] = loading
+            task.add_done_callback(lambda _: self._landed(digest, loading, now))
+        return await asyncio.shield(loading[1])
+
+    def _landed(
+        self, digest: str, loading: tuple[int, asyncio.Task[Principal]], now: float
+    ) -> None:
+        if self._loading.get(digest) is loading:
+            del self._loading[digest]
+        generation, task = loading
+        if task.cancelled() or task.exception() is not None or generation != self._generation:
+            return
+        if len(self._cache) >= self.max_entries:
+            self._cache.clear()
+        self._cache[digest] = (now + self.ttl, task.result())
 
     def forget(self, key_hash: str) -> None:
         self._generation += 1
