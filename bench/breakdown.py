@@ -10,7 +10,8 @@ profiles do not. Parts:
 - ``count``: the prompt's token count (tiktoken), done once per request for the hold;
 - ``ledger``: ``Ledger.hold`` + ``Ledger.settle`` with its usage row (SQLite, PostgreSQL);
 - ``upstream``: ``OpenAICompatEngine.stream`` consumed whole against the fake upstream
-  (aiohttp, one JSON parse and one ``ChatChunk`` per event);
+  (``infra.http``'s client, one JSON parse and one ``ChatChunk`` per event), and one
+  non-streamed answer;
 - ``render``: the OpenAI ``chat.completion`` dict and its ``orjson`` encoding.
 
 Run: ``python -m bench.breakdown [--calls 500] [--postgres-url URL]``; prints a table.
@@ -74,7 +75,7 @@ async def measure(calls: int, postgres_url: str | None) -> list[tuple[str, float
     from minitoolai.chat.wire import completion
     from minitoolai.engines.base import ChatParams, Usage
     from minitoolai.engines.openai_compat import OpenAICompatEngine
-    from minitoolai.infra.http import upstream_session
+    from minitoolai.infra.http import upstream_client
     from minitoolai.settings import ProviderConfig
 
     body = orjson.loads(SCENARIOS["nonstream"].body())
@@ -115,7 +116,7 @@ async def measure(calls: int, postgres_url: str | None) -> list[tuple[str, float
     try:
         assert upstream.stdout is not None
         port = upstream.stdout.readline().decode().split()[1]
-        session = upstream_session()
+        session = upstream_client()
         provider = ProviderConfig(
             base_url=f"http://127.0.0.1:{port}/v1", api_key=SecretStr("sk-upstream-fake")
         )
@@ -125,7 +126,11 @@ async def measure(calls: int, postgres_url: str | None) -> list[tuple[str, float
         async def stream() -> object:
             return [chunk async for chunk in engine.stream(params)]
 
-        rows.append(("upstream stream, 50 events (aiohttp)", await _cpu_per_call(stream, calls)))
+        async def whole() -> object:
+            return [chunk async for chunk in engine.complete(params)]
+
+        rows.append(("upstream stream, 50 events", await _cpu_per_call(stream, calls)))
+        rows.append(("upstream answer, not streamed", await _cpu_per_call(whole, calls)))
         await session.close()
     finally:
         upstream.terminate()

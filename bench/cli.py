@@ -86,8 +86,8 @@ def parse_args(argv: list[str] | None) -> Options:
     ap.add_argument("--concurrency", help="comma list (default 1,16,64,256)")
     ap.add_argument(
         "--contenders",
-        default=",".join(CONTENDERS),
-        help=f"comma list of {', '.join(CONTENDERS)} (default: all)",
+        default=",".join(name for name, c in CONTENDERS.items() if c.default),
+        help=f"comma list of {', '.join(CONTENDERS)} (default: all but variants)",
     )
     ap.add_argument(
         "--scenarios",

@@ -69,6 +69,8 @@ class Contender:
     #: read the database server's CPU too (PostgreSQL runs outside the gateway's process tree)
     database_cpu: bool = False
     tags: tuple[str, ...] = field(default=())
+    #: run when ``--contenders`` is not given (a variant of another contender is not)
+    default: bool = True
 
 
 def base_env() -> dict[str, str]:
@@ -106,21 +108,28 @@ def _minitoolai_config(ctx: Context) -> str:
     )
 
 
-def _start_minitoolai(ctx: Context, database: str) -> Running:
-    home = ctx.work / f"minitoolai-{database}"
+def _start_minitoolai(
+    ctx: Context, database: str, name: str | None = None, extra: dict[str, str] | None = None
+) -> Running:
+    name = name or f"minitoolai-{database}"
+    home = ctx.work / name
     shutil.rmtree(home, ignore_errors=True)
     home.mkdir(parents=True)
     config = home / "config.toml"
     config.write_text(_minitoolai_config(ctx))
-    env = base_env() | {
-        "MINITOOLAI_CONFIG": str(config),
-        "MINITOOLAI_DATA_DIR": str(home / "data"),
-        "MINITOOLAI_ADMIN_KEY": ADMIN_KEY,
-        # the gateway as a gateway: no in-process models loaded beside it
-        "MINITOOLAI_LOCAL_DEFAULT": "false",
-        "MINITOOLAI_LOCAL_SPEECH": "false",
-        "MINITOOLAI_IMAGE_WORKERS": "0",
-    }
+    env = (
+        base_env()
+        | {
+            "MINITOOLAI_CONFIG": str(config),
+            "MINITOOLAI_DATA_DIR": str(home / "data"),
+            "MINITOOLAI_ADMIN_KEY": ADMIN_KEY,
+            # the gateway as a gateway: no in-process models loaded beside it
+            "MINITOOLAI_LOCAL_DEFAULT": "false",
+            "MINITOOLAI_LOCAL_SPEECH": "false",
+            "MINITOOLAI_IMAGE_WORKERS": "0",
+        }
+        | (extra or {})
+    )
     if database == "postgres":
         pg.reset(ctx.postgres_url)
         env["MINITOOLAI_DATABASE_URL"] = ctx.postgres_url
@@ -137,7 +146,7 @@ def _start_minitoolai(ctx: Context, database: str) -> Running:
     key = orjson.loads(created.stdout)["api_key"]
     port = free_port()
     cmd = [ctx.python, "-m", "minitoolai", "serve", "--host", "127.0.0.1", "--port", str(port)]
-    proc = start(f"minitoolai-{database}", pinned(cmd, ctx.cores.gateway), ctx.logs, env=env)
+    proc = start(name, pinned(cmd, ctx.cores.gateway), ctx.logs, env=env)
     wait_http(proc, f"http://127.0.0.1:{port}/healthz", timeout=90)
     return Running(
         f"http://127.0.0.1:{port}/v1/chat/completions",
@@ -282,6 +291,23 @@ CONTENDERS: dict[str, Contender] = {
             lambda ctx: _start_minitoolai(ctx, "postgres"),
             database_cpu=True,
             tags=("ours",),
+        ),
+        Contender(
+            "minitoolai-postgres-journal",
+            "MiniToolAI (PostgreSQL, settle_wait = journal)",
+            "As the PostgreSQL run, with `MINITOOLAI_SETTLE_WAIT=journal`: a response's last "
+            "byte follows its settle's line in the local journal, not the database's commit "
+            "(docs/billing.md). Not in the default set; name it in `--contenders`.",
+            _postgres_missing,
+            lambda ctx: _start_minitoolai(
+                ctx,
+                "postgres",
+                "minitoolai-postgres-journal",
+                {"MINITOOLAI_SETTLE_WAIT": "journal"},
+            ),
+            database_cpu=True,
+            tags=("ours",),
+            default=False,
         ),
         Contender(
             "litellm",

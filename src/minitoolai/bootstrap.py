@@ -9,8 +9,6 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import aiohttp
-
 from minitoolai.accounts.admin import AccountAdmin
 from minitoolai.accounts.auth import Authenticator
 from minitoolai.accounts.invalidation import ChangeBus
@@ -26,7 +24,7 @@ from minitoolai.images.build import build_image_service, start_wakeup
 from minitoolai.images.notify import Wakeup
 from minitoolai.images.service import ImageService
 from minitoolai.infra.db import Database
-from minitoolai.infra.http import upstream_session
+from minitoolai.infra.http import Client, upstream_client
 from minitoolai.infra.migrate import upgrade
 from minitoolai.ledger.journal import Journal
 from minitoolai.ledger.price_overrides import PriceOverrides
@@ -57,7 +55,7 @@ class Services:
     accounts: AccountService
     codes: CodeService
     auth: Authenticator
-    http: aiohttp.ClientSession
+    http: Client
     chat: ChatService
     responses: ResponsesService
     speech: SpeechService
@@ -129,7 +127,7 @@ async def build_services(
     prices = PriceTable(config.prices)
     price_overrides = PriceOverrides(db, prices)
     await price_overrides.refresh()  # the console's overrides; the app refreshes them
-    http = upstream_session()
+    http = upstream_client()
     routing = await build_engines(settings, config, http) if engines else Engines.empty()
     chat = ChatService(
         ledger,

@@ -72,6 +72,7 @@ async def test_no_budget_no_extra_statement(db: Database) -> None:
         assert len(plain) == 10, plain
         assert sum("budget_spend" in s for s in budgeted) == 6 + 1  # 6 counters held, 1 settle
     else:
-        # one statement each, no transaction (each a group-commit batch's one statement)
-        assert plain == ["fetch", "fetch"]
+        # one statement each, no transaction: the hold alone (nothing to batch it with), the
+        # settle as its group-commit batch's one statement
+        assert plain == ["fetchrow", "fetch"]
         assert budgeted == ["acquire", "fetch"]  # the budgeted hold's transaction

@@ -166,6 +166,7 @@ def messages(caplog: pytest.LogCaptureFixture) -> str:
 EARLY_FAULTS: dict[str, tuple[dict[str, Any], str]] = {  # the faults, what the 502 says
     "500": ({"status": 500}, "up answered 500: upstream exploded"),
     "429": ({"status": 429}, "up answered 429"),
+    "a redirect": ({"status": 307}, "up answered 307: a redirect, not followed"),
     "reset before the response": ({"reset_before_response": True}, "up: connection failed"),
     "silence after the headers": ({"stall_s": 5.0}, f"silent for {READ_TIMEOUT_S:g} s"),
     "error event first": ({"error_event": True}, "the model overloaded"),

@@ -15,7 +15,7 @@ from minitoolai.chat.schemas import Message
 from minitoolai.engines import openai_compat
 from minitoolai.engines.base import ChatChunk, ChatParams
 from minitoolai.engines.openai_compat import OpenAICompatEngine
-from minitoolai.infra.http import upstream_session
+from minitoolai.infra.http import upstream_client
 from minitoolai.settings import ProviderConfig
 
 HEAD = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
@@ -85,7 +85,7 @@ async def _run(end_after: float | None, calls: int) -> tuple[Upstream, list[list
     upstream = Upstream(end_after)
     server = await asyncio.start_server(upstream.handle, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
-    session = upstream_session()
+    session = upstream_client()
     config = ProviderConfig(base_url=f"http://127.0.0.1:{port}/v1", api_key="sk-test-key")
     engine = OpenAICompatEngine("up", config, "gpt-4o-mini", session)
     answers = []
@@ -125,7 +125,7 @@ def test_a_stream_left_half_way_closes_its_connection_at_once() -> None:
         upstream = Upstream(end_after=0.02)
         server = await asyncio.start_server(upstream.handle, "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
-        session = upstream_session()
+        session = upstream_client()
         config = ProviderConfig(base_url=f"http://127.0.0.1:{port}/v1", api_key="sk-test-key")
         engine = OpenAICompatEngine("up", config, "gpt-4o-mini", session)
         try:

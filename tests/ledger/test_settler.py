@@ -217,3 +217,21 @@ async def test_holds_in_one_batch_are_decided_as_one_by_one(db: Database) -> Non
     assert all(x > 100 - taken for x in refused), (taken, refused)
     assert await ledger.balances(acct) == (100, taken)
     assert await ledger.balances(acct) == await ledger.entry_sums(acct)
+
+
+async def test_a_lone_hold_goes_at_once_and_concurrent_ones_in_batches(db: Database) -> None:
+    """On PostgreSQL a hold with nothing to go with runs alone, in its caller's task (no batch
+    of one, no task made); holds that arrive together share batches. Exact either way."""
+    ledger = _ledger(db)
+    holds = getattr(ledger.store, "_holds", None)
+    if holds is None:
+        pytest.skip("SQLite holds inline, one transaction each")
+    ((acct, _),) = await _accounts(ledger, db, 1, 1_000)
+    for _ in range(5):
+        assert await _try_hold(ledger, acct, 10) is not None
+    assert holds.batches == 0 and holds.alone == 0
+    held = await asyncio.gather(*(_try_hold(ledger, acct, 10) for _ in range(60)))
+    assert all(h is not None for h in held)
+    assert 0 < holds.batches < 60 and holds.alone == 0
+    assert await ledger.balances(acct) == (1_000, 650)
+    assert await ledger.balances(acct) == await ledger.entry_sums(acct)

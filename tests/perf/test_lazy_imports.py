@@ -18,8 +18,10 @@ from tests.support.fake_upstream import FakeUpstream
 from tests.support.servers import free_port, serve_in_thread
 
 #: loaded on first need: a page (jinja2), a card payment (stripe), a log-in (argon2), an
-#: embeddings answer (numpy), an image part (PIL), a CLI table (rich), a local engine
+#: embeddings answer (numpy), an image part (PIL, and aiohttp for a fetched one or a webhook),
+#: a CLI table (rich), a local engine
 LAZY = (
+    "aiohttp",
     "argon2",
     "diffusers",
     "jinja2",

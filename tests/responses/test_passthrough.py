@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import openai
 import orjson
 import pytest
@@ -20,6 +19,7 @@ import requests
 
 from minitoolai.chat.tokens import count_text
 from minitoolai.engines.base import responses_engine
+from minitoolai.infra.http import upstream_client
 from minitoolai.routing.build import build_engines
 from minitoolai.settings import DeploymentConfig, FileConfig, ProviderConfig, Settings
 from tests.conftest import BACKENDS, POSTGRES_URL
@@ -313,7 +313,7 @@ def test_a_client_leaving_mid_stream_pays_for_what_was_delivered(gateway: Gatewa
 
 
 async def test_which_deployments_speak_responses(tmp_path: Path) -> None:
-    async with aiohttp.ClientSession() as session:
+    async with upstream_client() as session:
         for base_url, speaks in (
             ("https://api.openai.com/v1", True),
             ("http://127.0.0.1:9/v1", False),

@@ -28,7 +28,6 @@ from datetime import datetime
 from email.message import EmailMessage
 from typing import Any
 
-import aiohttp
 import yarl
 from sqlalchemy import delete, false, insert, select, true, update
 
@@ -338,7 +337,6 @@ class AlertService:
                 )
                 return False
             except (
-                aiohttp.ClientError,
                 OSError,
                 TimeoutError,
                 smtplib.SMTPException,

@@ -11,13 +11,10 @@ Redirects are not followed. ``MINITOOLAI_ALERT_WEBHOOK_ALLOW_LOOPBACK`` lets loo
 from __future__ import annotations
 
 import ipaddress
-import socket
 from typing import Any
 
-import aiohttp
 import orjson
 import yarl
-from aiohttp.abc import AbstractResolver, ResolveResult
 
 from minitoolai.errors import InvalidRequest
 from minitoolai.vision.fetch import Resolver, system_resolver
@@ -120,65 +117,32 @@ async def post_json(
     resolver: Resolver = system_resolver,
 ) -> int:
     """POST ``payload`` to ``url`` if the policy allows every address it names; the HTTP
-    status. Raises ``WebhookRefused`` (refused before connecting), ``aiohttp.ClientError`` or
-    ``OSError`` (could not deliver), or ``WebhookFailed`` (answered other than 2xx)."""
+    status. Raises ``WebhookRefused`` (refused before connecting), ``OSError`` or
+    ``WebhookFailed`` (could not deliver, or answered other than 2xx)."""
     target = parse_webhook_url(url, policy)
     addresses = await checked_addresses(target, policy, resolver)
-    connector = aiohttp.TCPConnector(
-        resolver=_Pinned(target.raw_host or "", addresses),
-        use_dns_cache=False,
-        force_close=True,
-    )
-    session = aiohttp.ClientSession(
-        connector=connector,
-        trust_env=False,  # a proxy from the environment would resolve the name again
-        cookie_jar=aiohttp.DummyCookieJar(),
-        timeout=aiohttp.ClientTimeout(total=policy.timeout_s),
-    )
-    async with (
-        session,
-        session.post(
-            target,
-            data=orjson.dumps(payload),
-            headers={
-                "Content-Type": "application/json",
-                "User-Agent": "MiniToolAI-Alerts/1",
-            },
-            allow_redirects=False,
-        ) as resp,
-    ):
-        if not 200 <= resp.status < 300:
-            raise WebhookFailed(f"the webhook answered HTTP {resp.status}")
-        return resp.status
+    from minitoolai.vision import pinned  # aiohttp, loaded by the first webhook
+
+    session = pinned.pinned_session(target.raw_host or "", addresses, policy.timeout_s)
+    try:
+        async with (
+            session,
+            session.post(
+                target,
+                data=orjson.dumps(payload),
+                headers={
+                    "Content-Type": "application/json",
+                    "User-Agent": "MiniToolAI-Alerts/1",
+                },
+                allow_redirects=False,
+            ) as resp,
+        ):
+            if not 200 <= resp.status < 300:
+                raise WebhookFailed(f"the webhook answered HTTP {resp.status}")
+            return resp.status
+    except pinned.ClientError as exc:
+        raise WebhookFailed(f"could not deliver ({type(exc).__name__})") from None
 
 
 class WebhookFailed(Exception):
-    """The receiver answered, but not with a 2xx."""
-
-
-class _Pinned(AbstractResolver):
-    """Answers for exactly one host, with exactly the addresses that were checked."""
-
-    def __init__(self, host: str, addresses: tuple[str, ...]) -> None:
-        self._host = host.rstrip(".").lower()
-        self._addresses = addresses
-
-    async def resolve(
-        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
-    ) -> list[ResolveResult]:
-        if host.rstrip(".").lower() != self._host:
-            raise OSError(f"pinned resolver asked for unexpected host {host!r}")
-        return [
-            {
-                "hostname": host,
-                "host": ip,
-                "port": port,
-                "family": socket.AF_INET6 if ":" in ip else socket.AF_INET,
-                "proto": 0,
-                "flags": 0,
-            }
-            for ip in self._addresses
-        ]
-
-    async def close(self) -> None:
-        return None
+    """The receiver could not be reached, or answered other than 2xx (worth a retry)."""

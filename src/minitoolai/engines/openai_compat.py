@@ -41,13 +41,10 @@ Nothing an upstream sends is believed unchecked:
 
 from __future__ import annotations
 
-import asyncio
-import io
 import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-import aiohttp
 import orjson
 
 from minitoolai.chat.schemas import Message
@@ -61,6 +58,16 @@ from minitoolai.engines.base import (
     Usage,
 )
 from minitoolai.engines.errors import EngineError, EngineRejected, EngineUnavailable
+from minitoolai.infra.http import (
+    Client,
+    ConnectFailed,
+    HTTPError,
+    Response,
+    Silent,
+    Target,
+    TimedOut,
+    target,
+)
 from minitoolai.observability import REQUEST_ID
 from minitoolai.redact import redact, register, secret_header_values
 from minitoolai.settings import ProviderConfig
@@ -141,11 +148,11 @@ def parse_usage(data: object) -> Usage | None:
     )
 
 
-async def _line_batches(response: aiohttp.ClientResponse) -> AsyncIterator[list[bytes]]:
+async def _line_batches(response: Response) -> AsyncIterator[list[bytes]]:
     """The body's lines, a list per network read (a token's event passes through one generator
     less than one line at a time); empty lines may be among them."""
     pending = b""
-    async for data in response.content.iter_any():
+    while data := await response.readany():
         lines = (pending + data).split(b"\n")
         pending = lines.pop()
         yield lines
@@ -153,7 +160,7 @@ async def _line_batches(response: aiohttp.ClientResponse) -> AsyncIterator[list[
         yield [pending]
 
 
-async def _lines(response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+async def _lines(response: Response) -> AsyncIterator[bytes]:
     """Lines of the body as network chunks arrive: one split per chunk, not one await per line."""
     async for lines in _line_batches(response):
         for line in lines:
@@ -174,8 +181,6 @@ def _error_text(raw: bytes) -> str:
     return redact(raw[: 64 * 1024].decode("utf-8", "replace"))[:200]
 
 
-LARGE_BODY = 1024 * 1024
-
 #: A stream's last event ([DONE]) often comes before the end of its HTTP body (the chunked
 #: terminator, a packet later): closing then would drop the connection, and the next call
 #: would pay a new connection (and TLS handshake). The end is awaited in the background this
@@ -183,29 +188,6 @@ LARGE_BODY = 1024 * 1024
 #: closed, if the body did not end).
 DRAIN_S = 1.0
 DRAIN_BYTES = 64 * 1024
-_draining: set[asyncio.Task[None]] = set()
-
-
-def _let_go(response: aiohttp.ClientResponse) -> None:
-    """Done with a stream whose answer is complete: keep its connection once its body ends."""
-    if response.content.at_eof():
-        response.close()  # the body has ended: its connection is back in the pool already
-        return
-    task = asyncio.ensure_future(_drain(response))
-    _draining.add(task)  # a reference, or the task could be collected half-way
-    task.add_done_callback(_draining.discard)
-
-
-async def _drain(response: aiohttp.ClientResponse) -> None:
-    read = 0
-    try:
-        async with asyncio.timeout(DRAIN_S):
-            while read <= DRAIN_BYTES and (data := await response.content.readany()):
-                read += len(data)
-    except (aiohttp.ClientError, TimeoutError, OSError, asyncio.IncompleteReadError):
-        pass  # the connection is closed below
-    finally:
-        response.close()  # no-op for a body that ended (released); else the connection closes
 
 
 class ProviderEndpoint:
@@ -221,15 +203,15 @@ class ProviderEndpoint:
         provider_name: str,
         provider: ProviderConfig,
         upstream_model: str,
-        session: aiohttp.ClientSession,
+        session: Client,
     ) -> None:
         self.provider_name = provider_name
         self.model_id = upstream_model
         self.label = f"{provider_name}:{upstream_model}"  # as the routing table names it
         self._session = session
-        self._url = provider.base_url.rstrip("/") + self.path
-        self._params = dict(provider.query)
-        self._headers = request_headers(provider)
+        self._target = target(
+            provider.base_url.rstrip("/") + self.path, provider.query, request_headers(provider)
+        )
         # whatever this endpoint sends that is secret is redacted from errors and logs
         register(
             provider.resolved_key(),
@@ -237,67 +219,62 @@ class ProviderEndpoint:
             *secret_header_values(provider.query),
         )
         self._read_timeout = provider.read_timeout_s
-        self._timeout = aiohttp.ClientTimeout(
-            total=provider.timeout_s,
-            sock_connect=provider.connect_timeout_s,
-            sock_read=provider.read_timeout_s,
-        )
-        # a non-streamed answer is silent until it is whole: reads are timed by _read_whole
-        self._whole_timeout = aiohttp.ClientTimeout(
-            total=provider.timeout_s, sock_connect=provider.connect_timeout_s
-        )
+        self._timeout_s = provider.timeout_s
+        self._connect_timeout_s = provider.connect_timeout_s
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.label})"
 
     async def _open(
-        self, body: bytes, *, whole: bool = False, url: str | None = None
-    ) -> aiohttp.ClientResponse:
-        """POST ``body`` (to ``url``, by default this endpoint's); a response the caller reads
+        self, body: bytes, *, whole: bool = False, to: Target | None = None
+    ) -> Response:
+        """POST ``body`` (to ``to``, by default this endpoint's); a response the caller reads
         and closes, or the error, translated.
 
-        Connect errors, timeouts, 429 and 5xx are ``EngineUnavailable`` (another deployment
-        may answer); other 4xx are ``EngineRejected``. ``whole``: a non-streamed call, which
-        may take up to ``timeout_s`` to begin.
+        Connect errors, timeouts, 429, 5xx and redirects (never followed: they would carry
+        the provider's key elsewhere) are ``EngineUnavailable`` (another deployment may
+        answer); other 4xx are ``EngineRejected``. ``whole``: a non-streamed call, which may
+        take up to ``timeout_s`` to begin.
         """
         request_id = REQUEST_ID.get()  # the client's call, named the same upstream
-        headers = (
-            self._headers if request_id is None else {**self._headers, "X-Request-Id": request_id}
-        )
+        extra = b"" if request_id is None else b"X-Request-Id: %s\r\n" % request_id.encode()
         try:
             response = await self._session.post(
-                url or self._url,
-                # a large body goes out in pieces: one 30 MB write would copy it on the loop
-                data=body if len(body) < LARGE_BODY else aiohttp.BytesIOPayload(io.BytesIO(body)),
-                headers=headers,
-                params=self._params,
-                timeout=self._whole_timeout if whole else self._timeout,
+                to or self._target,
+                body,
+                extra,
+                connect_timeout=self._connect_timeout_s,
+                timeout=self._timeout_s,
+                # a non-streamed answer is silent until it is whole: only timeout_s bounds it
+                read_timeout=None if whole else self._read_timeout,
             )
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+        except HTTPError as exc:
             raise EngineUnavailable(f"{self.provider_name}: {self._why(exc)}") from None
-        if response.status < 400:
+        if response.status < 300:
             return response
         try:
-            raw = await response.content.read(64 * 1024)
-        except (aiohttp.ClientError, TimeoutError):
+            raw = await response.read(64 * 1024)
+        except HTTPError:
             raw = b""
         finally:
             response.close()
+        if response.status < 400:
+            message = f"{self.provider_name} answered {response.status}: a redirect, not followed"
+            raise EngineUnavailable(message)
         message = f"{self.provider_name} answered {response.status}: {_error_text(raw)}"
         if response.status == 429 or response.status >= 500:
             raise EngineUnavailable(message)
         raise EngineRejected(message, status=response.status)
 
-    def _why(self, exc: BaseException) -> str:
-        """A failure in words, without the exception's text (which may quote a URL or header)."""
-        name = type(exc).__name__
-        if isinstance(exc, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError):
-            return f"cannot connect ({name})"
-        if isinstance(exc, aiohttp.SocketTimeoutError):
-            return f"silent for {self._read_timeout:g} s ({name})"
-        if isinstance(exc, TimeoutError):
-            return f"timed out ({name})"
-        return f"connection failed ({name})"
+    def _why(self, exc: HTTPError) -> str:
+        """A failure in words (the client's words never quote a URL, a header or a body)."""
+        if isinstance(exc, ConnectFailed):
+            return str(exc)
+        if isinstance(exc, Silent):
+            return f"silent for {self._read_timeout:g} s"
+        if isinstance(exc, TimedOut):
+            return f"timed out after {self._timeout_s:g} s"
+        return f"connection failed ({exc})"
 
     def _broke(self, what: str, started: bool) -> EngineError:
         """The error for a failure while reading: retryable before the first chunk."""
@@ -306,20 +283,12 @@ class ProviderEndpoint:
         log.warning("upstream %s broke mid-answer: %s", self.label, what)
         return EngineError(what)
 
-    async def _read_whole(self, response: aiohttp.ClientResponse) -> bytes:
+    async def _read_whole(self, response: Response) -> bytes:
         """A non-streamed body, with ``read_timeout_s`` allowed between reads."""
         parts: list[bytes] = []
-        while True:
-            try:
-                async with asyncio.timeout(self._read_timeout) as silence:
-                    data = await response.content.readany()
-            except TimeoutError:
-                if silence.expired():
-                    raise aiohttp.SocketTimeoutError("no data within read_timeout_s") from None
-                raise
-            if not data:
-                return b"".join(parts)
+        while data := await response.readany(self._read_timeout):
             parts.append(data)
+        return b"".join(parts)
 
     async def aclose(self) -> None:
         return None
@@ -334,21 +303,23 @@ class OpenAICompatEngine(ProviderEndpoint, ChatEngine):
         provider_name: str,
         provider: ProviderConfig,
         upstream_model: str,
-        session: aiohttp.ClientSession,
+        session: Client,
         *,
         responses: bool = False,
     ) -> None:
         super().__init__(provider_name, provider, upstream_model, session)
         #: the upstream also speaks the Responses API (``engines.base.ResponsesEngine``)
         self.speaks_responses = responses
-        self._responses_url = provider.base_url.rstrip("/") + "/responses"
+        self._responses_target = target(
+            provider.base_url.rstrip("/") + "/responses", provider.query, request_headers(provider)
+        )
 
     async def respond(self, body: dict[str, Any], *, stream: bool) -> AsyncIterator[ResponsesEvent]:
         """``POST /responses`` with ``body`` (our upstream model named in it): its events as
         they come, or one whole ``response`` object. Failures are translated as a chat
         stream's; an ``error`` event, or an answer that is not a response, is a failure."""
         payload = orjson.dumps({**body, "model": self.model_id})
-        response = await self._open(payload, whole=not stream, url=self._responses_url)
+        response = await self._open(payload, whole=not stream, to=self._responses_target)
         if not stream:
             yield await self._whole_response(response)
             return
@@ -360,7 +331,7 @@ class OpenAICompatEngine(ProviderEndpoint, ChatEngine):
             if not started:
                 raise EngineUnavailable(f"{self.provider_name}: empty answer")
             ended = True
-        except (aiohttp.ClientError, TimeoutError, asyncio.IncompleteReadError) as exc:
+        except HTTPError as exc:
             what = f"{self.provider_name}: stream broke: {self._why(exc)}"
             raise self._broke(what, started) from None
         except _Malformed as exc:
@@ -372,14 +343,14 @@ class OpenAICompatEngine(ProviderEndpoint, ChatEngine):
             raise self._broke(str(exc), started) from None
         finally:
             if ended:  # its last event read: the connection is kept once its body has ended
-                _let_go(response)
+                response.release(DRAIN_S, DRAIN_BYTES)
             else:
                 response.close()  # stops the upstream when the client went away
 
-    async def _whole_response(self, response: aiohttp.ClientResponse) -> ResponsesEvent:
+    async def _whole_response(self, response: Response) -> ResponsesEvent:
         try:
             raw = await self._read_whole(response)
-        except (aiohttp.ClientError, TimeoutError, asyncio.IncompleteReadError) as exc:
+        except HTTPError as exc:
             raise EngineUnavailable(
                 f"{self.provider_name}: answer broke: {self._why(exc)}"
             ) from None
@@ -396,9 +367,7 @@ class OpenAICompatEngine(ProviderEndpoint, ChatEngine):
         usage = self._usage(data.get("usage"), warn=True, parse=parse_responses_usage)
         return ResponsesEvent("response", data, _output_said(data["output"]), usage)
 
-    async def _response_events(
-        self, response: aiohttp.ClientResponse
-    ) -> AsyncIterator[ResponsesEvent]:
+    async def _response_events(self, response: Response) -> AsyncIterator[ResponsesEvent]:
         """The stream's events (each ``data:`` line one JSON object with its ``type``), until
         the one that ends the response."""
         async for line in _lines(response):
@@ -451,7 +420,7 @@ class OpenAICompatEngine(ProviderEndpoint, ChatEngine):
         response = await self._open(body, whole=True)
         try:
             raw = await self._read_whole(response)
-        except (aiohttp.ClientError, TimeoutError, asyncio.IncompleteReadError) as exc:
+        except HTTPError as exc:
             raise EngineUnavailable(
                 f"{self.provider_name}: answer broke: {self._why(exc)}"
             ) from None
@@ -511,7 +480,7 @@ class OpenAICompatEngine(ProviderEndpoint, ChatEngine):
             if not started:
                 raise EngineUnavailable(f"{self.provider_name}: empty answer")
             ended = True
-        except (aiohttp.ClientError, TimeoutError, asyncio.IncompleteReadError) as exc:
+        except HTTPError as exc:
             what = f"{self.provider_name}: stream broke: {self._why(exc)}"
             raise self._broke(what, started) from None
         except _Malformed as exc:
@@ -523,11 +492,11 @@ class OpenAICompatEngine(ProviderEndpoint, ChatEngine):
             raise self._broke(str(exc), started) from None
         finally:
             if ended:  # [DONE] read: the connection is kept once its body has ended
-                _let_go(response)
+                response.release(DRAIN_S, DRAIN_BYTES)
             else:
                 response.close()  # stops the upstream when the client went away
 
-    async def _chunks(self, response: aiohttp.ClientResponse, n: int) -> AsyncIterator[ChatChunk]:
+    async def _chunks(self, response: Response, n: int) -> AsyncIterator[ChatChunk]:
         """The stream's events as chunks. With ``n`` == 1 only an event's first choice is read
         (as index 0, whatever the upstream says); with more, every choice of every event, each
         with its ``index``."""

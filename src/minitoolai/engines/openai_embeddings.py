@@ -15,12 +15,12 @@ import base64
 import binascii
 from typing import TYPE_CHECKING, Any
 
-import aiohttp
 import orjson
 
 from minitoolai.engines.base import EmbeddingEngine, EmbeddingParams, EmbeddingResult
 from minitoolai.engines.errors import EngineUnavailable
 from minitoolai.engines.openai_compat import MAX_TOKENS, ProviderEndpoint
+from minitoolai.infra.http import HTTPError
 
 if TYPE_CHECKING:  # numpy is imported by the first answer: a chat-only gateway never loads it
     import numpy as np
@@ -70,7 +70,7 @@ class OpenAICompatEmbeddings(ProviderEndpoint, EmbeddingEngine):
         response = await self._open(orjson.dumps(body), whole=True)
         try:
             raw = await self._read_whole(response)
-        except (aiohttp.ClientError, TimeoutError) as exc:
+        except HTTPError as exc:
             what = f"{self.provider_name}: the answer broke: {self._why(exc)}"
             raise EngineUnavailable(what) from None
         finally:

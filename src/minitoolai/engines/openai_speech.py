@@ -7,14 +7,13 @@ deployment is tried), after it a plain ``EngineError`` (the audio is cut short).
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 
-import aiohttp
 import orjson
 
 from minitoolai.engines.base import SpeechParams
 from minitoolai.engines.openai_compat import ProviderEndpoint
+from minitoolai.infra.http import HTTPError
 
 
 class OpenAICompatSpeech(ProviderEndpoint):
@@ -33,10 +32,10 @@ class OpenAICompatSpeech(ProviderEndpoint):
         response = await self._open(orjson.dumps(body))
         started = False
         try:
-            async for chunk in response.content.iter_any():
+            async for chunk in response.iter_any():
                 started = True
                 yield chunk
-        except (aiohttp.ClientError, TimeoutError, asyncio.IncompleteReadError) as exc:
+        except HTTPError as exc:
             what = f"{self.provider_name}: audio stream broke: {self._why(exc)}"
             raise self._broke(what, started) from None
         finally:

@@ -41,6 +41,8 @@ class GroupCommit(Generic[T, R]):
         self._queue: list[tuple[T, asyncio.Future[R]]] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self.batches = 0  # how many batches ran (for tests and the bench's figures)
+        #: steps a caller runs alone, outside any batch (see ``busy``)
+        self.alone = 0
 
     async def _many(self, steps: list[T]) -> list[R]:
         raise NotImplementedError
@@ -62,6 +64,13 @@ class GroupCommit(Generic[T, R]):
     @property
     def queued(self) -> int:
         return len(self._queue)
+
+    @property
+    def busy(self) -> bool:
+        """A batch is queued or in flight, or a step runs alone: a step now has company to
+        go with. When not busy, a caller may run its step alone in its own task (no task
+        made, no statement of arrays for one step), counting it in ``alone`` meanwhile."""
+        return bool(self._queue or self._tasks or self.alone)
 
     async def flush(self) -> None:
         """Wait until every step handed over so far has been tried."""

@@ -20,8 +20,6 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-import aiohttp
-
 from minitoolai.catalog import (
     CHAT_MODELS,
     EMBEDDING_DIMENSIONS,
@@ -34,6 +32,7 @@ from minitoolai.engines.llamacpp.config import DEFAULT_MODEL_NAME
 from minitoolai.engines.openai_compat import OpenAICompatEngine
 from minitoolai.engines.openai_embeddings import OpenAICompatEmbeddings
 from minitoolai.engines.openai_speech import OpenAICompatSpeech
+from minitoolai.infra.http import Client
 from minitoolai.routing.router import Deployment, Router
 from minitoolai.settings import FileConfig, ProviderConfig, Settings
 
@@ -100,9 +99,7 @@ def _open_local_embeddings() -> EmbeddingEngine | None:
         return None
 
 
-async def build_engines(
-    settings: Settings, config: FileConfig, session: aiohttp.ClientSession
-) -> Engines:
+async def build_engines(settings: Settings, config: FileConfig, session: Client) -> Engines:
     engines = Engines(
         Router[ChatEngine](cooldown_s=settings.upstream_cooldown_s),
         Router[SpeechEngine](),

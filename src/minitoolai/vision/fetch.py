@@ -12,7 +12,8 @@ streaming and the connection is dropped as soon as the cap is passed.
 
 No caller-supplied ``aiohttp.ClientSession`` is accepted on purpose: a shared session resolves
 names with its own resolver (and may honour proxy environment variables), which would undo the
-pinning. Each hop gets a short-lived session around a pinned connector instead.
+pinning. Each hop gets a short-lived session around a pinned connector instead
+(``vision/pinned.py``).
 """
 
 from __future__ import annotations
@@ -22,10 +23,9 @@ import ipaddress
 import socket
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import aiohttp
 import yarl
-from aiohttp.abc import AbstractResolver, ResolveResult
 
 from minitoolai.errors import InvalidRequest
 from minitoolai.vision import _errors
@@ -39,6 +39,9 @@ from minitoolai.vision.policy import (
     check_host_name,
     parse_ip_host,
 )
+
+if TYPE_CHECKING:
+    from aiohttp import ClientResponse
 
 #: ``async (host) -> ["93.184.215.14", "2606:2800::1", ...]``; raise ``OSError`` if unknown.
 Resolver = Callable[[str], Awaitable[Sequence[str]]]
@@ -151,17 +154,13 @@ async def _follow(url: str, policy: FetchPolicy, resolver: Resolver) -> bytes:
 
 async def _get_once(target: CheckedTarget, policy: FetchPolicy) -> bytes | yarl.URL:
     """One request: the body (bytes) or the next hop's URL."""
-    connector = aiohttp.TCPConnector(
-        resolver=_PinnedResolver(target.url.raw_host or "", target.addresses),
-        use_dns_cache=False,
-        force_close=True,
-    )
-    session = aiohttp.ClientSession(
-        connector=connector,
-        trust_env=False,  # no proxies from the environment: they would resolve names again
+    from minitoolai.vision import pinned  # aiohttp, loaded by the first fetch
+
+    session = pinned.pinned_session(
+        target.url.raw_host or "",
+        target.addresses,
+        policy.timeout_s,
         auto_decompress=False,  # count the bytes that arrive, not what they expand to
-        cookie_jar=aiohttp.DummyCookieJar(),
-        timeout=aiohttp.ClientTimeout(total=policy.timeout_s),
     )
     headers = {
         "User-Agent": policy.user_agent,
@@ -183,7 +182,7 @@ async def _get_once(target: CheckedTarget, policy: FetchPolicy) -> bytes | yarl.
             if not 200 <= resp.status < 300:
                 raise _failed(f"Image URL answered HTTP {resp.status}.")
             return await _read_capped(resp, policy.max_bytes)
-    except (aiohttp.ClientError, OSError) as exc:
+    except (pinned.ClientError, OSError) as exc:
         if isinstance(exc, TimeoutError):  # the deadline: reported by fetch_image_bytes
             raise
         raise _failed(f"Could not download the image URL ({type(exc).__name__}).") from None
@@ -198,7 +197,7 @@ def _next_hop(current: yarl.URL, location: str | None) -> yarl.URL:
         raise _bad_url("Image URL redirected to an invalid URL.") from None
 
 
-async def _read_capped(resp: aiohttp.ClientResponse, max_bytes: int) -> bytes:
+async def _read_capped(resp: ClientResponse, max_bytes: int) -> bytes:
     if resp.content_length is not None and resp.content_length > max_bytes:
         raise _errors.too_large(max_bytes)  # refuse on the header, before any body byte
     body = bytearray()
@@ -208,34 +207,6 @@ async def _read_capped(resp: aiohttp.ClientResponse, max_bytes: int) -> bytes:
             resp.close()  # drop the connection now rather than drain the rest
             raise _errors.too_large(max_bytes)
     return bytes(body)
-
-
-class _PinnedResolver(AbstractResolver):
-    """Answers for exactly one host, with exactly the addresses that were checked."""
-
-    def __init__(self, host: str, addresses: tuple[str, ...]) -> None:
-        self._host = host.rstrip(".").lower()
-        self._addresses = addresses
-
-    async def resolve(
-        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
-    ) -> list[ResolveResult]:
-        if host.rstrip(".").lower() != self._host:
-            raise OSError(f"pinned resolver asked for unexpected host {host!r}")
-        return [
-            {
-                "hostname": host,
-                "host": ip,
-                "port": port,
-                "family": socket.AF_INET6 if ":" in ip else socket.AF_INET,
-                "proto": 0,
-                "flags": 0,
-            }
-            for ip in self._addresses
-        ]
-
-    async def close(self) -> None:
-        return None
 
 
 def _refuse_if_forbidden(ip: IPAddress, policy: FetchPolicy, subject: str) -> None:

@@ -535,9 +535,18 @@ class PostgresLedgerStore:
     async def hold(self, c: NewCharge) -> HoldOutcome | BudgetRow:
         if c.budgets:
             return await self._hold_budgeted(await self._acquire_pool(), c)
-        # the common case (no key) is batched with concurrent requests' holds; one unfit in
-        # its batch (or refused alone) is tried alone now, after the batch, exactly
-        if c.idempotency_key is None and await self._holds.submit(c) == "held":
+        if c.idempotency_key is not None:
+            return await self._hold_one(c)
+        holds = self._holds
+        if not holds.busy:  # nothing to batch it with: alone, in this task, at once
+            holds.alone += 1
+            try:
+                return await self._hold_one(c)
+            finally:
+                holds.alone -= 1
+        # batched with concurrent requests' holds; one unfit in its batch (or refused
+        # alone) is tried alone now, after the batch, exactly
+        if await holds.submit(c) == "held":
             return "held"
         return await self._hold_one(c)
 
