@@ -108,9 +108,17 @@ def _minitoolai_config(ctx: Context) -> str:
     )
 
 
-def _start_minitoolai(
-    ctx: Context, database: str, name: str | None = None, extra: dict[str, str] | None = None
+def start_minitoolai(
+    ctx: Context,
+    database: str,
+    name: str | None = None,
+    extra: dict[str, str] | None = None,
+    *,
+    prefix: tuple[str, ...] = (),
+    start_timeout: float = 90,
 ) -> Running:
+    """``minitoolai serve`` as the bench runs it; ``prefix`` goes before the command (what
+    ``bench.instructions`` runs it under), after the CPU pinning."""
     name = name or f"minitoolai-{database}"
     home = ctx.work / name
     shutil.rmtree(home, ignore_errors=True)
@@ -146,8 +154,8 @@ def _start_minitoolai(
     key = orjson.loads(created.stdout)["api_key"]
     port = free_port()
     cmd = [ctx.python, "-m", "minitoolai", "serve", "--host", "127.0.0.1", "--port", str(port)]
-    proc = start(name, pinned(cmd, ctx.cores.gateway), ctx.logs, env=env)
-    wait_http(proc, f"http://127.0.0.1:{port}/healthz", timeout=90)
+    proc = start(name, pinned([*prefix, *cmd], ctx.cores.gateway), ctx.logs, env=env)
+    wait_http(proc, f"http://127.0.0.1:{port}/healthz", timeout=start_timeout)
     return Running(
         f"http://127.0.0.1:{port}/v1/chat/completions",
         {"Authorization": f"Bearer {key}"},
@@ -278,7 +286,7 @@ CONTENDERS: dict[str, Contender] = {
             "`minitoolai accounts create bench --credit 1000000 --json`: API-key auth (5 s key "
             "cache), credit hold and settle, usage row per request, default log level (info).",
             lambda _ctx: None,
-            lambda ctx: _start_minitoolai(ctx, "sqlite"),
+            lambda ctx: start_minitoolai(ctx, "sqlite"),
             tags=("ours",),
         ),
         Contender(
@@ -288,7 +296,7 @@ CONTENDERS: dict[str, Contender] = {
             "database whose schema is dropped and re-created before the run. The database "
             "server's CPU is reported apart from the gateway's.",
             _postgres_missing,
-            lambda ctx: _start_minitoolai(ctx, "postgres"),
+            lambda ctx: start_minitoolai(ctx, "postgres"),
             database_cpu=True,
             tags=("ours",),
         ),
@@ -299,7 +307,7 @@ CONTENDERS: dict[str, Contender] = {
             "byte follows its settle's line in the local journal, not the database's commit "
             "(docs/billing.md). Not in the default set; name it in `--contenders`.",
             _postgres_missing,
-            lambda ctx: _start_minitoolai(
+            lambda ctx: start_minitoolai(
                 ctx,
                 "postgres",
                 "minitoolai-postgres-journal",

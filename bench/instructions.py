@@ -1,0 +1,110 @@
+"""Instructions per chat request (valgrind's callgrind): a CPU figure a busy machine cannot move.
+
+On a shared 2-core machine the same commit's req/s and CPU seconds per request swing by 30-50%
+from run to run (another tenant's load, the clock, the caches). Callgrind counts the
+instructions the gateway executes, which depend on the code and its inputs only, so an A/B of
+two commits is a few percent apart reliably where their throughput is not. It is a proxy for
+CPU per request, not a latency: Python runs ~50x slower under valgrind.
+
+``minitoolai serve`` starts as the chat bench starts it (``bench.contenders``: fresh data dir,
+one account, in front of ``bench.upstream``), under ``valgrind --tool=callgrind
+--instr-atstart=no``, so start-up is not counted. After ``--warmup`` requests, counting is
+switched on for ``--requests`` sequential chat requests (c=1: nothing to batch) on one
+keep-alive connection, then dumped; the instructions are divided by the requests.
+
+Run: ``python -m bench.instructions [--database sqlite postgres] [--requests 200] [--stream]``.
+Another commit: ``PYTHONPATH=/its/worktree/src python -m bench.instructions ...``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import re
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from bench import pg
+from bench.cli import start_upstream
+from bench.contenders import Context, start_minitoolai
+from bench.procs import Cores
+from bench.workload import SCENARIOS
+
+_TOTALS = re.compile(rb"^(?:summary|totals):\s+(\d+)", re.MULTILINE)
+
+
+def _requests(url: str, headers: dict[str, str], body: bytes, n: int) -> None:
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=600)
+    try:
+        for _ in range(n):
+            conn.request(
+                "POST", parts.path, body, {**headers, "Content-Type": "application/json"}
+            )
+            response = conn.getresponse()
+            answer = response.read()
+            if response.status != 200:
+                raise RuntimeError(f"HTTP {response.status}: {answer[:300]!r}")
+    finally:
+        conn.close()
+
+
+def _control(pid: int, *args: str) -> None:
+    subprocess.run(["callgrind_control", *args, str(pid)], check=True, capture_output=True)
+
+
+def measure(database: str, requests: int, warmup: int, stream: bool, postgres_url: str) -> float:
+    """Instructions per request of one ``serve`` process."""
+    with tempfile.TemporaryDirectory(prefix="bench-instructions-") as tmp:
+        work = Path(tmp)
+        upstream, upstream_url = start_upstream(work, Cores(), 50, 0.0)
+        out = work / "callgrind.out"
+        ctx = Context(work=work, upstream=upstream_url, cores=Cores(), postgres_url=postgres_url)
+        prefix = (
+            "valgrind",
+            "--tool=callgrind",
+            "--instr-atstart=no",
+            f"--callgrind-out-file={out}.%p",
+        )
+        running = start_minitoolai(ctx, database, prefix=prefix, start_timeout=600)
+        try:
+            assert running.proc is not None
+            body = SCENARIOS["stream" if stream else "nonstream"].body()
+            _requests(running.url, running.headers, body, warmup)
+            pid = running.proc.pid
+            _control(pid, "--instr=on")
+            _requests(running.url, running.headers, body, requests)
+            _control(pid, "--dump")
+            _control(pid, "--instr=off")
+            time.sleep(0.5)
+            dumps = sorted(work.glob("callgrind.out.*"))
+            counted = sum(
+                int(m.group(1)) for d in dumps for m in [_TOTALS.search(d.read_bytes())] if m
+            )
+        finally:
+            running.stop()
+            upstream.stop()
+        return counted / requests
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m bench.instructions", description=__doc__)
+    ap.add_argument("--database", nargs="+", default=["sqlite"], choices=["sqlite", "postgres"])
+    ap.add_argument("--requests", type=int, default=200)
+    ap.add_argument("--warmup", type=int, default=30)
+    ap.add_argument("--stream", action="store_true", help="streamed requests (50 events)")
+    ap.add_argument("--postgres-url", default=pg.DEFAULT_URL, help="its database is wiped")
+    args = ap.parse_args(argv)
+    kind = "streamed" if args.stream else "non-streamed"
+    print(f"| database | instructions per {kind} request (c=1, {args.requests} requests) |")
+    print("|---|---|")
+    for database in args.database:
+        per = measure(database, args.requests, args.warmup, args.stream, args.postgres_url)
+        print(f"| {database} | {per / 1e6:.3f} M |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
