@@ -41,9 +41,7 @@ def _requests(url: str, headers: dict[str, str], body: bytes, n: int) -> None:
     conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=600)
     try:
         for _ in range(n):
-            conn.request(
-                "POST", parts.path, body, {**headers, "Content-Type": "application/json"}
-            )
+            conn.request("POST", parts.path, body, {**headers, "Content-Type": "application/json"})
             response = conn.getresponse()
             answer = response.read()
             if response.status != 200:

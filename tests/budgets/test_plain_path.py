@@ -39,6 +39,7 @@ async def _statements(
         await store._acquire_pool()
         counting = _CountingPool(store._pool)
         store._pool = counting
+        store._lane.take = lambda: None  # type: ignore[method-assign]  # all on the pool, counted
     try:
         hold = await ledger.hold(
             account_id, 1000, kind="chat", model="m", api_key_id=key_id, budgets=budgets
@@ -49,6 +50,7 @@ async def _statements(
             store._on_loop().set_trace_callback(None)
         else:
             store._pool = counting.pool
+            del store._lane.take  # the class's again
             seen = counting.calls
     return seen
 

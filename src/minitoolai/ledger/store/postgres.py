@@ -8,7 +8,9 @@ so a hold racing it cannot spend the same money.
 
 The hot path is group-committed (``ledger.group_commit``): plain holds here (``_HOLD_MANY``),
 settles and releases by the ledger's writer (``finish_many``), so under load many requests share
-one statement and one commit. The pool sends no reset query on release (``_keep_session``).
+one statement and one commit; a hold with nothing to batch it with runs alone at once. These
+steps go on the store's own connection when it is free (``lane.py``: no pool acquire and
+release), else on the pool, which sends no reset query on release (``_keep_session``).
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ from minitoolai.ledger.store.base import (
     redeem_note,
     take_back_note,
 )
+from minitoolai.ledger.store.lane import Lane
 
 _TOP_UP = """
 WITH acct AS (
@@ -465,8 +468,7 @@ class _Holds(GroupCommit[NewCharge, str]):
         self.store = store
 
     async def _many(self, charges: list[NewCharge]) -> list[str]:
-        pool = await self.store._acquire_pool()
-        rows = await pool.fetch(
+        rows = await self.store._step(
             _HOLD_MANY,
             [c.id for c in charges],
             [c.account_id for c in charges],
@@ -492,6 +494,7 @@ class PostgresLedgerStore:
         self._pool: Any = None
         self._lock = asyncio.Lock()
         self._holds = _Holds(self)
+        self._lane = Lane(self.dsn)  # the hot path's steps, when it is free (lane.py)
 
     async def _acquire_pool(self) -> Any:
         if self._pool is None:
@@ -503,6 +506,22 @@ class PostgresLedgerStore:
                         self.dsn, min_size=1, max_size=self.pool_size, reset=_keep_session
                     )
         return self._pool
+
+    async def _step(self, query: str, *args: Any, one: bool = False) -> Any:
+        """A hot-path statement's rows (``one``: its one row or None), on the lane when it
+        is free, else on the pool."""
+        lane = self._lane
+        conn = lane.take()
+        if conn is None:
+            pool = await self._acquire_pool()
+            return await (pool.fetchrow if one else pool.fetch)(query, *args)
+        try:
+            result = await (conn.fetchrow if one else conn.fetch)(query, *args)
+        except BaseException as exc:
+            lane.give_back(conn, exc)
+            raise
+        lane.give_back(conn, None)
+        return result
 
     # -- credit in ---------------------------------------------------------------------------
 
@@ -553,9 +572,8 @@ class PostgresLedgerStore:
     async def _hold_one(self, c: NewCharge) -> HoldOutcome:
         import asyncpg
 
-        pool = await self._acquire_pool()
         try:
-            row = await pool.fetchrow(
+            row = await self._step(
                 _HOLD,
                 c.id,
                 c.account_id,
@@ -568,6 +586,7 @@ class PostgresLedgerStore:
                 c.expires_at,
                 c.request_hash,
                 c.request_id,
+                one=True,
             )
         except asyncpg.UniqueViolationError:  # the statement rolled back whole: nothing held
             if c.idempotency_key is None:
@@ -621,8 +640,7 @@ class PostgresLedgerStore:
         return "held"
 
     async def finish(self, s: Finish) -> Finished | None:
-        pool = await self._acquire_pool()
-        row = await pool.fetchrow(
+        row = await self._step(
             _FINISH,
             s.charge_id,
             s.status,
@@ -637,6 +655,7 @@ class PostgresLedgerStore:
             s.kind,
             s.note,
             s.expired_before,
+            one=True,
         )
         if row is None:
             return None
@@ -662,10 +681,9 @@ class PostgresLedgerStore:
             [s.note for s in steps],
             [s.now for s in steps],
         )
-        pool = await self._acquire_pool()
         for attempt in range(_BATCH_TRIES):
             try:
-                rows = await pool.fetch(_FINISH_MANY, *columns)
+                rows = await self._step(_FINISH_MANY, *columns)
                 break
             except (asyncpg.DeadlockDetectedError, asyncpg.SerializationError):
                 if attempt == _BATCH_TRIES - 1:
@@ -847,6 +865,7 @@ class PostgresLedgerStore:
         ]
 
     async def close(self) -> None:
+        await self._lane.close()
         if self._pool is not None:
             await self._pool.close()
             self._pool = None
