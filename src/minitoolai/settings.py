@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Any, Final, Literal
@@ -57,6 +58,10 @@ class PriceConfig(_Strict):
         return text
 
 
+#: what HTTP allows in a header's name (RFC 9110's token)
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+
+
 class ProviderConfig(_Strict):
     """An OpenAI-compatible HTTP server: OpenAI, Azure-style, vLLM, llama.cpp, Ollama..."""
 
@@ -70,6 +75,22 @@ class ProviderConfig(_Strict):
     read_timeout_s: float = Field(default=60.0, gt=0)
     headers: dict[str, str] = Field(default_factory=dict)
     query: dict[str, str] = Field(default_factory=dict)  # e.g. Azure's api-version
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not re.fullmatch(r"https?://[^/\s?#]+(/\S*)?", value):
+            raise ValueError("base_url must be an http:// or https:// URL with a host")
+        return value
+
+    @field_validator("headers")
+    @classmethod
+    def _one_line_each(cls, value: dict[str, str]) -> dict[str, str]:
+        # a line break in a header would write another header, or another request
+        for name, text in value.items():
+            if not _HEADER_NAME.fullmatch(name) or any(c in text for c in "\r\n\0"):
+                raise ValueError(f"header {name!r}: a name of token characters, a one-line value")
+        return value
 
     def resolved_key(self) -> str | None:
         if self.api_key is not None:
