@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
@@ -73,6 +73,8 @@ from minitoolai.redact import redact, register, secret_header_values
 from minitoolai.settings import ProviderConfig
 
 log = logging.getLogger("minitoolai.upstream")
+
+E = TypeVar("E")
 
 #: The largest token count believed from an upstream (see the module docstring).
 MAX_TOKENS = 2**53
@@ -276,6 +278,42 @@ class ProviderEndpoint:
             return f"timed out after {self._timeout_s:g} s"
         return f"connection failed ({exc})"
 
+    async def _relay(
+        self,
+        body: bytes,
+        events: Callable[[Response], AsyncIterator[E]],
+        *,
+        to: Target | None = None,
+    ) -> AsyncIterator[E]:
+        """A streamed call's ``events``, its failures translated once for every stream: before
+        the first event retryable (``EngineUnavailable``), after it a plain ``EngineError``.
+        A stream read to its end keeps its connection; one left half-way closes it, which
+        stops the upstream."""
+        response = await self._open(body, to=to)
+        started = ended = False
+        try:
+            async for event in events(response):
+                started = True
+                yield event
+            if not started:
+                raise EngineUnavailable(f"{self.provider_name}: empty answer")
+            ended = True
+        except HTTPError as exc:
+            what = f"{self.provider_name}: stream broke: {self._why(exc)}"
+            raise self._broke(what, started) from None
+        except _Malformed as exc:
+            what = f"{self.provider_name}: malformed stream event ({exc})"
+            raise self._broke(what, started) from None
+        except EngineError as exc:  # the upstream reported an error inside its stream
+            if isinstance(exc, EngineUnavailable):
+                raise
+            raise self._broke(str(exc), started) from None
+        finally:
+            if ended:  # its last event read: the connection is kept once its body has ended
+                response.release(DRAIN_S, DRAIN_BYTES)
+            else:
+                response.close()
+
     def _broke(self, what: str, started: bool) -> EngineError:
         """The error for a failure while reading: retryable before the first chunk."""
         if not started:
@@ -314,38 +352,18 @@ class OpenAICompatEngine(ProviderEndpoint, ChatEngine):
             provider.base_url.rstrip("/") + "/responses", provider.query, request_headers(provider)
         )
 
-    async def respond(self, body: dict[str, Any], *, stream: bool) -> AsyncIterator[ResponsesEvent]:
+    def respond(self, body: dict[str, Any], *, stream: bool) -> AsyncIterator[ResponsesEvent]:
         """``POST /responses`` with ``body`` (our upstream model named in it): its events as
         they come, or one whole ``response`` object. Failures are translated as a chat
         stream's; an ``error`` event, or an answer that is not a response, is a failure."""
         payload = orjson.dumps({**body, "model": self.model_id})
-        response = await self._open(payload, whole=not stream, to=self._responses_target)
-        if not stream:
-            yield await self._whole_response(response)
-            return
-        started = ended = False
-        try:
-            async for event in self._response_events(response):
-                started = True
-                yield event
-            if not started:
-                raise EngineUnavailable(f"{self.provider_name}: empty answer")
-            ended = True
-        except HTTPError as exc:
-            what = f"{self.provider_name}: stream broke: {self._why(exc)}"
-            raise self._broke(what, started) from None
-        except _Malformed as exc:
-            what = f"{self.provider_name}: malformed stream event ({exc})"
-            raise self._broke(what, started) from None
-        except EngineError as exc:  # the upstream reported an error inside its stream
-            if isinstance(exc, EngineUnavailable):
-                raise
-            raise self._broke(str(exc), started) from None
-        finally:
-            if ended:  # its last event read: the connection is kept once its body has ended
-                response.release(DRAIN_S, DRAIN_BYTES)
-            else:
-                response.close()  # stops the upstream when the client went away
+        if stream:
+            return self._relay(payload, self._response_events, to=self._responses_target)
+        return self._one_response(payload)
+
+    async def _one_response(self, payload: bytes) -> AsyncIterator[ResponsesEvent]:
+        response = await self._open(payload, whole=True, to=self._responses_target)
+        yield await self._whole_response(response)
 
     async def _whole_response(self, response: Response) -> ResponsesEvent:
         try:
@@ -470,31 +488,9 @@ class OpenAICompatEngine(ProviderEndpoint, ChatEngine):
             )
         return chunks
 
-    async def stream(self, params: ChatParams) -> AsyncIterator[ChatChunk]:
-        response = await self._open(orjson.dumps(chat_body(params, self.model_id)))
-        started = ended = False
-        try:
-            async for chunk in self._chunks(response, params.n):
-                started = True
-                yield chunk
-            if not started:
-                raise EngineUnavailable(f"{self.provider_name}: empty answer")
-            ended = True
-        except HTTPError as exc:
-            what = f"{self.provider_name}: stream broke: {self._why(exc)}"
-            raise self._broke(what, started) from None
-        except _Malformed as exc:
-            what = f"{self.provider_name}: malformed stream event ({exc})"
-            raise self._broke(what, started) from None
-        except EngineError as exc:  # the upstream reported an error inside its stream
-            if isinstance(exc, EngineUnavailable):
-                raise
-            raise self._broke(str(exc), started) from None
-        finally:
-            if ended:  # [DONE] read: the connection is kept once its body has ended
-                response.release(DRAIN_S, DRAIN_BYTES)
-            else:
-                response.close()  # stops the upstream when the client went away
+    def stream(self, params: ChatParams) -> AsyncIterator[ChatChunk]:
+        body = orjson.dumps(chat_body(params, self.model_id))
+        return self._relay(body, lambda response: self._chunks(response, params.n))
 
     async def _chunks(self, response: Response, n: int) -> AsyncIterator[ChatChunk]:
         """The stream's events as chunks. With ``n`` == 1 only an event's first choice is read

@@ -18,6 +18,7 @@ from minitoolai.infra.http import (
     Broken,
     Client,
     ConnectFailed,
+    Response,
     Silent,
     TimedOut,
     target,
@@ -70,9 +71,13 @@ def _json(body: bytes, extra: bytes = b"") -> bytes:
     return b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n%s\r\n%s" % (len(body), extra, body)
 
 
-async def _post(client: Client, port: int, body: bytes = b"{}", **timeouts: float) -> bytes:
+async def _open(client: Client, port: int, body: bytes = b"{}", **timeouts: float) -> Response:
     options = {"connect_timeout": 2.0, "timeout": 5.0, "read_timeout": 2.0} | timeouts
-    response = await client.post(target(f"http://127.0.0.1:{port}/v1/x"), body, **options)  # type: ignore[arg-type]
+    return await client.post(target(f"http://127.0.0.1:{port}/v1/x"), body, **options)  # type: ignore[arg-type]
+
+
+async def _post(client: Client, port: int, body: bytes = b"{}", **timeouts: float) -> bytes:
+    response = await _open(client, port, body, **timeouts)
     try:
         return await response.read(1 << 30)
     finally:
@@ -104,13 +109,7 @@ async def test_a_chunked_stream_is_read_as_it_comes_and_keeps_its_connection() -
             writer.write(b"0\r\n\r\n")
 
     async with serving(handler) as (server, port), Client() as client:
-        response = await client.post(
-            target(f"http://127.0.0.1:{port}/s"),
-            b"{}",
-            connect_timeout=2,
-            timeout=5,
-            read_timeout=2,
-        )
+        response = await _open(client, port)
         reads = [data async for data in response.iter_any()]
         assert response.at_eof()
         response.close()
@@ -181,13 +180,7 @@ async def test_silence_before_the_head_and_between_reads() -> None:
         await asyncio.sleep(5)
 
     async with serving(stalls) as (server, port), Client() as client:
-        response = await client.post(
-            target(f"http://127.0.0.1:{port}/"),
-            b"{}",
-            connect_timeout=2,
-            timeout=5,
-            read_timeout=0.1,
-        )
+        response = await _open(client, port, read_timeout=0.1)
         assert await response.readany() == b"abc"
         with pytest.raises(Silent):
             await response.readany()
@@ -251,9 +244,7 @@ async def test_a_large_body_goes_whole_and_a_large_answer_comes_whole() -> None:
         await writer.drain()
 
     async with serving(handler) as (server, port), Client() as client:
-        response = await client.post(
-            target(f"http://127.0.0.1:{port}/"), body, connect_timeout=2, timeout=10, read_timeout=5
-        )
+        response = await _open(client, port, body, timeout=10, read_timeout=5)
         parts = []
         while data := await response.readany():
             parts.append(data)
@@ -287,9 +278,7 @@ async def test_an_abandoned_answer_closes_its_connection() -> None:
         closed.set()
 
     async with serving(handler) as (server, port), Client() as client:
-        response = await client.post(
-            target(f"http://127.0.0.1:{port}/"), b"{}", connect_timeout=2, timeout=5, read_timeout=2
-        )
+        response = await _open(client, port)
         assert await response.readany() == b"hello"
         response.close()  # the client went away: the upstream is told at once
         await asyncio.wait_for(closed.wait(), 2)
