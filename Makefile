@@ -62,7 +62,7 @@ lint: setup
 # Two workers share the 2 cores (each with its own PostgreSQL database); the tests that time
 # the event loop run after them, alone.
 test: lint
-	$(PY) -m pytest -n 2 --dist worksteal -m "not alone"
+	$(PY) -m pytest -n 2 --dist worksteal -m "not alone" --durations=40
 	$(PY) -m pytest -m alone
 
 bench: setup
