@@ -12,7 +12,14 @@ one account, in front of ``bench.upstream``), under ``valgrind --tool=callgrind
 switched on for ``--requests`` sequential chat requests (c=1: nothing to batch) on one
 keep-alive connection, then dumped; the instructions are divided by the requests.
 
-Run: ``python -m bench.instructions [--database sqlite postgres] [--requests 200] [--stream]``.
+Per relayed event: ``--per-event`` counts streamed requests of ``--chunks`` events and of 10,
+and divides the difference by the events between (what one more event costs, the request's own
+cost taken out). ``--chunk-delay-ms`` spaces the upstream's events out (5 ms: each arrives in a
+network read of its own and leaves in a write of its own, as a real model's tokens do; 0: a
+stream arrives in one read and its events leave batched).
+
+Run: ``python -m bench.instructions [--database sqlite postgres] [--requests 200] [--stream]
+[--per-event] [--chunks 50] [--chunk-delay-ms 5]``.
 Another commit: ``PYTHONPATH=/its/worktree/src python -m bench.instructions ...``.
 """
 
@@ -54,11 +61,19 @@ def _control(pid: int, *args: str) -> None:
     subprocess.run(["callgrind_control", *args, str(pid)], check=True, capture_output=True)
 
 
-def measure(database: str, requests: int, warmup: int, stream: bool, postgres_url: str) -> float:
+def measure(
+    database: str,
+    requests: int,
+    warmup: int,
+    stream: bool,
+    postgres_url: str,
+    chunks: int = 50,
+    delay_ms: float = 0.0,
+) -> float:
     """Instructions per request of one ``serve`` process."""
     with tempfile.TemporaryDirectory(prefix="bench-instructions-") as tmp:
         work = Path(tmp)
-        upstream, upstream_url = start_upstream(work, Cores(), 50, 0.0)
+        upstream, upstream_url = start_upstream(work, Cores(), chunks, delay_ms)
         out = work / "callgrind.out"
         ctx = Context(work=work, upstream=upstream_url, cores=Cores(), postgres_url=postgres_url)
         prefix = (
@@ -93,15 +108,59 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--database", nargs="+", default=["sqlite"], choices=["sqlite", "postgres"])
     ap.add_argument("--requests", type=int, default=200)
     ap.add_argument("--warmup", type=int, default=30)
-    ap.add_argument("--stream", action="store_true", help="streamed requests (50 events)")
+    ap.add_argument("--stream", action="store_true", help="streamed requests")
+    ap.add_argument("--chunks", type=int, default=50, help="content events per streamed answer")
+    ap.add_argument("--chunk-delay-ms", type=float, default=0.0, help="between upstream events")
+    ap.add_argument("--per-event", action="store_true", help="instructions per relayed event")
     ap.add_argument("--postgres-url", default=pg.DEFAULT_URL, help="its database is wiped")
     args = ap.parse_args(argv)
+    if args.per_event:
+        _per_event(args)
+        return
     kind = "streamed" if args.stream else "non-streamed"
     print(f"| database | instructions per {kind} request (c=1, {args.requests} requests) |")
     print("|---|---|")
     for database in args.database:
-        per = measure(database, args.requests, args.warmup, args.stream, args.postgres_url)
+        per = measure(
+            database,
+            args.requests,
+            args.warmup,
+            args.stream,
+            args.postgres_url,
+            args.chunks,
+            args.chunk_delay_ms,
+        )
         print(f"| {database} | {per / 1e6:.3f} M |", flush=True)
+
+
+def _per_event(args: argparse.Namespace) -> None:
+    few = 10
+    if args.chunks <= few:
+        raise SystemExit(f"--per-event needs --chunks above {few}")
+    print(
+        f"| database | per relayed event ({args.chunk_delay_ms:g} ms apart) | {few} events "
+        f"| {args.chunks} events |"
+    )
+    print("|---|---|---|---|")
+    for database in args.database:
+        counts = [
+            measure(
+                database,
+                args.requests,
+                args.warmup,
+                True,
+                args.postgres_url,
+                chunks,
+                args.chunk_delay_ms,
+            )
+            for chunks in (few, args.chunks)
+        ]
+        per = (counts[1] - counts[0]) / (args.chunks - few)
+        print(
+            f"| {database} | {per / 1e3:.1f} k | {counts[0] / 1e6:.3f} M "
+            f"| {counts[1] / 1e6:.3f} M |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Callable
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import orjson
 
@@ -150,24 +150,16 @@ def parse_usage(data: object) -> Usage | None:
     )
 
 
-async def _line_batches(response: Response) -> AsyncIterator[list[bytes]]:
-    """The body's lines, a list per network read (a token's event passes through one generator
-    less than one line at a time); empty lines may be among them."""
-    pending = b""
-    while data := await response.readany():
-        lines = (pending + data).split(b"\n")
-        pending = lines.pop()
-        yield lines
-    if pending:
-        yield [pending]
+class _Parser(Protocol[E]):
+    """A stream's events, read off its lines: a network read's lines at a time, as a list (an
+    event costs no generator of its own); ``ended`` once the event that ends it was read.
+    A line that is malformed or reports an error stops the reading: the events before it are
+    returned, and ``failed`` holds what to raise once they are delivered."""
 
+    ended: bool
+    failed: Exception | None
 
-async def _lines(response: Response) -> AsyncIterator[bytes]:
-    """Lines of the body as network chunks arrive: one split per chunk, not one await per line."""
-    async for lines in _line_batches(response):
-        for line in lines:
-            if line:
-                yield line
+    def feed(self, lines: list[bytes]) -> list[E]: ...
 
 
 def _error_text(raw: bytes) -> str:
@@ -279,22 +271,33 @@ class ProviderEndpoint:
         return f"connection failed ({exc})"
 
     async def _relay(
-        self,
-        body: bytes,
-        events: Callable[[Response], AsyncIterator[E]],
-        *,
-        to: Target | None = None,
+        self, body: bytes, parser: _Parser[E], *, to: Target | None = None
     ) -> AsyncIterator[E]:
-        """A streamed call's ``events``, its failures translated once for every stream: before
-        the first event retryable (``EngineUnavailable``), after it a plain ``EngineError``.
-        A stream read to its end keeps its connection; one left half-way closes it, which
-        stops the upstream."""
+        """A streamed call's events as ``parser`` reads them, its failures translated once for
+        every stream: before the first event retryable (``EngineUnavailable``), after it a plain
+        ``EngineError``. A stream read to its end keeps its connection; one left half-way closes
+        it, which stops the upstream. One generator from the socket to the caller: a relayed
+        event passes through no other layer here."""
         response = await self._open(body, to=to)
         started = ended = False
+        pending = b""  # a line not ended yet
         try:
-            async for event in events(response):
-                started = True
-                yield event
+            while not parser.ended:
+                data = await response.readany()
+                if data:
+                    lines = (pending + data).split(b"\n")
+                    pending = lines.pop()
+                elif pending:
+                    lines, pending = [pending], b""
+                else:
+                    break
+                events = parser.feed(lines)
+                if events:
+                    started = True
+                    for event in events:
+                        yield event
+                if parser.failed is not None:
+                    raise parser.failed
             if not started:
                 raise EngineUnavailable(f"{self.provider_name}: empty answer")
             ended = True
@@ -358,7 +361,7 @@ class OpenAICompatEngine(ProviderEndpoint, ChatEngine):
         stream's; an ``error`` event, or an answer that is not a response, is a failure."""
         payload = orjson.dumps({**body, "model": self.model_id})
         if stream:
-            return self._relay(payload, self._response_events, to=self._responses_target)
+            return self._relay(payload, _ResponsesParser(self), to=self._responses_target)
         return self._one_response(payload)
 
     async def _one_response(self, payload: bytes) -> AsyncIterator[ResponsesEvent]:
@@ -384,39 +387,6 @@ class OpenAICompatEngine(ProviderEndpoint, ChatEngine):
             raise EngineUnavailable(f"{self.provider_name}: {_error_text(orjson.dumps(data))}")
         usage = self._usage(data.get("usage"), warn=True, parse=parse_responses_usage)
         return ResponsesEvent("response", data, _output_said(data["output"]), usage)
-
-    async def _response_events(self, response: Response) -> AsyncIterator[ResponsesEvent]:
-        """The stream's events (each ``data:`` line one JSON object with its ``type``), until
-        the one that ends the response."""
-        async for line in _lines(response):
-            if not line.startswith(b"data:"):
-                continue  # ``event:`` lines repeat the data's type
-            payload = line[5:].strip()
-            try:
-                data = orjson.loads(payload)
-            except orjson.JSONDecodeError:
-                raise _Malformed("not JSON") from None
-            if not isinstance(data, dict) or not isinstance(data.get("type"), str):
-                raise _Malformed("not an event object")
-            kind = data["type"]
-            if kind == "error":
-                message = data.get("message")
-                said = redact(message)[:500] if isinstance(message, str) else "an error event"
-                raise EngineError(f"{self.provider_name}: {said}")
-            if kind in _OUTPUT_DELTAS:
-                yield ResponsesEvent(kind, data, _text(data.get("delta"), "delta") or "")
-            elif kind in _ENDINGS:
-                body = data.get("response")
-                if not isinstance(body, dict):
-                    raise _Malformed(f"{kind} carries no response")
-                yield ResponsesEvent(
-                    kind,
-                    data,
-                    usage=self._usage(body.get("usage"), warn=True, parse=parse_responses_usage),
-                )
-                return
-            else:
-                yield ResponsesEvent(kind, data)
 
     def count_tokens(self, text: str) -> int:
         return count_text(text, self.model_id)
@@ -490,69 +460,7 @@ class OpenAICompatEngine(ProviderEndpoint, ChatEngine):
 
     def stream(self, params: ChatParams) -> AsyncIterator[ChatChunk]:
         body = orjson.dumps(chat_body(params, self.model_id))
-        return self._relay(body, lambda response: self._chunks(response, params.n))
-
-    async def _chunks(self, response: Response, n: int) -> AsyncIterator[ChatChunk]:
-        """The stream's events as chunks. With ``n`` == 1 only an event's first choice is read
-        (as index 0, whatever the upstream says); with more, every choice of every event, each
-        with its ``index``."""
-        warn = True  # about unbelievable usage, once per stream
-        async for lines in _line_batches(response):  # a network read's lines, not one by one
-            for line in lines:
-                if not line.startswith(b"data:"):
-                    continue
-                payload = line[5:].strip()
-                if payload == b"[DONE]":
-                    return
-                try:
-                    data = orjson.loads(payload)
-                except orjson.JSONDecodeError:
-                    raise _Malformed("not JSON") from None
-                if not isinstance(data, dict):
-                    raise _Malformed("not an object")
-                if data.get("error"):
-                    raise EngineError(f"{self.provider_name}: {_error_text(payload)}")
-                raw_usage = data.get("usage")
-                if raw_usage is None:
-                    usage = None
-                else:
-                    usage = self._usage(raw_usage, warn=warn)
-                    warn = warn and usage is not None
-                choices = data.get("choices")
-                if choices is None:
-                    choices = []
-                if not isinstance(choices, list):
-                    raise _Malformed("choices is not a list")
-                if not choices:
-                    if usage is not None:
-                        yield ChatChunk(usage=usage, model=_model(data))
-                    continue
-                if n > 1:
-                    model = _model(data)
-                    for position, choice in enumerate(choices):
-                        index = _choice_index(choice, position, n)
-                        yield _delta_chunk(choice, usage if position == 0 else None, model, index)
-                    continue
-                # one choice: the token's path, inline (``_delta_chunk`` without the call)
-                choice = choices[0]
-                if not isinstance(choice, dict):
-                    raise _Malformed("a choice is not an object")
-                delta = choice.get("delta")
-                if delta is None:
-                    delta = {}
-                if not isinstance(delta, dict):
-                    raise _Malformed("delta is not an object")
-                calls = delta.get("tool_calls")
-                logprobs = choice.get("logprobs")
-                yield ChatChunk(
-                    content=_text(delta.get("content"), "content"),
-                    finish_reason=_text(choice.get("finish_reason"), "finish_reason"),
-                    usage=usage,
-                    model=_model(data),
-                    role=_text(delta.get("role"), "role"),
-                    tool_calls=_tool_calls(calls, whole=False) if calls else None,
-                    logprobs=_logprobs(logprobs) if logprobs is not None else None,
-                )
+        return self._relay(body, _ChatParser(self, params.n))
 
     def _usage(
         self, value: object, *, warn: bool, parse: Callable[[object], Usage | None] = parse_usage
@@ -568,6 +476,92 @@ class OpenAICompatEngine(ProviderEndpoint, ChatEngine):
                 shown,
             )
         return usage
+
+
+class _ChatParser:
+    """A chat stream's events as chunks, until ``[DONE]``. With ``n`` == 1 only an event's
+    first choice is read (as index 0, whatever the upstream says); with more, every choice of
+    every event, each with its ``index``."""
+
+    __slots__ = ("_engine", "_n", "_warn", "ended", "failed")
+
+    def __init__(self, engine: OpenAICompatEngine, n: int) -> None:
+        self._engine = engine
+        self._n = n
+        self._warn = True  # about unbelievable usage, once per stream
+        self.ended = False
+        self.failed: Exception | None = None
+
+    def feed(self, lines: list[bytes]) -> list[ChatChunk]:
+        chunks: list[ChatChunk] = []
+        try:
+            self._read(lines, chunks)
+        except (_Malformed, EngineError) as exc:
+            self.failed = exc
+        return chunks
+
+    def _read(self, lines: list[bytes], chunks: list[ChatChunk]) -> None:
+        for line in lines:
+            if not line.startswith(b"data:"):
+                continue
+            payload = line[5:].strip()
+            if payload == b"[DONE]":
+                self.ended = True
+                return
+            try:
+                data = orjson.loads(payload)
+            except orjson.JSONDecodeError:
+                raise _Malformed("not JSON") from None
+            if not isinstance(data, dict):
+                raise _Malformed("not an object")
+            if data.get("error"):
+                raise EngineError(f"{self._engine.provider_name}: {_error_text(payload)}")
+            raw_usage = data.get("usage")
+            if raw_usage is None:
+                usage = None
+            else:
+                usage = self._engine._usage(raw_usage, warn=self._warn)
+                self._warn = self._warn and usage is not None
+            choices = data.get("choices")
+            if choices is None:
+                choices = []
+            if not isinstance(choices, list):
+                raise _Malformed("choices is not a list")
+            if not choices:
+                if usage is not None:
+                    chunks.append(ChatChunk(usage=usage, model=_model(data)))
+                continue
+            n = self._n
+            if n > 1:
+                model = _model(data)
+                for position, choice in enumerate(choices):
+                    index = _choice_index(choice, position, n)
+                    chunks.append(
+                        _delta_chunk(choice, usage if position == 0 else None, model, index)
+                    )
+                continue
+            # one choice: the token's path, inline (``_delta_chunk`` without the call)
+            choice = choices[0]
+            if not isinstance(choice, dict):
+                raise _Malformed("a choice is not an object")
+            delta = choice.get("delta")
+            if delta is None:
+                delta = {}
+            if not isinstance(delta, dict):
+                raise _Malformed("delta is not an object")
+            calls = delta.get("tool_calls")
+            logprobs = choice.get("logprobs")
+            chunks.append(
+                ChatChunk(
+                    content=_text(delta.get("content"), "content"),
+                    finish_reason=_text(choice.get("finish_reason"), "finish_reason"),
+                    usage=usage,
+                    model=_model(data),
+                    role=_text(delta.get("role"), "role"),
+                    tool_calls=_tool_calls(calls, whole=False) if calls else None,
+                    logprobs=_logprobs(logprobs) if logprobs is not None else None,
+                )
+            )
 
 
 class _Malformed(Exception):
@@ -670,6 +664,57 @@ _OUTPUT_DELTAS = frozenset(
 )
 #: the events that end a Responses stream, each with the final ``response`` and its usage
 _ENDINGS = frozenset({"response.completed", "response.incomplete", "response.failed"})
+
+
+class _ResponsesParser:
+    """A Responses stream's events (each ``data:`` line one JSON object with its ``type``),
+    until the one that ends the response."""
+
+    __slots__ = ("_engine", "ended", "failed")
+
+    def __init__(self, engine: OpenAICompatEngine) -> None:
+        self._engine = engine
+        self.ended = False
+        self.failed: Exception | None = None
+
+    def feed(self, lines: list[bytes]) -> list[ResponsesEvent]:
+        events: list[ResponsesEvent] = []
+        try:
+            self._read(lines, events)
+        except (_Malformed, EngineError) as exc:
+            self.failed = exc
+        return events
+
+    def _read(self, lines: list[bytes], events: list[ResponsesEvent]) -> None:
+        for line in lines:
+            if not line.startswith(b"data:"):
+                continue  # ``event:`` lines repeat the data's type; empty lines part events
+            payload = line[5:].strip()
+            try:
+                data = orjson.loads(payload)
+            except orjson.JSONDecodeError:
+                raise _Malformed("not JSON") from None
+            if not isinstance(data, dict) or not isinstance(data.get("type"), str):
+                raise _Malformed("not an event object")
+            kind = data["type"]
+            if kind == "error":
+                message = data.get("message")
+                said = redact(message)[:500] if isinstance(message, str) else "an error event"
+                raise EngineError(f"{self._engine.provider_name}: {said}")
+            if kind in _OUTPUT_DELTAS:
+                events.append(ResponsesEvent(kind, data, _text(data.get("delta"), "delta") or ""))
+            elif kind in _ENDINGS:
+                body = data.get("response")
+                if not isinstance(body, dict):
+                    raise _Malformed(f"{kind} carries no response")
+                usage = self._engine._usage(
+                    body.get("usage"), warn=True, parse=parse_responses_usage
+                )
+                events.append(ResponsesEvent(kind, data, usage=usage))
+                self.ended = True
+                return
+            else:
+                events.append(ResponsesEvent(kind, data))
 
 
 def parse_responses_usage(data: object) -> Usage | None:

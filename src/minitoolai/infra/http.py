@@ -107,6 +107,11 @@ def target(
     return Target(Origin(host, port, tls), ("\r\n".join(lines) + "\r\n").encode("latin-1"))
 
 
+#: a limit this close is taken as passed (uvloop's clock and timers count milliseconds: a timer
+#: re-armed for less would fire again and again until the clock moves on)
+_CLOCK_SLACK_S = 0.001
+
+
 class _Connection(asyncio.Protocol):
     """One connection and the answer being read on it (one at a time: no pipelining)."""
 
@@ -119,6 +124,10 @@ class _Connection(asyncio.Protocol):
         self.idle_since = 0.0
         self.pool: list[_Connection] | None = None  # the idle list it is on, while idle
         self._writable: asyncio.Future[None] | None = None
+        # a wait's limit: one timer watches every wait of a stream (``Client.wait``)
+        self.wait_until = 0.0
+        self.watchdog: asyncio.TimerHandle | None = None
+        self.watch_at = 0.0
         self.reset()
 
     def reset(self) -> None:
@@ -165,6 +174,7 @@ class _Connection(asyncio.Protocol):
         if self._writable is not None and not self._writable.done():
             self._writable.set_result(None)
         self._wake()
+        self.unwatch()
 
     def pause_writing(self) -> None:
         self._writable = self.loop.create_future()
@@ -261,13 +271,36 @@ class _Connection(asyncio.Protocol):
         return self.keep_alive
 
     def close(self) -> None:
+        self.unwatch()
         if self.transport is not None:
             self.transport.close()
 
+    def watch(self, due: float) -> None:
+        """The waiter is woken with False once ``due`` passes. A timer per wait would be made
+        and cancelled on every network read; instead one stays armed and, when it fires early
+        (the reads since moved the limit on), re-arms itself for the limit now set."""
+        self.wait_until = due
+        if self.watchdog is None or self.watch_at > due:
+            self.unwatch()
+            self.watch_at = due
+            self.watchdog = self.loop.call_at(due, self._watched)
 
-def _expire(waiter: asyncio.Future[bool]) -> None:
-    if not waiter.done():
-        waiter.set_result(False)
+    def unwatch(self) -> None:
+        if self.watchdog is not None:
+            self.watchdog.cancel()
+            self.watchdog = None
+
+    def _watched(self) -> None:
+        self.watchdog = None
+        waiter = self.waiter
+        if waiter is None or waiter.done():
+            return  # nobody waits: the next wait arms it again
+        due = self.wait_until
+        if self.loop.time() + _CLOCK_SLACK_S >= due:
+            waiter.set_result(False)
+        else:
+            self.watch_at = due
+            self.watchdog = self.loop.call_at(due, self._watched)
 
 
 class Response:
@@ -424,18 +457,18 @@ class Client:
     async def wait(self, conn: _Connection, timeout: float | None, deadline: float) -> None:
         """Until the connection has news (data, the head, its end, an error) or a limit passes."""
         loop = conn.loop
-        left = deadline - loop.time()
+        now = loop.time()
+        left = deadline - now
         silent = timeout is not None and timeout < left
         limit = timeout if silent and timeout is not None else left
         if limit <= 0:
             raise TimedOut("the call's deadline passed")
         waiter: asyncio.Future[bool] = loop.create_future()
         conn.waiter = waiter
-        timer = loop.call_later(limit, _expire, waiter)
+        conn.watch(now + limit)
         try:
             woken = await waiter
         finally:
-            timer.cancel()
             conn.waiter = None
         if not woken:
             if silent:
@@ -496,6 +529,7 @@ class Client:
         if self._closed or not conn.reusable():
             conn.close()
             return
+        conn.unwatch()
         conn.idle_since = conn.loop.time()
         conn.received = False
         conn.pool = self._idle.setdefault(conn.origin, [])
