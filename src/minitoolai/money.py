@@ -9,6 +9,9 @@ from __future__ import annotations
 from decimal import Decimal, InvalidOperation
 
 NANO_PER_USD = 1_000_000_000
+#: The most an account may hold (US$1e9): far below 2**63, so no sum of two amounts overflows
+#: a 64-bit column (SQLite would turn an overflowing integer into a float).
+MAX_BALANCE = 10**18
 
 
 def usd_to_nano(value: str | int | Decimal) -> int:

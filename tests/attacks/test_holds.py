@@ -20,7 +20,8 @@ from minitoolai.errors import Conflict, InsufficientCredit, InvalidRequest, NotF
 from minitoolai.infra.db import Database
 from minitoolai.infra.tables import charges, ledger_entries
 from minitoolai.ledger.idempotency import IdempotencyKey
-from minitoolai.ledger.service import MAX_BALANCE, Ledger, UsageRecord
+from minitoolai.ledger.service import Ledger, UsageRecord
+from minitoolai.money import MAX_BALANCE
 from tests.chat.conftest import database_url
 from tests.conftest import BACKENDS, unique
 from tests.support.fake_upstream import FakeUpstream

@@ -17,8 +17,8 @@ from minitoolai.codes.throttle import FailedRedemptions
 from minitoolai.errors import InvalidRequest, NotFound, RateLimited
 from minitoolai.infra.db import Database
 from minitoolai.infra.tables import redeem_codes
-from minitoolai.ledger.service import MAX_BALANCE, Ledger
-from minitoolai.money import usd_to_nano
+from minitoolai.ledger.service import Ledger
+from minitoolai.money import MAX_BALANCE, usd_to_nano
 from tests.conftest import unique
 
 _open: list[Ledger] = []

@@ -52,7 +52,8 @@ from minitoolai.infra.db import Database
 from minitoolai.infra.tables import accounts, charges, ledger_entries
 from minitoolai.ledger import service
 from minitoolai.ledger.idempotency import IdempotencyKey
-from minitoolai.ledger.service import MAX_BALANCE, Hold, Ledger, Settlement, UsageRecord
+from minitoolai.ledger.service import Hold, Ledger, Settlement, UsageRecord
+from minitoolai.money import MAX_BALANCE
 from tests.conftest import unique
 
 HOLD_TIMEOUT_S = 900

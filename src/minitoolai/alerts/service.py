@@ -41,8 +41,7 @@ from minitoolai.clock import as_utc, utcnow
 from minitoolai.errors import InvalidRequest
 from minitoolai.infra.db import Database
 from minitoolai.infra.tables import account_alerts, accounts, users
-from minitoolai.ledger.service import MAX_BALANCE
-from minitoolai.money import nano_to_usd
+from minitoolai.money import MAX_BALANCE, nano_to_usd
 from minitoolai.people.mail import Mailer
 from minitoolai.vision.fetch import Resolver, system_resolver
 from minitoolai.vision.policy import FetchPolicy
