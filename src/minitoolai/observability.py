@@ -24,7 +24,6 @@ import hmac
 import logging
 import os
 import re
-import secrets
 import shutil
 import sys
 import tempfile
@@ -46,6 +45,7 @@ from prometheus_client import (
 from prometheus_client.multiprocess import MultiProcessCollector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from minitoolai.ids import hex_id
 from minitoolai.redact import redact
 
 REGISTRY = CollectorRegistry(auto_describe=True)
@@ -223,7 +223,7 @@ def printable(text: str) -> str:
 
 def new_request_id() -> str:
     """``req_`` and 24 hex digits, like OpenAI's ids (and our charge ids)."""
-    return "req_" + secrets.token_hex(12)
+    return "req_" + hex_id(12)
 
 
 #: what a client's own ``X-Request-Id`` may be: short, and safe in a log line, a header, a URL

@@ -17,7 +17,6 @@ short, the prompt once plus every choice's counted tokens.
 from __future__ import annotations
 
 import logging
-import secrets
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
@@ -39,6 +38,7 @@ from minitoolai.chat.events import (
 from minitoolai.chat.wire import completion_of
 from minitoolai.engines.base import ChatChunk, ChatEngine, Usage
 from minitoolai.engines.errors import EngineError
+from minitoolai.ids import hex_id, urlsafe_id
 from minitoolai.ledger.pricing import Price
 from minitoolai.ledger.service import Ledger
 from minitoolai.routing.failover import Answering
@@ -93,10 +93,10 @@ class LiveAnswer(ChatAnswer):
         self._settled = False
         self._closed = False
         super().__init__(
-            "chatcmpl-" + secrets.token_urlsafe(18),
+            "chatcmpl-" + urlsafe_id(18),
             int(time.time()),
             self._first.model or self._engine.model_id,
-            "fp_" + secrets.token_hex(5),
+            "fp_" + hex_id(5),
         )
 
     async def _run(self) -> AsyncGenerator[ChatEvent, None]:

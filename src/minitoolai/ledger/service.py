@@ -15,7 +15,6 @@ allowed, which holds are live, which settlements wait for a retry, and what is l
 from __future__ import annotations
 
 import logging
-import secrets
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from typing import Any, Literal
 
 from minitoolai.clock import utcnow
 from minitoolai.errors import Conflict, InsufficientCredit, InvalidRequest, NotFound
+from minitoolai.ids import hex_id
 from minitoolai.infra.db import Database
 from minitoolai.ledger.budgets import (
     PERIODS,
@@ -79,7 +79,7 @@ def check_amount(amount: int) -> None:
 
 
 def new_charge_id() -> str:
-    return "req_" + secrets.token_hex(12)
+    return "req_" + hex_id(12)
 
 
 @dataclass(slots=True)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import math
-import secrets
 import time
 from collections.abc import Callable, Sequence
 from contextvars import ContextVar
@@ -26,6 +25,7 @@ from typing import TYPE_CHECKING, Final, Literal
 import anyio
 
 from minitoolai.errors import RateLimited, ServiceUnavailable
+from minitoolai.ids import hex_id
 from minitoolai.limits.backend import (
     CONCURRENT,
     IMAGES,
@@ -191,7 +191,7 @@ class RateLimits:
         if not scopes:
             return UNLIMITED
         demand = Demand(requests, tokens, images, concurrent)
-        lease = secrets.token_hex(8)
+        lease = hex_id(8)
         now_ms = int(self.clock() * 1000)
         backend = self._backend()
         try:

@@ -22,7 +22,6 @@ estimated. The settle runs in this answer's ``finally``, shielded, once.
 from __future__ import annotations
 
 import logging
-import secrets
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
@@ -31,6 +30,7 @@ import anyio
 from minitoolai.chat.billing import settle_tokens
 from minitoolai.engines.base import ChatEngine, ResponsesEvent, Usage, responses_engine
 from minitoolai.engines.errors import EngineError
+from minitoolai.ids import urlsafe_id
 from minitoolai.ledger.pricing import Price
 from minitoolai.ledger.service import Ledger
 from minitoolai.responses.schemas import ResponsesRequest
@@ -204,7 +204,7 @@ class PassThroughAnswer(RelayedAnswer):
         self._said: list[str] = [self._first.text]
         self._settled = False
         self._closed = False
-        super().__init__("resp_" + secrets.token_urlsafe(18), stream=stream)
+        super().__init__("resp_" + urlsafe_id(18), stream=stream)
 
     def _ours(self, body: dict[str, Any]) -> dict[str, Any]:
         """The upstream's ``response`` object with what is ours put back."""
