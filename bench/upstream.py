@@ -176,14 +176,16 @@ class UpstreamProtocol(asyncio.Protocol):
         else:
             usage = bool(_WANTS_USAGE.search(body))
             parts = self.answers.stream_parts if usage else self.answers.stream_parts_no_usage
-            if self.delay_s <= 0:
-                transport.write(b"".join(parts))
-            else:
-                self._trickle(transport, parts, 0)
+            if self.delay_s > 0:  # the connection closes, if it must, after the last part
+                self._trickle(transport, parts, 0, self.parser.should_keep_alive())
+                return
+            transport.write(b"".join(parts))
         if not self.parser.should_keep_alive():
             transport.close()
 
-    def _trickle(self, transport: asyncio.Transport, parts: tuple[bytes, ...], i: int) -> None:
+    def _trickle(
+        self, transport: asyncio.Transport, parts: tuple[bytes, ...], i: int, keep: bool
+    ) -> None:
         """Head and first event now, then one event every ``delay_s``, like a real model."""
         if transport.is_closing():
             return
@@ -194,7 +196,10 @@ class UpstreamProtocol(asyncio.Protocol):
             transport.write(parts[i])
             i += 1
         if i < len(parts):
-            asyncio.get_running_loop().call_later(self.delay_s, self._trickle, transport, parts, i)
+            loop = asyncio.get_running_loop()
+            loop.call_later(self.delay_s, self._trickle, transport, parts, i, keep)
+        elif not keep:
+            transport.close()
 
 
 async def serve(host: str, port: int, chunks: int, delay_ms: float) -> None:
