@@ -22,7 +22,6 @@ from starlette.routing import Route
 from starlette.types import ASGIApp
 
 from minitoolai.bootstrap import Services, build_services
-from minitoolai.chat.tokens import encoding
 from minitoolai.errors import APIError, AuthenticationFailed
 from minitoolai.http import deps
 from minitoolai.http.fastlane import FastLane
@@ -225,7 +224,6 @@ def create_app(
         svc = services or await build_services(settings)
         app.state.services = svc
         _ = svc.admin_key  # generated (and printed) at first start when not configured
-        await asyncio.to_thread(encoding, "o200k_base")  # not on the first request's clock
         _print_routing(svc)
         await svc.changes.start()  # hear key revocations and suspensions made elsewhere
         await svc.ledger.replay_journals()  # settles a killed process journaled, before serving

@@ -38,8 +38,11 @@ def test_three_processes_never_spend_past_a_daily_budget(
     ) as f:
         account = f.create_account(credit="50")
         before = f.balances(account.name)[0]
+        # under a budget it cannot reach (a budget's hold counts the prompt exactly; without
+        # one the hold is the prompt's bound, and this upstream bills every hold)
+        probe = {"Authorization": f"Bearer {f.create_key(account.name, daily_budget='100')}"}
         first = requests.post(
-            f.urls[0] + "/v1/chat/completions", json=CHAT, headers=account.headers(), timeout=30
+            f.urls[0] + "/v1/chat/completions", json=CHAT, headers=probe, timeout=30
         )
         assert first.status_code == 200, first.text
         hold = before - f.balances(account.name)[0]  # what one request holds, and costs

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import anyio
@@ -74,7 +74,7 @@ class LiveAnswer(ChatAnswer):
         ledger: Ledger,
         charge_id: str,
         price: Price,
-        prompt_tokens: int,
+        count_prompt: Callable[[], Awaitable[int]],
         answering: Answering[ChatEngine, ChatChunk],
         *,
         keep_result: bool,
@@ -82,7 +82,7 @@ class LiveAnswer(ChatAnswer):
         self._ledger = ledger
         self._charge_id = charge_id
         self._price = price
-        self._prompt_tokens = prompt_tokens  # our count, billed if the engine reports none
+        self._count_prompt = count_prompt  # our count, billed if the engine reports none
         self._served_by = answering.deployment.name
         self._engine = answering.deployment.engine
         self._first = answering.first
@@ -153,7 +153,8 @@ class LiveAnswer(ChatAnswer):
         else:  # the prompt once, and what each choice generated (text and calls)
             count = self._engine.count_tokens
             texts = (parts.generated_text() for parts in self._choices)
-            usage = Usage(self._prompt_tokens, sum(count(text) for text in texts if text))
+            prompt = await self._count_prompt()
+            usage = Usage(prompt, sum(count(text) for text in texts if text))
         await settle_tokens(
             self._ledger,
             self._charge_id,

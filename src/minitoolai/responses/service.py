@@ -76,10 +76,11 @@ class ResponsesService:
         *,
         stream: bool,
         body: dict[str, Any] | None = None,
+        exact: bool = False,
     ) -> Staged:
         """Everything that can be a 4xx, before money moves: the conversation continued (404
         if it is not this account's), then chat's own checks. ``body``: the client's JSON
-        (what a pass-through forwards)."""
+        (what a pass-through forwards); ``exact``: as ``ChatService.prepare``'s."""
         history: list[Message] = []
         previous = request.previous_response_id
         if previous is not None:
@@ -93,7 +94,7 @@ class ResponsesService:
             history = found
         turn = messages_of(request)
         prepared = await self.chat.prepare(
-            principal, chat_request(request, history, turn, stream=stream)
+            principal, chat_request(request, history, turn, stream=stream), exact=exact
         )
         if body is None:
             body = request.model_dump(by_alias=True, exclude_none=True)
@@ -124,15 +125,7 @@ class ResponsesService:
         prepared = staged.prepared
         ledger = self.chat.ledger
         model = prepared.request.model
-        hold = await ledger.hold(
-            principal.account_id,
-            prepared.hold_amount,
-            kind="chat",
-            model=model,
-            api_key_id=principal.key_id,
-            budgets=principal.budgets,
-            idempotency=idempotency,
-        )
+        hold = await self.chat.hold(principal, prepared, idempotency)
         if hold.is_replay:
             stored = hold.stored_answer()
             if stored.get("object") != "response":  # kept while it was translated
@@ -155,7 +148,7 @@ class ResponsesService:
             ledger,
             hold.charge_id,
             prepared.price,
-            prepared.prompt_tokens,
+            prepared.counted,
             answering,
             staged.request,
             stream=not whole,

@@ -60,7 +60,8 @@ async def _handle(request: Request, flavour: Flavour) -> Response | EventStream:
     include_usage = flavour.usage_always or bool(
         chat_request.stream_options and chat_request.stream_options.include_usage
     )
-    prepared = await chat.prepare(who, chat_request)
+    exact = services(request).limits.counts_tokens(who)
+    prepared = await chat.prepare(who, chat_request, exact=exact)
     admission = await admit(request, who, tokens=prepared.hold_tokens)  # before the hold
     return await answered(
         admission, _reply(request, chat, who, prepared, key, stream, include_usage, flavour)

@@ -37,7 +37,8 @@ async def create_response(request: Request) -> Response | EventStream:
     responses_request = parse_request(body)
     key = idempotency(request, body)
     stream = bool(responses_request.stream)
-    staged = await service.prepare(who, responses_request, stream=stream, body=body)
+    exact = services(request).limits.counts_tokens(who)
+    staged = await service.prepare(who, responses_request, stream=stream, body=body, exact=exact)
     admission = await admit(request, who, tokens=staged.prepared.hold_tokens)  # before the hold
     return await answered(admission, _reply(request, who, staged, key, stream))
 

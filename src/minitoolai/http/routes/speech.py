@@ -17,7 +17,7 @@ from starlette.routing import Route
 
 from minitoolai.accounts.auth import Principal
 from minitoolai.catalog import SPEECH_MEDIA_TYPES, SPEECH_MODELS
-from minitoolai.chat.tokens import count_text
+from minitoolai.chat.tokens import count_text, encoding_name, load
 from minitoolai.errors import ModelNotFound
 from minitoolai.http.deps import idempotency, principal, services, slashed, unless_disconnected
 from minitoolai.http.limited import admit, answered
@@ -50,6 +50,7 @@ async def _sse(audio: AsyncIterator[bytes], text: str) -> AsyncGenerator[bytes, 
     try:
         async for chunk in audio:
             yield _event({"type": "speech.audio.delta", "audio": base64.b64encode(chunk).decode()})
+        await load(encoding_name("gpt-4o"))  # off the loop the first time
         tokens = count_text(text)
         usage = {"input_tokens": tokens, "output_tokens": 0, "total_tokens": tokens}
         yield _event({"type": "speech.audio.done", "usage": usage})
