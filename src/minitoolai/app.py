@@ -123,13 +123,31 @@ async def _sweep_forever(svc: Services, leader: Leadership) -> None:
 
 
 async def _maintain_forever(svc: Services) -> None:
-    """Renew the holds of requests this process runs, and retry settlements that failed."""
-    while True:
-        await asyncio.sleep(svc.ledger.renew_interval_s)
-        try:
-            await svc.ledger.maintain()
-        except Exception:  # the database may be away; the next round retries
-            log.exception("renewing holds failed; will retry")
+    """Renew the holds of requests this process runs, on time; beside that, one round at a
+    time, retry settlements that failed and replay dead processes' journals (``catch_up``:
+    a long replay after a replica died must not hold the renewals back past a deadline)."""
+    catching_up: asyncio.Task[None] | None = None
+    try:
+        while True:
+            await asyncio.sleep(svc.ledger.renew_interval_s)
+            try:
+                await svc.ledger.renew()
+            except Exception:  # the database may be away; the next round retries
+                log.exception("renewing holds failed; will retry")
+            if catching_up is None or catching_up.done():
+                catching_up = asyncio.create_task(_catch_up(svc), name="ledger-catch-up")
+    finally:
+        if catching_up is not None and not catching_up.done():
+            catching_up.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await catching_up
+
+
+async def _catch_up(svc: Services) -> None:
+    try:
+        await svc.ledger.catch_up()
+    except Exception:  # the database may be away; the next round retries
+        log.exception("retrying settlements failed; will retry")
 
 
 async def _refresh_prices_forever(svc: Services) -> None:

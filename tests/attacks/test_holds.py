@@ -5,6 +5,7 @@ the live hold and the later settle was a no-op)."""
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from datetime import timedelta
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from minitoolai.clock import utcnow
 from minitoolai.errors import Conflict, InsufficientCredit, InvalidRequest, NotFound
 from minitoolai.infra.db import Database
 from minitoolai.infra.tables import charges, ledger_entries
+from minitoolai.ledger.finishing import Finisher
 from minitoolai.ledger.idempotency import IdempotencyKey
 from minitoolai.ledger.service import Ledger, UsageRecord
 from minitoolai.money import MAX_BALANCE
@@ -26,6 +28,7 @@ from tests.chat.conftest import database_url
 from tests.conftest import BACKENDS, unique
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.gateway import running_gateway
+from tests.support.ledger_audit import audit
 
 MESSAGES = [{"role": "user", "content": "Count for me, please."}]
 
@@ -62,6 +65,42 @@ def test_a_stream_longer_than_the_hold_timeout_is_billed_in_full(
         assert gw.held_nano() == 0
         listed = requests.get(gw.url + "/api/usage/", headers=gw.headers(), timeout=10).json()
         assert listed["data"][0]["estimated"] is False
+
+
+def test_a_long_journal_replay_does_not_hold_back_the_renewals(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A replica that dies leaves a journal that a living one replays, a transaction per
+    settle: under load that took longer than a hold timeout, and the renewals waited behind it,
+    so the sweeper freed live holds (tests/replicas/test_fleet.py saw a release and a late
+    settle on an answer that was streaming the whole time)."""
+    replays = 0
+    replay = Finisher.replay_journals
+
+    async def long_replay(self: Finisher) -> int:
+        nonlocal replays
+        replays += 1
+        if replays == 2:  # the first maintenance round: a dead replica's long journal
+            await asyncio.sleep(30)
+        return await replay(self)
+
+    monkeypatch.setattr(Finisher, "replay_journals", long_replay)
+    slow = FakeUpstream(chunks=8, delay_s=0.4)  # ~3.2 s, three hold timeouts
+    deps: list[dict[str, object]] = [{"model": "gpt-4o-mini", "provider": "up"}]
+    url = database_url("sqlite", tmp_path)
+    with running_gateway(
+        tmp_path, url, {"up": slow}, deps, hold_timeout_s=1, sweep_interval_s=0.1
+    ) as gw:
+        answer = requests.post(
+            gw.url + "/api/chat-completions/",
+            headers=gw.headers(),
+            json={"model": "gpt-4o-mini", "messages": MESSAGES},
+            timeout=30,
+        )
+        assert answer.status_code == 200
+        assert replays >= 2  # the long replay was under way while the answer streamed
+        (charge,) = audit(url, gw.account).charges
+        assert charge.entries == Counter(hold=1, settle=1), charge  # never swept
 
 
 async def test_a_settle_after_the_sweeper_expired_the_hold_still_charges(db: Database) -> None:

@@ -142,3 +142,42 @@ def test_a_stream_left_half_way_closes_its_connection_at_once() -> None:
 
     upstream = asyncio.run(scenario())
     assert upstream.connections == 2
+
+
+def test_the_first_event_is_relayed_before_the_rest_of_its_read_is_parsed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The whole stream arrives in one network read: its first event must not wait for the
+    others to be parsed (the time to first token)."""
+    fed: list[int] = []  # the lines of each parser call
+    feed = openai_compat._ChatParser.feed
+
+    def counting(self: openai_compat._ChatParser, lines: list[bytes]) -> list[ChatChunk]:
+        fed.append(len(lines))
+        return feed(self, lines)
+
+    monkeypatch.setattr(openai_compat._ChatParser, "feed", counting)
+
+    async def scenario() -> tuple[list[int], list[ChatChunk]]:
+        upstream = Upstream(end_after=0.02)
+        server = await asyncio.start_server(upstream.handle, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        session = upstream_client()
+        config = ProviderConfig(base_url=f"http://127.0.0.1:{port}/v1", api_key="sk-test-key")
+        engine = OpenAICompatEngine("up", config, "gpt-4o-mini", session)
+        try:
+            chunks = engine.stream(_params())
+            first = await anext(chunks)
+            seen_at_first = list(fed)
+            rest = [chunk async for chunk in chunks]
+        finally:
+            await session.close()
+            server.close()
+            await server.wait_closed()
+        return seen_at_first, [first, *rest]
+
+    seen_at_first, chunks = asyncio.run(scenario())
+    assert seen_at_first == [1]  # only the first event's line had been parsed
+    assert "".join(c.content or "" for c in chunks) == "hi"
+    assert any(c.finish_reason == "stop" for c in chunks)
+    assert any(c.usage is not None for c in chunks)

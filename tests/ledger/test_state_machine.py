@@ -471,15 +471,15 @@ class LedgerMachine(RuleBasedStateMachine):
             self.outage.end()
         if database_down:
             return  # nothing reached the database
+        deadline = self.clock.now() + timedelta(seconds=HOLD_TIMEOUT_S)
+        for charge_id in self.live:  # renewed first, then the deferred steps retried
+            if self.charges[charge_id].status == "held":
+                self.charges[charge_id].expires_at = deadline
         for charge_id, step in list(self.deferred.items()):
             event("maintain: a deferred step retried")
             self._expect_finish(charge_id, step.kind, step.cost, step.result)
             del self.deferred[charge_id]
             self.live.discard(charge_id)
-        deadline = self.clock.now() + timedelta(seconds=HOLD_TIMEOUT_S)
-        for charge_id in self.live:
-            if self.charges[charge_id].status == "held":
-                self.charges[charge_id].expires_at = deadline
 
     @rule(
         charge_id=charge_ids,
@@ -507,15 +507,20 @@ class LedgerMachine(RuleBasedStateMachine):
     @precondition(lambda self: bool(self.deferred))
     @rule()
     def maintain_as_database_goes_down(self) -> None:
-        """The first deferred retry's statement runs, then the database is gone: what
-        ``maintain`` could not finish stays deferred, nothing is lost."""
+        """The live holds are renewed (first, so that nothing after can delay them), the first
+        deferred retry's statement runs, then the database is gone: what ``maintain`` could
+        not finish stays deferred, nothing is lost."""
         self.outage.after_next_finish = True
         try:
             self.run(self.ledger.maintain())
         except DatabaseDown:
-            pass  # renewing failed, and it may say so
+            pass  # replaying journals failed, and it may say so
         finally:
             self.outage.end()
+        deadline = self.clock.now() + timedelta(seconds=HOLD_TIMEOUT_S)
+        for live_id in self.live:
+            if self.charges[live_id].status == "held":
+                self.charges[live_id].expires_at = deadline
         charge_id, step = next(iter(self.deferred.items()))
         c = self.charges[charge_id]
         if c.status == "held":

@@ -176,6 +176,18 @@ class _Parser(Generic[E]):
         raise NotImplementedError
 
 
+def _first_apart(lines: list[bytes]) -> tuple[list[bytes], ...]:
+    """A read's lines with its first ``data:`` line apart from the rest, when there is a rest:
+    a stream's first event goes out before the other events of its read are parsed (an
+    upstream that sends many at once would otherwise hold the time to first token)."""
+    for i, line in enumerate(lines):
+        if line.startswith(b"data:"):
+            if i + 1 < len(lines):
+                return lines[: i + 1], lines[i + 1 :]
+            break
+    return (lines,)
+
+
 def _error_text(raw: bytes) -> str:
     """What an upstream's error body says, redacted, then shortened."""
     try:
@@ -305,13 +317,16 @@ class ProviderEndpoint:
                     lines, pending = [pending], b""
                 else:
                     break
-                events = parser.feed(lines)
-                if events:
-                    started = True
-                    for event in events:
-                        yield event
-                if parser.failed is not None:
-                    raise parser.failed
+                for part in (lines,) if started else _first_apart(lines):
+                    events = parser.feed(part)
+                    if events:
+                        started = True
+                        for event in events:
+                            yield event
+                    if parser.failed is not None:
+                        raise parser.failed
+                    if parser.ended:
+                        break
             if not started:
                 raise EngineUnavailable(f"{self.provider_name}: empty answer")
             ended = True

@@ -321,10 +321,21 @@ class Ledger:
         return await self.finisher.finish(charge_id, "release", 0, usage or UsageRecord())
 
     async def maintain(self) -> None:
-        """Retry deferred settlements and renew this process's live holds (every
-        ``renew_interval_s``; the app's lifespan runs it)."""
+        """Renew this process's live holds, then retry deferred settlements and replay the
+        journals of processes that died (``renew`` and ``catch_up``, one after the other)."""
+        await self.renew()
+        await self.catch_up()
+
+    async def catch_up(self) -> None:
+        """Retry deferred settlements; replay the journals of processes that died (a dead
+        replica's journal may hold hundreds of settles: one transaction each)."""
         await self.finisher.retry_deferred()
         await self.finisher.replay_journals()
+
+    async def renew(self) -> None:
+        """Move this process's live holds' deadlines a hold timeout on (every
+        ``renew_interval_s``: the app's lifespan runs it, apart from ``catch_up``, so a long
+        replay never delays it past a deadline)."""
         now = time.monotonic()
         for charge_id, since in list(self._live.items()):
             if now - since > MAX_LIVE_S:
