@@ -27,6 +27,7 @@ import requests
 
 from minitoolai.chat.pipeline import PROMPT_MARGIN, PROMPT_SLACK
 from minitoolai.chat.tokens import count_messages, count_text
+from minitoolai.engines import openai_compat
 from minitoolai.engines.base import Usage
 from minitoolai.engines.openai_compat import MAX_TOKENS, parse_usage
 from minitoolai.observability import RedactingFilter, _JsonFormatter
@@ -261,6 +262,37 @@ def test_malformed_whole_answer_is_a_free_502(
     response = chat(gw, stream=False)
     assert response.status_code == 502, response.text
     assert "malformed answer" in response.json()["error"]["message"]
+    assert charged(gw, before) == 0
+    assert FAILED_EARLY in messages(logs)
+
+
+def test_an_answer_past_the_size_cap_is_a_free_502(
+    gw: Gateway, fake: FakeUpstream, logs: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An upstream's answer is not buffered without end (``MAX_ANSWER_BYTES``, made small
+    here): a well-formed 2 MiB answer past a 1 MiB cap is refused, not relayed."""
+    monkeypatch.setattr(openai_compat, "MAX_ANSWER_BYTES", 1024 * 1024)
+    text = "a " * (1024 * 1024)
+    fake.bad_answer = orjson.dumps({"choices": [{"message": {"content": text}}]})
+    before = gw.balance_nano()
+    response = chat(gw, stream=False)
+    assert response.status_code == 502, response.text
+    assert "answer larger than 1048576 bytes" in response.json()["error"]["message"]
+    assert charged(gw, before) == 0
+    assert FAILED_EARLY in messages(logs)
+
+
+def test_a_stream_line_past_the_size_cap_is_a_free_502(
+    gw: Gateway, fake: FakeUpstream, logs: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nor is one line of a stream (``MAX_EVENT_BYTES``, made small here): the gateway stops
+    reading a 2 MiB line once it is past the cap."""
+    monkeypatch.setattr(openai_compat, "MAX_EVENT_BYTES", 1024 * 1024)
+    fake.bad_event, fake.fault_at = orjson.dumps({"padding": "a" * 2 * 1024 * 1024}), 0
+    before = gw.balance_nano()
+    response = chat(gw, stream=True)
+    assert response.status_code == 502, response.text
+    assert "a line longer than 1048576 bytes" in response.json()["error"]["message"]
     assert charged(gw, before) == 0
     assert FAILED_EARLY in messages(logs)
 

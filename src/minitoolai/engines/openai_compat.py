@@ -209,6 +209,12 @@ def _error_text(raw: bytes) -> str:
 DRAIN_S = 1.0
 DRAIN_BYTES = 64 * 1024
 
+#: The most an upstream may send as one answer, and as one stream line (one event): past these
+#: it is broken, not buffered further (a Responses stream's last event carries the whole
+#: response, so a line may be large; nothing real comes near either).
+MAX_ANSWER_BYTES = 64 * 1024 * 1024
+MAX_EVENT_BYTES = 8 * 1024 * 1024
+
 
 class ProviderEndpoint:
     """One endpoint of one provider: where to send, with which headers, for how long.
@@ -313,6 +319,8 @@ class ProviderEndpoint:
                 if data:
                     lines = (pending + data).split(b"\n")
                     pending = lines.pop()
+                    if len(pending) > MAX_EVENT_BYTES:
+                        raise _Malformed(f"a line longer than {MAX_EVENT_BYTES} bytes")
                 elif pending:
                     lines, pending = [pending], b""
                 else:
@@ -354,9 +362,16 @@ class ProviderEndpoint:
         return EngineError(what)
 
     async def _read_whole(self, response: Response) -> bytes:
-        """A non-streamed body, with ``read_timeout_s`` allowed between reads."""
+        """A non-streamed body, with ``read_timeout_s`` allowed between reads; one larger than
+        ``MAX_ANSWER_BYTES`` is refused as unavailable (the next deployment may answer)."""
         parts: list[bytes] = []
+        size = 0
         while data := await response.readany(self._read_timeout):
+            size += len(data)
+            if size > MAX_ANSWER_BYTES:
+                raise EngineUnavailable(
+                    f"{self.provider_name}: answer larger than {MAX_ANSWER_BYTES} bytes"
+                )
             parts.append(data)
         return b"".join(parts)
 
