@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from datetime import timedelta
 
 import pytest
@@ -14,6 +15,7 @@ from minitoolai.errors import Conflict, InvalidRequest
 from minitoolai.infra.db import Database
 from minitoolai.infra.tables import password_resets, users, web_sessions
 from minitoolai.ledger.service import Ledger
+from minitoolai.people import passwords
 from minitoolai.people.passwords import verify_password
 from minitoolai.people.service import PeopleService
 from minitoolai.people.tokens import hash_token
@@ -174,3 +176,34 @@ async def test_an_expired_reset_token_is_refused(people: PeopleService) -> None:
 async def test_no_reset_for_an_unknown_email(people: PeopleService) -> None:
     assert await people.start_reset(email()) is None
     assert await people.start_reset("not an email") is None
+
+
+async def test_a_flood_of_log_ins_hashes_a_few_at_a_time(
+    people: PeopleService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each argon2 check costs a core and 64 MiB: 24 log-ins at once (wrong passwords and
+    unknown emails alike) run at most ``HASHES_AT_ONCE`` checks together, not one per thread of
+    the default executor, and all get their answer."""
+    address = email()
+    await people.create(address, PASSWORD)
+    running = peak = 0
+    lock = threading.Lock()
+    verify = passwords.verify_password
+
+    def counting(stored: str | None, password: str) -> bool:
+        nonlocal running, peak
+        with lock:
+            running += 1
+            peak = max(peak, running)
+        try:
+            return verify(stored, password)
+        finally:
+            with lock:
+                running -= 1
+
+    monkeypatch.setattr(passwords, "verify_password", counting)
+    attempts = [(address, "wrong password") for _ in range(12)]
+    attempts += [(email(), PASSWORD) for _ in range(11)] + [(address, PASSWORD)]
+    results = await asyncio.gather(*(people.login(e, p) for e, p in attempts))
+    assert [r is not None for r in results] == [False] * 23 + [True]
+    assert 1 <= peak <= passwords.HASHES_AT_ONCE

@@ -1,13 +1,19 @@
 """Passwords, hashed with argon2id (argon2-cffi's defaults: RFC 9106's low-memory profile).
 
 A password is low-entropy, so unlike an API key it gets a slow, salted, memory-hard hash.
-Hashing takes tens of milliseconds of CPU: callers run it in a thread, off the event loop.
+Hashing takes tens of milliseconds of CPU and 64 MiB: ``hashed`` and ``verified`` run it in a
+thread, off the event loop, at most ``HASHES_AT_ONCE`` at a time, so a flood of sign-ups or
+log-ins waits its turn instead of taking every core and the memory with it (the API keeps
+its share of the machine).
 """
 
 from __future__ import annotations
 
 import functools
+import os
 from typing import TYPE_CHECKING
+
+import anyio
 
 from minitoolai.errors import InvalidRequest
 
@@ -16,6 +22,9 @@ if TYPE_CHECKING:
 
 MIN_LENGTH = 8
 MAX_LENGTH = 1024  # hashing is cheap per byte, but nobody needs more
+#: password hashes running at once, at most: half the cores (one on a two-core machine)
+HASHES_AT_ONCE = max(1, (os.cpu_count() or 2) // 2)
+_HASHING = anyio.CapacityLimiter(HASHES_AT_ONCE)
 
 
 @functools.cache
@@ -50,6 +59,16 @@ def verify_password(stored_hash: str | None, password: str) -> bool:
         return hasher.verify(stored_hash or dummy, password) and stored_hash is not None
     except (VerificationError, InvalidHashError):
         return False
+
+
+async def hashed(password: str) -> str:
+    """``hash_password`` in a thread, ``HASHES_AT_ONCE`` at most."""
+    return await anyio.to_thread.run_sync(hash_password, password, limiter=_HASHING)
+
+
+async def verified(stored_hash: str | None, password: str) -> bool:
+    """``verify_password`` in a thread, ``HASHES_AT_ONCE`` at most."""
+    return await anyio.to_thread.run_sync(verify_password, stored_hash, password, limiter=_HASHING)
 
 
 def needs_rehash(stored_hash: str) -> bool:

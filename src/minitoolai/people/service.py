@@ -9,7 +9,6 @@ touched here: balances are the ledger's.
 
 from __future__ import annotations
 
-import asyncio
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -24,12 +23,7 @@ from minitoolai.errors import Conflict, InvalidRequest, NotFound
 from minitoolai.infra.db import Database
 from minitoolai.infra.tables import accounts, password_resets, users, web_sessions
 from minitoolai.people.mail import Mailer
-from minitoolai.people.passwords import (
-    check_strength,
-    hash_password,
-    needs_rehash,
-    verify_password,
-)
+from minitoolai.people.passwords import check_strength, hashed, needs_rehash, verified
 from minitoolai.people.throttle import LoginThrottle
 from minitoolai.people.tokens import hash_token, new_token
 
@@ -108,7 +102,7 @@ class PeopleService:
             raise InvalidRequest(f"a role is one of {', '.join(ROLES)}", param="role")
         if await self._find(email) is not None:
             raise Conflict("an account with this email already exists", param="email")
-        password_hash = await asyncio.to_thread(hash_password, password)
+        password_hash = await hashed(password)
         key: str | None = None
         if account is None:
             made, key = await self.accounts.create(email)
@@ -151,7 +145,7 @@ class PeopleService:
         except InvalidRequest:
             row = None
         stored = row.password_hash if row is not None else None  # None: the dummy hash
-        ok = await asyncio.to_thread(verify_password, stored, password)
+        ok = await verified(stored, password)
         if row is None or stored is None or not ok:
             return None
         if needs_rehash(stored):  # argon2's parameters were raised since this hash was made
@@ -270,7 +264,7 @@ class PeopleService:
         invalid = InvalidRequest("this reset link is invalid, used or expired", param="token")
         if not token or len(token) > 100 or not token.isascii():
             raise invalid
-        password_hash = await asyncio.to_thread(hash_password, password)
+        password_hash = await hashed(password)
         now = utcnow()
         async with self.db.write() as conn:
             # one conditional UPDATE: two requests racing with one token cannot both win
@@ -313,7 +307,7 @@ class PeopleService:
             ).first()
 
     async def _set_password(self, person_id: int, password: str) -> None:
-        password_hash = await asyncio.to_thread(hash_password, password)
+        password_hash = await hashed(password)
         async with self.db.write() as conn:
             await conn.execute(
                 update(users).where(users.c.id == person_id).values(password_hash=password_hash)
