@@ -36,6 +36,7 @@ from minitoolai.limits.service import RateLimits
 from minitoolai.payments import Payments, build_payments
 from minitoolai.people.mail import Mailer
 from minitoolai.people.service import PeopleService
+from minitoolai.people.throttle import LoginThrottle
 from minitoolai.responses.service import ResponsesService
 from minitoolai.responses.store import ResponseStore
 from minitoolai.routing.build import Engines, build_engines
@@ -151,7 +152,11 @@ async def build_services(
     accounts = AccountService(db, ledger, changes=changes)
     smtp_url = settings.smtp_url.get_secret_value() if settings.smtp_url else None
     people = PeopleService(
-        db, accounts, session_ttl_s=settings.session_ttl_s, mailer=Mailer(smtp_url)
+        db,
+        accounts,
+        session_ttl_s=settings.session_ttl_s,
+        mailer=Mailer(smtp_url),
+        signups=LoginThrottle(max_failures=settings.signups_per_hour, window_s=3_600),
     )
     auth = Authenticator(db, ttl=settings.key_cache_ttl_s, changes=changes)
     return Services(

@@ -350,6 +350,7 @@ class Settings(BaseSettings):
     # the storefront (docs/web.md): mail for password resets, and how long a login lasts
     smtp_url: SecretStr | None = None  # smtp://, smtp+starttls:// or smtps://; unset: log the link
     session_ttl_s: int = Field(default=14 * 86_400, ge=60)
+    signups_per_hour: int = Field(default=20, ge=1)  # per client address, in each process
     # low-balance alerts (docs/billing.md): how often they are checked; loopback webhooks
     alert_interval_s: float = Field(default=60.0, gt=0)
     alert_webhook_allow_loopback: bool = False  # tests and self-hosting only

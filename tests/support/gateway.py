@@ -87,6 +87,8 @@ def running_gateway(
                 "image_engine": "test-pattern",
                 "local_default": False,
                 "local_speech": False,
+                # the tests sign many people up from 127.0.0.1 (the limit has its own test)
+                "signups_per_hour": 10_000,
                 **settings_overrides,
             },  # type: ignore[arg-type]
         )

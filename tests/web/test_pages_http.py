@@ -9,13 +9,15 @@ import logging
 import re
 import uuid
 from decimal import Decimal
+from pathlib import Path
 
 import openai
 import pytest
 import requests
 
 from minitoolai.web.templating import usd
-from tests.support.gateway import Gateway
+from tests.support.fake_upstream import FakeUpstream
+from tests.support.gateway import Gateway, running_gateway
 from tests.web.conftest import PASSWORD, csrf_of, signed_up
 
 
@@ -208,6 +210,32 @@ def test_a_wrong_password_is_refused_and_repeated_failures_throttle(gw: Gateway)
     other = new_email()
     signed_up(gw.url, other)
     assert logged_in(gw, other).status_code == 303  # only that email was throttled
+
+
+def test_sign_ups_from_one_address_are_limited(tmp_path: Path) -> None:
+    """Each sign-up is an account, a key and a password hash: an address gets
+    ``MINITOOLAI_SIGNUPS_PER_HOUR`` of them, then a 429 that makes nothing."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'signups.db'}"
+    deployments: list[dict[str, object]] = [{"model": "gpt-4o-mini", "provider": "up"}]
+    with running_gateway(
+        tmp_path, url, {"up": FakeUpstream()}, deployments, signups_per_hour=3
+    ) as gw:
+        for _ in range(3):
+            signed_up(gw.url, new_email())
+        browser = requests.Session()
+        form = browser.get(gw.url + "/signup", timeout=10)
+        refused_email = new_email()
+        refused = browser.post(
+            gw.url + "/signup",
+            data={"csrf_token": csrf_of(form.text), "email": refused_email, "password": PASSWORD},
+            timeout=10,
+        )
+        assert refused.status_code == 429, refused.text
+        assert "Too many sign-ups from this address" in refused.text
+        assert 3000 < int(refused.headers["retry-after"]) <= 3601
+        assert "mtai_session" not in refused.headers.get("set-cookie", "")
+        names = [a["name"] for a in gw.admin("GET", "/admin/accounts").json()["data"]]
+        assert refused_email.lower() not in names and len(names) == 4  # 3 and the fixture's
 
 
 def test_log_out_ends_the_session(gw: Gateway) -> None:

@@ -79,6 +79,7 @@ class PeopleService:
         reset_ttl_s: float = 3_600,
         mailer: Mailer | None = None,
         throttle: LoginThrottle | None = None,
+        signups: LoginThrottle | None = None,
     ) -> None:
         self.db = db
         self.accounts = accounts
@@ -87,6 +88,8 @@ class PeopleService:
         self.mailer = mailer or Mailer(None)
         #: failed log-ins per (email, client address), in this process
         self.throttle = throttle or LoginThrottle()
+        #: sign-ups made per client address (the email part is empty), in this process
+        self.signups = signups or LoginThrottle(max_failures=20, window_s=3_600)
 
     # -- people ------------------------------------------------------------------------------
 

@@ -1,4 +1,5 @@
-"""Login throttling, in process: failures per (email, client address) in a sliding window.
+"""Login throttling, in process: failures per (email, client address) in a sliding window; the
+same window counts sign-ups per client address (``PeopleService.signups``, an empty email).
 
 Enough for one replica; issue 15 moves limits to Redis so that replicas share them. The table is
 bounded: when it is full, the oldest keys are dropped (an attacker flooding it only forgets their
@@ -34,6 +35,10 @@ class LoginThrottle:
         return max(1, int(times[0] + self.window_s - self._clock()) + 1)
 
     def failed(self, email: str, address: str) -> None:
+        self.note(email, address)
+
+    def note(self, email: str, address: str) -> None:
+        """Count one event (a failed log-in, a sign-up) for this email and address."""
         key = _key(email, address)
         times = self._recent(key)
         times.append(self._clock())

@@ -40,10 +40,23 @@ async def signup_form(request: Request) -> Response:
 async def _signup(request: Request, form: Form, _session: WebSession | None) -> Response:
     people = services(request).people
     email = form.get("email")
+    address = _client(request)
+    wait = people.signups.retry_after("", address)
+    if wait is not None:  # each sign-up is an account, a key and a password hash
+        response = await page(
+            request,
+            "signup.html",
+            429,
+            email=email,
+            error=f"Too many sign-ups from this address. Try again in {wait} seconds.",
+        )
+        response.headers["Retry-After"] = str(wait)
+        return response
     try:
         person, key = await people.create(email, form.get("password"))
     except APIError as exc:
         return await page(request, "signup.html", exc.status_code, email=email, error=exc.message)
+    people.signups.note("", address)  # one more sign-up from this address
     await people.close_session(request.cookies.get(SESSION_COOKIE))
     token, session = await people.open_session(person)
     request.state.web_session = session  # the welcome page is this person's already
