@@ -79,6 +79,31 @@ NEW_TABLES = [
 ]
 
 
+def _charge_indexes(conn: Connection) -> set[str]:
+    return {index["name"] for index in inspect(conn).get_indexes("charges") if index["name"]}
+
+
+async def test_0013_keeps_the_sweepers_index_to_the_live_holds(url: str) -> None:
+    """The (status, expires_at) index of every charge ever made gives way to one on the live
+    holds' deadlines, and comes back on a downgrade."""
+    db = Database(url)
+    try:
+        await upgrade(db.engine)
+        async with db.engine.connect() as conn:
+            indexes = await conn.run_sync(_charge_indexes)
+        assert "ix_charges_held_expires" in indexes
+        assert "ix_charges_status_expires" not in indexes
+        async with db.engine.begin() as conn:
+            await conn.run_sync(lambda c: command.downgrade(alembic_config(c), "0012"))
+        async with db.engine.connect() as conn:
+            indexes = await conn.run_sync(_charge_indexes)
+        assert "ix_charges_status_expires" in indexes
+        assert "ix_charges_held_expires" not in indexes
+        await upgrade(db.engine)
+    finally:
+        await db.dispose()
+
+
 @pytest.mark.parametrize(
     ("revision", "before", "tables"), NEW_TABLES, ids=[r for r, _, _ in NEW_TABLES]
 )

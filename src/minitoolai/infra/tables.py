@@ -110,7 +110,13 @@ charges = Table(
     UniqueConstraint("account_id", "idempotency_key", name="uq_charges_idempotency"),
     CheckConstraint("held_amount >= 0", name="ck_charges_hold_nonneg"),
     Index("ix_charges_account_created", "account_id", "created_at"),
-    Index("ix_charges_status_expires", "status", "expires_at"),
+    # the sweeper's: live holds only, by deadline (0013)
+    Index(
+        "ix_charges_held_expires",
+        "expires_at",
+        sqlite_where=text("status = 'held'"),
+        postgresql_where=text("status = 'held'"),
+    ),
     # Ledger.spent: an account's settled costs since a time, from the index alone (0010)
     Index(
         "ix_charges_account_settled",
