@@ -266,33 +266,38 @@ def test_malformed_whole_answer_is_a_free_502(
     assert FAILED_EARLY in messages(logs)
 
 
-def test_an_answer_past_the_size_cap_is_a_free_502(
-    gw: Gateway, fake: FakeUpstream, logs: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """An upstream's answer is not buffered without end (``MAX_ANSWER_BYTES``, made small
-    here): a well-formed 2 MiB answer past a 1 MiB cap is refused, not relayed."""
-    monkeypatch.setattr(openai_compat, "MAX_ANSWER_BYTES", 1024 * 1024)
-    text = "a " * (1024 * 1024)
-    fake.bad_answer = orjson.dumps({"choices": [{"message": {"content": text}}]})
-    before = gw.balance_nano()
-    response = chat(gw, stream=False)
-    assert response.status_code == 502, response.text
-    assert "answer larger than 1048576 bytes" in response.json()["error"]["message"]
-    assert charged(gw, before) == 0
-    assert FAILED_EARLY in messages(logs)
+#: (the cap, made 1 MiB here, the fault past it, the error): a well-formed 2 MiB answer, and
+#: one 2 MiB stream line, are refused once past the cap, not buffered on and relayed
+SIZE_CAPS = {
+    "answer": (
+        "MAX_ANSWER_BYTES",
+        {"bad_answer": orjson.dumps({"choices": [{"message": {"content": "a " * 2**20}}]})},
+        "answer larger than 1048576 bytes",
+    ),
+    "stream line": (
+        "MAX_EVENT_BYTES",
+        {"bad_event": orjson.dumps({"padding": "a" * 2**21}), "fault_at": 0},
+        "a line longer than 1048576 bytes",
+    ),
+}
 
 
-def test_a_stream_line_past_the_size_cap_is_a_free_502(
-    gw: Gateway, fake: FakeUpstream, logs: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("cap", SIZE_CAPS)
+def test_an_upstream_past_a_size_cap_is_a_free_502(
+    gw: Gateway,
+    fake: FakeUpstream,
+    logs: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+    cap: str,
 ) -> None:
-    """Nor is one line of a stream (``MAX_EVENT_BYTES``, made small here): the gateway stops
-    reading a 2 MiB line once it is past the cap."""
-    monkeypatch.setattr(openai_compat, "MAX_EVENT_BYTES", 1024 * 1024)
-    fake.bad_event, fake.fault_at = orjson.dumps({"padding": "a" * 2 * 1024 * 1024}), 0
+    name, fault, error = SIZE_CAPS[cap]
+    monkeypatch.setattr(openai_compat, name, 2**20)
+    for field, value in fault.items():
+        setattr(fake, field, value)
     before = gw.balance_nano()
-    response = chat(gw, stream=True)
+    response = chat(gw, stream=cap == "stream line")
     assert response.status_code == 502, response.text
-    assert "a line longer than 1048576 bytes" in response.json()["error"]["message"]
+    assert error in response.json()["error"]["message"]
     assert charged(gw, before) == 0
     assert FAILED_EARLY in messages(logs)
 

@@ -7,11 +7,14 @@ from __future__ import annotations
 import math
 import threading
 import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 import requests
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -25,9 +28,11 @@ from minitoolai.chat.tokens import (
     encoding,
 )
 from tests.chat.conftest import database_url
+from tests.conftest import BACKENDS
 from tests.limits.test_http import limit_key
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.gateway import Gateway, running_gateway
+from tests.support.ledger_audit import audit
 
 IN, OUT = 150, 600  # gpt-4o-mini, nano-dollars per token
 LIMIT = 10  # max_completion_tokens
@@ -79,9 +84,9 @@ def test_the_example_is_one_where_the_bound_is_far_above_the_count() -> None:
     assert BOUND > 2 * EXACT  # else the tests below would not tell the two apart
 
 
-def gateway(tmp_path: Path, upstream: FakeUpstream, credit: str) -> Any:
+def gateway(tmp_path: Path, upstream: FakeUpstream, credit: str, backend: str = "sqlite") -> Any:
     deployments: list[dict[str, object]] = [{"model": "gpt-4o-mini", "provider": "up"}]
-    url = database_url("sqlite", tmp_path)
+    url = database_url(backend, tmp_path)
     return running_gateway(tmp_path, url, {"up": upstream}, deployments, credit=credit)
 
 
@@ -135,18 +140,24 @@ def test_a_roomy_account_is_held_the_bound_and_charged_the_upstreams_count(
         assert gw.held_nano() == 0
 
 
-def test_a_balance_below_the_bound_but_above_the_exact_hold_is_answered(tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_balance_below_the_bound_but_above_the_exact_hold_is_answered(
+    tmp_path: Path, backend: str
+) -> None:
     credit = (hold_of(EXACT) + hold_of(BOUND)) // 2
-    with gateway(tmp_path, FakeUpstream(chunks=3), usd(credit)) as gw:
+    with gateway(tmp_path, FakeUpstream(chunks=3), usd(credit), backend) as gw:
         answer = chat(gw)
         assert answer.status_code == 200, answer.text
         assert gw.balance_nano() == credit - (EXACT * IN + 3 * OUT)
         assert gw.held_nano() == 0
 
 
-def test_a_balance_below_the_exact_hold_is_refused_on_the_exact_amount(tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_balance_below_the_exact_hold_is_refused_on_the_exact_amount(
+    tmp_path: Path, backend: str
+) -> None:
     credit = hold_of(EXACT) - 1
-    with gateway(tmp_path, FakeUpstream(chunks=3), usd(credit)) as gw:
+    with gateway(tmp_path, FakeUpstream(chunks=3), usd(credit), backend) as gw:
         answer = chat(gw)
         assert answer.status_code == 402, answer.text
         assert f"up to US${usd(hold_of(EXACT))}" in answer.json()["error"]["message"]
@@ -170,3 +181,23 @@ def test_an_upstream_without_usage_is_billed_our_exact_count(tmp_path: Path) -> 
         assert answer.status_code == 200, answer.text
         assert usage(answer)["prompt_tokens"] == EXACT
         assert before - gw.balance_nano() == EXACT * IN + usage(answer)["completion_tokens"] * OUT
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_racing_requests_on_a_tight_balance_hold_exactly_and_never_overdraw(
+    tmp_path: Path, backend: str
+) -> None:
+    """16 at once with room for two exact holds (and not one bound): every refused bound is
+    counted and held again, two or more are answered, the rest refused, nothing overdrawn."""
+    credit = 2 * hold_of(EXACT) + hold_of(EXACT) // 2
+    assert credit < hold_of(BOUND) * 2
+    with gateway(tmp_path, FakeUpstream(chunks=3, delay_s=0.1), usd(credit), backend) as gw:
+        with ThreadPoolExecutor(16) as pool:
+            answers = list(pool.map(lambda _: chat(gw), range(16)))
+        codes = Counter(a.status_code for a in answers)
+        assert set(codes) <= {200, 402} and codes[200] >= 2, codes
+        cost = EXACT * IN + 3 * OUT
+        assert gw.balance_nano() == credit - codes[200] * cost >= 0
+        assert gw.held_nano() == 0
+        url = database_url(backend, tmp_path)
+        assert audit(url, gw.account).problems() == []

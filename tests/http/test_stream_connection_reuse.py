@@ -6,6 +6,7 @@ gets its connection closed after ``DRAIN_S``; a stream abandoned half-way is clo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 
 import orjson
@@ -81,22 +82,28 @@ async def _answer(engine: OpenAICompatEngine) -> list[ChatChunk]:
     return [chunk async for chunk in chunks]
 
 
-async def _run(end_after: float | None, calls: int) -> tuple[Upstream, list[list[ChatChunk]]]:
-    upstream = Upstream(end_after)
+@contextlib.asynccontextmanager
+async def _engine(upstream: Upstream) -> AsyncIterator[OpenAICompatEngine]:
+    """An engine pointed at ``upstream``, served on a free port, for the block."""
     server = await asyncio.start_server(upstream.handle, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     session = upstream_client()
     config = ProviderConfig(base_url=f"http://127.0.0.1:{port}/v1", api_key="sk-test-key")
-    engine = OpenAICompatEngine("up", config, "gpt-4o-mini", session)
-    answers = []
     try:
-        for _ in range(calls):
-            answers.append(await asyncio.wait_for(_answer(engine), 2))
-            await asyncio.sleep(0.1)  # the terminator (or the drain's end) arrives meanwhile
+        yield OpenAICompatEngine("up", config, "gpt-4o-mini", session)
     finally:
         await session.close()
         server.close()
         await server.wait_closed()
+
+
+async def _run(end_after: float | None, calls: int) -> tuple[Upstream, list[list[ChatChunk]]]:
+    upstream = Upstream(end_after)
+    answers = []
+    async with _engine(upstream) as engine:
+        for _ in range(calls):
+            answers.append(await asyncio.wait_for(_answer(engine), 2))
+            await asyncio.sleep(0.1)  # the terminator (or the drain's end) arrives meanwhile
     return upstream, answers
 
 
@@ -123,21 +130,12 @@ def test_a_body_that_never_ends_is_closed_after_the_drain(
 def test_a_stream_left_half_way_closes_its_connection_at_once() -> None:
     async def scenario() -> Upstream:
         upstream = Upstream(end_after=0.02)
-        server = await asyncio.start_server(upstream.handle, "127.0.0.1", 0)
-        port = server.sockets[0].getsockname()[1]
-        session = upstream_client()
-        config = ProviderConfig(base_url=f"http://127.0.0.1:{port}/v1", api_key="sk-test-key")
-        engine = OpenAICompatEngine("up", config, "gpt-4o-mini", session)
-        try:
+        async with _engine(upstream) as engine:
             stream = engine.stream(_params())
             await anext(stream)  # the client leaves after the first chunk
             await stream.aclose()  # type: ignore[attr-defined]
             await asyncio.sleep(0.1)
             await _answer(engine)
-        finally:
-            await session.close()
-            server.close()
-            await server.wait_closed()
         return upstream
 
     upstream = asyncio.run(scenario())
@@ -159,21 +157,11 @@ def test_the_first_event_is_relayed_before_the_rest_of_its_read_is_parsed(
     monkeypatch.setattr(openai_compat._ChatParser, "feed", counting)
 
     async def scenario() -> tuple[list[int], list[ChatChunk]]:
-        upstream = Upstream(end_after=0.02)
-        server = await asyncio.start_server(upstream.handle, "127.0.0.1", 0)
-        port = server.sockets[0].getsockname()[1]
-        session = upstream_client()
-        config = ProviderConfig(base_url=f"http://127.0.0.1:{port}/v1", api_key="sk-test-key")
-        engine = OpenAICompatEngine("up", config, "gpt-4o-mini", session)
-        try:
+        async with _engine(Upstream(end_after=0.02)) as engine:
             chunks = engine.stream(_params())
             first = await anext(chunks)
             seen_at_first = list(fed)
             rest = [chunk async for chunk in chunks]
-        finally:
-            await session.close()
-            server.close()
-            await server.wait_closed()
         return seen_at_first, [first, *rest]
 
     seen_at_first, chunks = asyncio.run(scenario())
