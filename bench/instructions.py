@@ -20,6 +20,7 @@ stream arrives in one read and its events leave batched).
 
 Run: ``python -m bench.instructions [--database sqlite postgres] [--requests 200] [--stream]
 [--per-event] [--chunks 50] [--chunk-delay-ms 5]``.
+``--keep DIR`` keeps the dumps, for ``callgrind_annotate --inclusive=yes``.
 Another commit: ``PYTHONPATH=/its/worktree/src python -m bench.instructions ...``.
 """
 
@@ -28,6 +29,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import re
+import shutil
 import subprocess
 import tempfile
 import time
@@ -69,6 +71,7 @@ def measure(
     postgres_url: str,
     chunks: int = 50,
     delay_ms: float = 0.0,
+    keep: Path | None = None,
 ) -> float:
     """Instructions per request of one ``serve`` process."""
     with tempfile.TemporaryDirectory(prefix="bench-instructions-") as tmp:
@@ -97,6 +100,10 @@ def measure(
             counted = sum(
                 int(m.group(1)) for d in dumps for m in [_TOTALS.search(d.read_bytes())] if m
             )
+            if keep is not None:  # for callgrind_annotate
+                keep.mkdir(parents=True, exist_ok=True)
+                for d in dumps:
+                    shutil.copy(d, keep / f"{database}-{chunks}-{d.name}")
         finally:
             running.stop()
             upstream.stop()
@@ -113,6 +120,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--chunk-delay-ms", type=float, default=0.0, help="between upstream events")
     ap.add_argument("--per-event", action="store_true", help="instructions per relayed event")
     ap.add_argument("--postgres-url", default=pg.DEFAULT_URL, help="its database is wiped")
+    ap.add_argument("--keep", type=Path, help="a folder to keep the dumps in (callgrind_annotate)")
     args = ap.parse_args(argv)
     if args.per_event:
         _per_event(args)
@@ -129,6 +137,7 @@ def main(argv: list[str] | None = None) -> None:
             args.postgres_url,
             args.chunks,
             args.chunk_delay_ms,
+            args.keep,
         )
         print(f"| {database} | {per / 1e6:.3f} M |", flush=True)
 
@@ -152,6 +161,7 @@ def _per_event(args: argparse.Namespace) -> None:
                 args.postgres_url,
                 chunks,
                 args.chunk_delay_ms,
+                args.keep,
             )
             for chunks in (few, args.chunks)
         ]

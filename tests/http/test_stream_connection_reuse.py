@@ -169,3 +169,18 @@ def test_the_first_event_is_relayed_before_the_rest_of_its_read_is_parsed(
     assert "".join(c.content or "" for c in chunks) == "hi"
     assert any(c.finish_reason == "stop" for c in chunks)
     assert any(c.usage is not None for c in chunks)
+
+
+def test_a_reads_events_travel_as_one_step_after_the_first() -> None:
+    """``steps``: the first event alone (the time to first token), then the rest of its read as
+    one list, so the layers above pay once per read; ``stream`` is the same chunks one by one."""
+
+    async def scenario() -> tuple[list[list[ChatChunk]], list[ChatChunk]]:
+        async with _engine(Upstream(end_after=0.02)) as engine:
+            steps = [step async for step in engine.steps(_params())]
+            await asyncio.sleep(0.1)
+            return steps, await _answer(engine)
+
+    steps, chunks = asyncio.run(scenario())
+    assert [len(step) for step in steps] == [1, 2]  # hi; then the finish and the usage together
+    assert [c for step in steps for c in step] == chunks

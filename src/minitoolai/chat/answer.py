@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import anyio
@@ -47,22 +47,38 @@ log = logging.getLogger("minitoolai.chat")
 
 
 class ChatAnswer:
-    """An answer to one chat request. Iterate it once; always ``aclose`` it when done."""
+    """An answer to one chat request. Iterate it once, by event or by ``steps()``; always
+    ``aclose`` it when done."""
 
     def __init__(self, answer_id: str, created: int, model: str, fingerprint: str) -> None:
         self.id = answer_id
         self.created = created
         self.model = model  # what really answered, as the client is shown it
         self.fingerprint = fingerprint
-        self._events = self._run()
+        self._steps = self._run()
+        self._events: AsyncGenerator[ChatEvent, None] | None = None
+
+    def steps(self) -> AsyncIterator[list[ChatEvent]]:
+        """The events that come together (those of one engine step), a list at a time: a
+        renderer that writes them together pays once per step, not once per event."""
+        return self._steps
 
     def __aiter__(self) -> AsyncIterator[ChatEvent]:
+        if self._events is None:
+            self._events = self._one_by_one()
         return self._events
 
-    async def aclose(self) -> None:
-        await self._events.aclose()
+    async def _one_by_one(self) -> AsyncGenerator[ChatEvent, None]:
+        async for step in self._steps:
+            for event in step:
+                yield event
 
-    def _run(self) -> AsyncGenerator[ChatEvent, None]:
+    async def aclose(self) -> None:
+        if self._events is not None:
+            await self._events.aclose()
+        await self._steps.aclose()
+
+    def _run(self) -> AsyncGenerator[list[ChatEvent], None]:
         raise NotImplementedError
 
 
@@ -75,7 +91,7 @@ class LiveAnswer(ChatAnswer):
         charge_id: str,
         price: Price,
         count_prompt: Callable[[], Awaitable[int]],
-        answering: Answering[ChatEngine, ChatChunk],
+        answering: Answering[ChatEngine, list[ChatChunk]],
         *,
         keep_result: bool,
     ) -> None:
@@ -95,47 +111,52 @@ class LiveAnswer(ChatAnswer):
         super().__init__(
             "chatcmpl-" + urlsafe_id(18),
             int(time.time()),
-            self._first.model or self._engine.model_id,
+            self._first[0].model or self._engine.model_id,
             "fp_" + hex_id(5),
         )
 
-    async def _run(self) -> AsyncGenerator[ChatEvent, None]:
+    async def _run(self) -> AsyncGenerator[list[ChatEvent], None]:
         choices = self._choices
         first = choices.first
-        next_chunk = self._stream.__anext__
-        chunk = self._first
+        next_step = self._stream.__anext__
+        step = self._first
         failure: Failure | None = None
         try:
             while True:
-                index = chunk.choice
-                parts = first if index == 0 else choices.of(index)
-                if chunk.usage is not None:  # kept for billing, never shown as it came
-                    self._engine_usage = chunk.usage
-                if chunk.logprobs is not None:
-                    parts.add_logprobs(chunk.logprobs)
-                if chunk.content:
-                    parts.text.append(chunk.content)
-                    yield Delta(chunk.content, chunk.logprobs, index)
-                elif chunk.role and not chunk.tool_calls:
-                    yield BEGAN if index == 0 else Began(index)
-                if chunk.tool_calls:
-                    for part in chunk.tool_calls:
-                        part.choice = index  # the chunk's choice is the call's
-                        parts.add_call(part)
-                        yield part
-                if chunk.finish_reason:
-                    parts.finish_reason = chunk.finish_reason
-                    yield Finish(chunk.finish_reason, index)
+                events: list[ChatEvent] = []
+                add = events.append
+                for chunk in step:
+                    index = chunk.choice
+                    parts = first if index == 0 else choices.of(index)
+                    if chunk.usage is not None:  # kept for billing, never shown as it came
+                        self._engine_usage = chunk.usage
+                    if chunk.logprobs is not None:
+                        parts.add_logprobs(chunk.logprobs)
+                    if chunk.content:
+                        parts.text.append(chunk.content)
+                        add(Delta(chunk.content, chunk.logprobs, index))
+                    elif chunk.role and not chunk.tool_calls:
+                        add(BEGAN if index == 0 else Began(index))
+                    if chunk.tool_calls:
+                        for part in chunk.tool_calls:
+                            part.choice = index  # the chunk's choice is the call's
+                            parts.add_call(part)
+                            add(part)
+                    if chunk.finish_reason:
+                        parts.finish_reason = chunk.finish_reason
+                        add(Finish(chunk.finish_reason, index))
+                if events:
+                    yield events
                 try:
-                    chunk = await next_chunk()
+                    step = await next_step()
                 except StopAsyncIteration:
                     break
                 except EngineError as exc:  # the answer has begun: the failure goes inside it
                     failure = Failure(f"The model stopped mid-answer: {exc}")
                     break
             if failure is not None:
-                yield failure
-            yield Billed(await self._settle(keep_result=self._keep_result and failure is None))
+                yield [failure]
+            yield [Billed(await self._settle(keep_result=self._keep_result and failure is None))]
         finally:
             await self._close()
 
@@ -197,7 +218,10 @@ class ReplayedAnswer(ChatAnswer):
             stored["id"], stored["created"], stored["model"], stored.get("system_fingerprint") or ""
         )
 
-    async def _run(self) -> AsyncGenerator[ChatEvent, None]:
+    async def _run(self) -> AsyncGenerator[list[ChatEvent], None]:
+        yield list(self._replayed())
+
+    def _replayed(self) -> Iterator[ChatEvent]:
         for choice in self._stored["choices"]:
             index = choice.get("index", 0)
             message = choice["message"]

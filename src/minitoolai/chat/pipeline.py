@@ -299,8 +299,8 @@ class ChatService:
             return ReplayedAnswer(hold.stored_answer())
         params = prepared.params
 
-        def ask(engine: ChatEngine) -> AsyncIterator[ChatChunk]:
-            return engine.complete(params) if whole else engine.stream(params)
+        def ask(engine: ChatEngine) -> AsyncIterator[list[ChatChunk]]:
+            return engine.steps(params, whole=whole)
 
         try:
             answering = await failover(

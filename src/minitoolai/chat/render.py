@@ -52,52 +52,58 @@ async def sse(
         return True
 
     try:
-        async for event in answer:
-            if isinstance(event, Delta):  # nearly every event: tested first
-                choice = event.choice
-                if choice == 0 and event.logprobs is None:
-                    yield writer.text(event.text, with_role=owe_role)
-                    owe_role = False
-                    continue
-                if choice == 0:
-                    with_role, owe_role = owe_role, False
-                else:
-                    with_role = role_due(choice)
-                delta = {**_ROLE, "content": event.text} if with_role else {"content": event.text}
-                yield writer.delta(delta, logprobs=event.logprobs, choice=choice)
-            elif isinstance(event, ToolCallDelta):
-                choice = event.choice
-                for delta in _call_deltas(event, legacy_functions):
+        async for step in answer.steps():  # one body part per step: its events joined
+            out: list[bytes] = []
+            add = out.append
+            for event in step:
+                if isinstance(event, Delta):  # nearly every event: tested first
+                    choice = event.choice
+                    if choice == 0 and event.logprobs is None:
+                        add(writer.text(event.text, owe_role))
+                        owe_role = False
+                        continue
+                    if choice == 0:
+                        with_role, owe_role = owe_role, False
+                    else:
+                        with_role = role_due(choice)
+                    text = event.text
+                    delta = {**_ROLE, "content": text} if with_role else {"content": text}
+                    add(writer.delta(delta, logprobs=event.logprobs, choice=choice))
+                elif isinstance(event, ToolCallDelta):
+                    choice = event.choice
+                    for delta in _call_deltas(event, legacy_functions):
+                        if choice == 0:
+                            with_role, owe_role = owe_role, False
+                        else:
+                            with_role = role_due(choice)
+                        if with_role:
+                            delta = {**_ROLE, **delta}
+                        add(writer.delta(delta, choice=choice))
+                elif isinstance(event, Finish):
+                    choice = event.choice
                     if choice == 0:
                         with_role, owe_role = owe_role, False
                     else:
                         with_role = role_due(choice)
                     if with_role:
-                        delta = {**_ROLE, **delta}
-                    yield writer.delta(delta, choice=choice)
-            elif isinstance(event, Finish):
-                choice = event.choice
-                if choice == 0:
-                    with_role, owe_role = owe_role, False
-                else:
-                    with_role = role_due(choice)
-                if with_role:
-                    yield writer.delta(_ROLE, choice=choice)
-                reason = legacy_finish(event.reason) if legacy_functions else event.reason
-                yield writer.delta({}, reason, choice=choice)
-            elif isinstance(event, Began):
-                choice = event.choice
-                if choice == 0:
-                    with_role, owe_role = owe_role, False
-                else:
-                    with_role = role_due(choice)
-                if with_role:
-                    yield writer.delta(_ROLE, choice=choice)
-            elif isinstance(event, Billed):
-                if include_usage:
-                    yield writer.usage(event.usage)
-            elif isinstance(event, Failure):  # the stream has started: the error goes inside
-                yield ChunkWriter.error(UpstreamError(event.message))
+                        add(writer.delta(_ROLE, choice=choice))
+                    reason = legacy_finish(event.reason) if legacy_functions else event.reason
+                    add(writer.delta({}, reason, choice=choice))
+                elif isinstance(event, Began):
+                    choice = event.choice
+                    if choice == 0:
+                        with_role, owe_role = owe_role, False
+                    else:
+                        with_role = role_due(choice)
+                    if with_role:
+                        add(writer.delta(_ROLE, choice=choice))
+                elif isinstance(event, Billed):
+                    if include_usage:
+                        add(writer.usage(event.usage))
+                elif isinstance(event, Failure):  # the stream has started: the error goes inside
+                    add(ChunkWriter.error(UpstreamError(event.message)))
+            if out:
+                yield out[0] if len(out) == 1 else b"".join(out)
         yield DONE
     finally:
         await answer.aclose()

@@ -51,7 +51,7 @@ class ChunkWriter:
         self._text_head = self._head + b'[{"index":0,"delta":{"content":'
         self._text_role_head = self._head + b'[{"index":0,"delta":{"role":"assistant","content":'
 
-    def text(self, text: str, *, with_role: bool = False) -> bytes:
+    def text(self, text: str, with_role: bool = False) -> bytes:
         """``delta({"content": text})`` (with the role first if asked), without the dict."""
         head = self._text_role_head if with_role else self._text_head
         return head + orjson.dumps(text) + _TEXT_TAIL

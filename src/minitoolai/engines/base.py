@@ -12,11 +12,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import orjson
 
 from minitoolai.chat.schemas import Message, text_of
+
+T = TypeVar("T")
 
 
 @dataclass(slots=True)
@@ -107,6 +109,29 @@ class ChatChunk:
     choice: int = 0
 
 
+async def one_per_step(chunks: AsyncIterator[ChatChunk]) -> AsyncIterator[list[ChatChunk]]:
+    """``chunks`` one per list (``ChatEngine.steps``'s default); closing it closes them."""
+    try:
+        async for chunk in chunks:
+            yield [chunk]
+    finally:
+        aclose = getattr(chunks, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
+async def one_by_one(steps: AsyncIterator[list[T]]) -> AsyncIterator[T]:
+    """The items of ``steps``, one at a time; closing it closes them."""
+    try:
+        async for step in steps:
+            for item in step:
+                yield item
+    finally:
+        aclose = getattr(steps, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
 class ChatEngine(Protocol):
     """Something that answers chat requests.
 
@@ -133,6 +158,13 @@ class ChatEngine(Protocol):
         (one chunk, one JSON parse instead of one per token).
         """
         return self.stream(params)
+
+    def steps(self, params: ChatParams, *, whole: bool = False) -> AsyncIterator[list[ChatChunk]]:
+        """The answer (``complete``'s when ``whole``, else ``stream``'s) as its chunks that come
+        together, a list at a time: what the pipeline reads, so the events of one network read
+        pass each layer once. By default one chunk per list; an upstream's lists are its reads.
+        """
+        return one_per_step(self.complete(params) if whole else self.stream(params))
 
     def estimate_prompt_tokens(
         self, messages: list[Message], tools: list[dict[str, Any]] | None = None

@@ -56,6 +56,7 @@ from minitoolai.engines.base import (
     ResponsesEvent,
     ToolCallPart,
     Usage,
+    one_by_one,
 )
 from minitoolai.engines.errors import EngineError, EngineRejected, EngineUnavailable
 from minitoolai.infra.http import (
@@ -304,12 +305,13 @@ class ProviderEndpoint:
 
     async def _relay(
         self, body: bytes, parser: _Parser[E], *, to: Target | None = None
-    ) -> AsyncIterator[E]:
-        """A streamed call's events as ``parser`` reads them, its failures translated once for
-        every stream: before the first event retryable (``EngineUnavailable``), after it a plain
-        ``EngineError``. A stream read to its end keeps its connection; one left half-way closes
-        it, which stops the upstream. One generator from the socket to the caller: a relayed
-        event passes through no other layer here."""
+    ) -> AsyncIterator[list[E]]:
+        """A streamed call's events as ``parser`` reads them, a network read's at a time (the
+        first event alone), its failures translated once for every stream: before the first
+        event retryable (``EngineUnavailable``), after it a plain ``EngineError``. A stream
+        read to its end keeps its connection; one left half-way closes it, which stops the
+        upstream. One generator from the socket to the caller: a read's events pass through
+        no other layer here, and each layer above once per read, not once per event."""
         response = await self._open(body, to=to)
         started = ended = False
         pending = b""  # a line not ended yet
@@ -329,8 +331,7 @@ class ProviderEndpoint:
                     events = parser.feed(part)
                     if events:
                         started = True
-                        for event in events:
-                            yield event
+                        yield events
                     if parser.failed is not None:
                         raise parser.failed
                     if parser.ended:
@@ -405,7 +406,9 @@ class OpenAICompatEngine(ProviderEndpoint, ChatEngine):
         stream's; an ``error`` event, or an answer that is not a response, is a failure."""
         payload = orjson.dumps({**body, "model": self.model_id})
         if stream:
-            return self._relay(payload, _ResponsesParser(self), to=self._responses_target)
+            return one_by_one(
+                self._relay(payload, _ResponsesParser(self), to=self._responses_target)
+            )
         return self._one_response(payload)
 
     async def _one_response(self, payload: bytes) -> AsyncIterator[ResponsesEvent]:
@@ -503,8 +506,16 @@ class OpenAICompatEngine(ProviderEndpoint, ChatEngine):
         return chunks
 
     def stream(self, params: ChatParams) -> AsyncIterator[ChatChunk]:
+        return one_by_one(self.steps(params))
+
+    def steps(self, params: ChatParams, *, whole: bool = False) -> AsyncIterator[list[ChatChunk]]:
+        if whole:
+            return self._whole_step(params)
         body = orjson.dumps(chat_body(params, self.model_id))
         return self._relay(body, _ChatParser(self, params.n))
+
+    async def _whole_step(self, params: ChatParams) -> AsyncIterator[list[ChatChunk]]:
+        yield await self._complete(params)
 
     def _usage(
         self, value: object, *, warn: bool, parse: Callable[[object], Usage | None] = parse_usage
@@ -536,20 +547,19 @@ class _ChatParser(_Parser[ChatChunk]):
 
     def _read(self, lines: list[bytes], chunks: list[ChatChunk]) -> None:
         for line in lines:
-            if not line.startswith(b"data:"):
+            if not line or not line.startswith(b"data:"):  # most are the blank between events
                 continue
-            payload = line[5:].strip()
-            if payload == b"[DONE]":
-                self.ended = True
-                return
-            try:
-                data = orjson.loads(payload)
+            try:  # orjson skips the blank after "data:" (an unstripped copy is one less)
+                data = orjson.loads(line[5:])
             except orjson.JSONDecodeError:
+                if line[5:].strip() == b"[DONE]":
+                    self.ended = True
+                    return
                 raise _Malformed("not JSON") from None
             if not isinstance(data, dict):
                 raise _Malformed("not an object")
             if data.get("error"):
-                raise EngineError(f"{self._engine.provider_name}: {_error_text(payload)}")
+                raise EngineError(f"{self._engine.provider_name}: {_error_text(line[5:])}")
             raw_usage = data.get("usage")
             if raw_usage is None:
                 usage = None
@@ -584,17 +594,19 @@ class _ChatParser(_Parser[ChatChunk]):
                 delta = {}
             if not isinstance(delta, dict):
                 raise _Malformed("delta is not an object")
+            content, role = delta.get("content"), delta.get("role")
+            finish, model = choice.get("finish_reason"), data.get("model")
             calls = delta.get("tool_calls")
             logprobs = choice.get("logprobs")
-            chunks.append(
+            chunks.append(  # by position (ChatChunk's order): by name is 3 k instructions more
                 ChatChunk(
-                    content=_text(delta.get("content"), "content"),
-                    finish_reason=_text(choice.get("finish_reason"), "finish_reason"),
-                    usage=usage,
-                    model=_model(data),
-                    role=_text(delta.get("role"), "role"),
-                    tool_calls=_tool_calls(calls, whole=False) if calls else None,
-                    logprobs=_logprobs(logprobs) if logprobs is not None else None,
+                    content if type(content) is str else _text(content, "content"),
+                    finish if finish is None else _text(finish, "finish_reason"),
+                    usage,
+                    model if type(model) is str and model else None,
+                    role if role is None else _text(role, "role"),
+                    _tool_calls(calls, whole=False) if calls else None,
+                    _logprobs(logprobs) if logprobs is not None else None,
                 )
             )
 
