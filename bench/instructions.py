@@ -18,8 +18,12 @@ cost taken out). ``--chunk-delay-ms`` spaces the upstream's events out (5 ms: ea
 network read of its own and leaves in a write of its own, as a real model's tokens do; 0: a
 stream arrives in one read and its events leave batched).
 
+``--cpu`` measures the same in CPU time instead (user + system, from ``/proc/<pid>/stat``,
+without valgrind, ``--concurrency`` connections at once): the figure the goals are stated in,
+which a busy machine moves; compare commits by instructions.
+
 Run: ``python -m bench.instructions [--database sqlite postgres] [--requests 200] [--stream]
-[--per-event] [--chunks 50] [--chunk-delay-ms 5]``.
+[--per-event] [--chunks 50] [--chunk-delay-ms 5] [--cpu --concurrency 8]``.
 ``--keep DIR`` keeps the dumps, for ``callgrind_annotate --inclusive=yes``.
 Another commit: ``PYTHONPATH=/its/worktree/src python -m bench.instructions ...``.
 """
@@ -28,11 +32,13 @@ from __future__ import annotations
 
 import argparse
 import http.client
+import os
 import re
 import shutil
 import subprocess
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -59,6 +65,12 @@ def _requests(url: str, headers: dict[str, str], body: bytes, n: int) -> None:
         conn.close()
 
 
+def _cpu_s(pid: int) -> float:
+    """The process's user + system CPU seconds so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _control(pid: int, *args: str) -> None:
     subprocess.run(["callgrind_control", *args, str(pid)], check=True, capture_output=True)
 
@@ -72,25 +84,38 @@ def measure(
     chunks: int = 50,
     delay_ms: float = 0.0,
     keep: Path | None = None,
+    cpu_concurrency: int = 0,
 ) -> float:
-    """Instructions per request of one ``serve`` process."""
+    """Instructions per request of one ``serve`` process; with ``cpu_concurrency``, its CPU
+    seconds per request instead, that many connections at once, without valgrind."""
     with tempfile.TemporaryDirectory(prefix="bench-instructions-") as tmp:
         work = Path(tmp)
         upstream, upstream_url = start_upstream(work, Cores(), chunks, delay_ms)
         out = work / "callgrind.out"
         ctx = Context(work=work, upstream=upstream_url, cores=Cores(), postgres_url=postgres_url)
-        prefix = (
+        valgrind = (
             "valgrind",
             "--tool=callgrind",
             "--instr-atstart=no",
             f"--callgrind-out-file={out}.%p",
         )
+        prefix: tuple[str, ...] = () if cpu_concurrency else valgrind
         running = start_minitoolai(ctx, database, prefix=prefix, start_timeout=600)
         try:
             assert running.proc is not None
             body = SCENARIOS["stream" if stream else "nonstream"].body()
             _requests(running.url, running.headers, body, warmup)
             pid = running.proc.pid
+            if cpu_concurrency:
+                each = [requests // cpu_concurrency] * cpu_concurrency
+                before = _cpu_s(pid)
+                with ThreadPoolExecutor(cpu_concurrency) as pool:
+                    done = [
+                        pool.submit(_requests, running.url, running.headers, body, n) for n in each
+                    ]
+                    for one in done:
+                        one.result()
+                return (_cpu_s(pid) - before) / sum(each)
             _control(pid, "--instr=on")
             _requests(running.url, running.headers, body, requests)
             _control(pid, "--dump")
@@ -121,12 +146,16 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--per-event", action="store_true", help="instructions per relayed event")
     ap.add_argument("--postgres-url", default=pg.DEFAULT_URL, help="its database is wiped")
     ap.add_argument("--keep", type=Path, help="a folder to keep the dumps in (callgrind_annotate)")
+    ap.add_argument("--cpu", action="store_true", help="CPU time, not instructions (no valgrind)")
+    ap.add_argument("--concurrency", type=int, default=8, help="connections at once, with --cpu")
     args = ap.parse_args(argv)
     if args.per_event:
         _per_event(args)
         return
+    cpu = args.concurrency if args.cpu else 0
     kind = "streamed" if args.stream else "non-streamed"
-    print(f"| database | instructions per {kind} request (c=1, {args.requests} requests) |")
+    what = f"CPU time (c={cpu})" if cpu else "instructions (c=1)"
+    print(f"| database | {what} per {kind} request ({args.requests} requests) |")
     print("|---|---|")
     for database in args.database:
         per = measure(
@@ -138,12 +167,15 @@ def main(argv: list[str] | None = None) -> None:
             args.chunks,
             args.chunk_delay_ms,
             args.keep,
+            cpu,
         )
-        print(f"| {database} | {per / 1e6:.3f} M |", flush=True)
+        shown = f"{per * 1e3:.3f} CPU ms" if cpu else f"{per / 1e6:.3f} M"
+        print(f"| {database} | {shown} |", flush=True)
 
 
 def _per_event(args: argparse.Namespace) -> None:
     few = 10
+    cpu = args.concurrency if args.cpu else 0
     if args.chunks <= few:
         raise SystemExit(f"--per-event needs --chunks above {few}")
     print(
@@ -162,15 +194,16 @@ def _per_event(args: argparse.Namespace) -> None:
                 chunks,
                 args.chunk_delay_ms,
                 args.keep,
+                cpu,
             )
             for chunks in (few, args.chunks)
         ]
         per = (counts[1] - counts[0]) / (args.chunks - few)
-        print(
-            f"| {database} | {per / 1e3:.1f} k | {counts[0] / 1e6:.3f} M "
-            f"| {counts[1] / 1e6:.3f} M |",
-            flush=True,
-        )
+        if cpu:
+            shown = f"{per * 1e6:.1f} us | {counts[0] * 1e3:.3f} ms | {counts[1] * 1e3:.3f} ms"
+        else:
+            shown = f"{per / 1e3:.1f} k | {counts[0] / 1e6:.3f} M | {counts[1] / 1e6:.3f} M"
+        print(f"| {database} | {shown} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -64,7 +64,7 @@ from typing import Any
 import requests
 
 from tests.support.fake_upstream import FakeUpstream
-from tests.support.processes import ADMIN_KEY, Process, minitoolai_env
+from tests.support.processes import ADMIN_KEY, Process, listens, minitoolai_env
 from tests.support.servers import free_port, serve_in_thread
 
 #: the Redis database the fleet tests use (the suite's own; other numbers belong to others)
@@ -201,12 +201,27 @@ def _terminate(process: Process, timeout: float) -> int | None:
 
 
 def _wait_healthy(member: Member, deadline: float) -> None:
+    """Until ``member`` listens on its port and answers; started again on another port when
+    another process took its port first (see ``processes.Server.start``)."""
+    process = member.process
     while True:
+        port = int(member.url.rsplit(":", 1)[1])
         try:
-            if requests.get(member.url + "/healthz", timeout=1).status_code == 200:
+            if (
+                process.proc is not None
+                and listens(process.proc.pid, port)
+                and requests.get(member.url + "/healthz", timeout=1).status_code == 200
+            ):
                 return
         except requests.RequestException:
             pass
+        if not member.alive() and process.port_was_taken():
+            port = free_port()
+            process.args[process.args.index("--port") + 1] = str(port)
+            member.url = f"http://127.0.0.1:{port}"
+            process.stop()  # its log closed
+            process.start()
+            continue
         if not member.alive():
             raise AssertionError(f"{member.name} exited during start:\n{member.log_tail()}")
         if time.monotonic() > deadline:

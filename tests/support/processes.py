@@ -93,6 +93,11 @@ class Process:
             self._log.close()
             self._log = None
 
+    def port_was_taken(self) -> bool:
+        """Whether its latest run ended because its port was in use."""
+        latest = self.log_tail(20_000).rsplit("\n=== start ", 1)[-1]
+        return "address already in use" in latest.lower()
+
     def log_tail(self, chars: int = 4000) -> str:
         try:
             return self.log_path.read_text(errors="replace")[-chars:]
@@ -113,17 +118,34 @@ class Server(Process):
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 60) -> None:
-        self.port = free_port()
-        self.args = ["serve", "--port", str(self.port), "--workers", str(self.workers)]
-        super().start()
+        """Start on a free port; healthy once *this* process listens there and answers. A
+        free port can be taken by another test's server before ours binds it (its health
+        check would pass, and its admin key differ): ours then exits, and starts again on
+        another port."""
         deadline = time.monotonic() + timeout
         while True:
+            self.port = free_port()
+            self.args = ["serve", "--port", str(self.port), "--workers", str(self.workers)]
+            super().start()
+            if self._healthy(deadline):
+                return
+
+    def _healthy(self, deadline: float) -> bool:
+        """True once healthy; False if it exited because its port was taken."""
+        assert self.proc is not None
+        while True:
             try:
-                if requests.get(self.url + "/healthz", timeout=1).status_code == 200:
-                    return
+                if (
+                    listens(self.proc.pid, self.port)
+                    and requests.get(self.url + "/healthz", timeout=1).status_code == 200
+                ):
+                    return True
             except requests.RequestException:
                 pass
             if not self.alive():
+                if self.port_was_taken():
+                    self._close_log()
+                    return False
                 raise AssertionError(f"serve exited during start:\n{self.log_tail()}")
             if time.monotonic() > deadline:
                 raise AssertionError(f"serve did not become healthy:\n{self.log_tail()}")
@@ -153,3 +175,28 @@ class Server(Process):
 
 def _nano(usd: str) -> int:
     return int(Decimal(usd) * 1_000_000_000)
+
+
+def listens(pid: int, port: int) -> bool:
+    """Whether process ``pid`` holds a socket listening on ``port`` (Linux's ``/proc``)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            rows = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:  # LISTEN
+                inodes.add(f"socket:[{fields[9]}]")
+    try:
+        fds = list(Path(f"/proc/{pid}/fd").iterdir())
+    except OSError:
+        return False
+    for fd in fds:
+        try:
+            if os.readlink(fd) in inodes:
+                return True
+        except OSError:
+            continue
+    return False
