@@ -149,20 +149,21 @@ async def whole(answer: ChatAnswer, *, legacy_functions: bool = False) -> dict[s
     choices = Choices()
     usage: Usage | None = None
     try:
-        async for event in answer:
-            if isinstance(event, Delta):
-                parts = choices.of(event.choice)
-                parts.text.append(event.text)
-                if event.logprobs is not None:
-                    parts.add_logprobs(event.logprobs)
-            elif isinstance(event, ToolCallDelta):
-                choices.of(event.choice).add_call(event)
-            elif isinstance(event, Finish):
-                choices.of(event.choice).finish_reason = event.reason
-            elif isinstance(event, Billed):
-                usage = event.usage
-            elif isinstance(event, Failure):
-                raise UpstreamError(event.message)
+        async for step in answer.steps():
+            for event in step:
+                if isinstance(event, Delta):
+                    parts = choices.of(event.choice)
+                    parts.text.append(event.text)
+                    if event.logprobs is not None:
+                        parts.add_logprobs(event.logprobs)
+                elif isinstance(event, ToolCallDelta):
+                    choices.of(event.choice).add_call(event)
+                elif isinstance(event, Finish):
+                    choices.of(event.choice).finish_reason = event.reason
+                elif isinstance(event, Billed):
+                    usage = event.usage
+                elif isinstance(event, Failure):
+                    raise UpstreamError(event.message)
     finally:
         await answer.aclose()
     assert usage is not None  # every answer ends with its bill
