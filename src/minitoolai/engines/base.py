@@ -345,7 +345,8 @@ class ResponsesEngine(Protocol):
     """An upstream that speaks OpenAI's Responses API (``POST /v1/responses``) itself.
 
     ``respond`` sends ``body`` (the client's request, as the gateway decided to forward it)
-    and yields its events (``stream``) or one whole body, with the errors of
+    and yields its events (``stream``; those of one network read as one list, as
+    ``ChatEngine.steps``) or one whole body (a list of one), with the errors of
     ``ChatEngine.stream``: ``EngineUnavailable`` before the first event when it cannot answer
     (another deployment is tried), ``EngineRejected`` for a request it refuses, a plain
     ``EngineError`` once it has begun.
@@ -353,7 +354,9 @@ class ResponsesEngine(Protocol):
 
     model_id: str
 
-    def respond(self, body: dict[str, Any], *, stream: bool) -> AsyncIterator[ResponsesEvent]: ...
+    def respond(
+        self, body: dict[str, Any], *, stream: bool
+    ) -> AsyncIterator[list[ResponsesEvent]]: ...
 
     def count_tokens(self, text: str) -> int: ...
 

@@ -400,20 +400,19 @@ class OpenAICompatEngine(ProviderEndpoint, ChatEngine):
             provider.base_url.rstrip("/") + "/responses", provider.query, request_headers(provider)
         )
 
-    def respond(self, body: dict[str, Any], *, stream: bool) -> AsyncIterator[ResponsesEvent]:
+    def respond(self, body: dict[str, Any], *, stream: bool) -> AsyncIterator[list[ResponsesEvent]]:
         """``POST /responses`` with ``body`` (our upstream model named in it): its events as
-        they come, or one whole ``response`` object. Failures are translated as a chat
-        stream's; an ``error`` event, or an answer that is not a response, is a failure."""
+        they come (a read's at a time), or one whole ``response`` object. Failures are
+        translated as a chat stream's; an ``error`` event, or an answer that is not a
+        response, is a failure."""
         payload = orjson.dumps({**body, "model": self.model_id})
         if stream:
-            return one_by_one(
-                self._relay(payload, _ResponsesParser(self), to=self._responses_target)
-            )
+            return self._relay(payload, _ResponsesParser(self), to=self._responses_target)
         return self._one_response(payload)
 
-    async def _one_response(self, payload: bytes) -> AsyncIterator[ResponsesEvent]:
+    async def _one_response(self, payload: bytes) -> AsyncIterator[list[ResponsesEvent]]:
         response = await self._open(payload, whole=True, to=self._responses_target)
-        yield await self._whole_response(response)
+        yield [await self._whole_response(response)]
 
     async def _whole_response(self, response: Response) -> ResponsesEvent:
         try:

@@ -182,7 +182,7 @@ class PassThroughAnswer(RelayedAnswer):
         charge_id: str,
         price: Price,
         count_prompt: Callable[[], Awaitable[int]],
-        answering: Answering[ChatEngine, ResponsesEvent],
+        answering: Answering[ChatEngine, list[ResponsesEvent]],
         request: ResponsesRequest,
         *,
         stream: bool,
@@ -201,7 +201,7 @@ class PassThroughAnswer(RelayedAnswer):
         self._request = request
         self._keep_result = keep_result
         # the output delivered so far (billed if cut short); a whole body's is all of it
-        self._said: list[str] = [self._first.text]
+        self._said: list[str] = [event.text for event in self._first]
         self._settled = False
         self._closed = False
         super().__init__("resp_" + urlsafe_id(18), stream=stream)
@@ -216,30 +216,31 @@ class PassThroughAnswer(RelayedAnswer):
         }
 
     async def _run(self) -> AsyncGenerator[Event, None]:
-        event = self._first
+        step = self._first
         snapshot: dict[str, Any] = {"id": self.id, "object": "response"}
         delivered: list[Any] = []  # output items done so far, for a failed response
         failure: str | None = None
         try:
             while True:
-                data = event.data
-                if event.kind == "response":  # a whole body: the one event
-                    body = self._ours(data)
-                    await self._bill(body, event.usage)
-                    yield body
-                    return
-                if isinstance(data.get("response"), dict):
-                    data["response"] = snapshot = self._ours(data["response"])
-                if event.kind == "response.output_item.done":
-                    delivered.append(data.get("item"))
-                if event.kind in ENDINGS:
-                    await self._bill(data["response"], event.usage)
+                for event in step:
+                    data = event.data
+                    if event.kind == "response":  # a whole body: the one event
+                        body = self._ours(data)
+                        await self._bill(body, event.usage)
+                        yield body
+                        return
+                    if isinstance(data.get("response"), dict):
+                        data["response"] = snapshot = self._ours(data["response"])
+                    if event.kind == "response.output_item.done":
+                        delivered.append(data.get("item"))
+                    if event.kind in ENDINGS:
+                        await self._bill(data["response"], event.usage)
+                        yield data
+                        return
                     yield data
-                    return
-                yield data
                 try:
-                    event = await anext(self._rest)
-                    self._said.append(event.text)
+                    step = await anext(self._rest)
+                    self._said.extend(event.text for event in step)
                 except StopAsyncIteration:
                     failure = "The model's stream ended before its response did."
                     break
@@ -306,7 +307,8 @@ class PassThroughAnswer(RelayedAnswer):
                 log.debug("closing the upstream's stream failed", exc_info=True)
             if not self._settled:
                 # a whole body had arrived (the client left before it was sent): its usage
-                whole = self._first.usage if self._first.kind == "response" else None
+                first = self._first[0]
+                whole = first.usage if first.kind == "response" else None
                 try:
                     if whole is not None:
                         await self._settle(whole, estimated=False)

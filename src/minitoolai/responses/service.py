@@ -133,7 +133,7 @@ class ResponsesService:
             return ReplayedResponse(stored, stream=not whole)
         body = upstream_body(staged.body, staged.history, stream=not whole)
 
-        def ask(engine: ChatEngine) -> AsyncIterator[ResponsesEvent]:
+        def ask(engine: ChatEngine) -> AsyncIterator[list[ResponsesEvent]]:
             speaker = responses_engine(engine)
             assert speaker is not None  # passes_through: every candidate speaks it
             return speaker.respond(body, stream=not whole)
