@@ -45,7 +45,12 @@ async def sse(
     greeted: set[int] = set()  # the other choices that have had their role
 
     def role_due(choice: int) -> bool:
-        """Whether this choice's next delta is its first (for choices after the first)."""
+        """Whether this choice's next delta must name the role (its first, in OpenAI's
+        flavour); asking is taking: the next delta of that choice will not."""
+        nonlocal owe_role
+        if choice == 0:
+            due, owe_role = owe_role, False
+            return due
         if not role_in_first_delta or choice in greeted:
             return False
         greeted.add(choice)
@@ -62,40 +67,25 @@ async def sse(
                         add(writer.text(event.text, owe_role))
                         owe_role = False
                         continue
-                    if choice == 0:
-                        with_role, owe_role = owe_role, False
-                    else:
-                        with_role = role_due(choice)
+                    with_role = role_due(choice)
                     text = event.text
                     delta = {**_ROLE, "content": text} if with_role else {"content": text}
                     add(writer.delta(delta, logprobs=event.logprobs, choice=choice))
                 elif isinstance(event, ToolCallDelta):
                     choice = event.choice
                     for delta in _call_deltas(event, legacy_functions):
-                        if choice == 0:
-                            with_role, owe_role = owe_role, False
-                        else:
-                            with_role = role_due(choice)
-                        if with_role:
+                        if role_due(choice):
                             delta = {**_ROLE, **delta}
                         add(writer.delta(delta, choice=choice))
                 elif isinstance(event, Finish):
                     choice = event.choice
-                    if choice == 0:
-                        with_role, owe_role = owe_role, False
-                    else:
-                        with_role = role_due(choice)
-                    if with_role:
+                    if role_due(choice):
                         add(writer.delta(_ROLE, choice=choice))
                     reason = legacy_finish(event.reason) if legacy_functions else event.reason
                     add(writer.delta({}, reason, choice=choice))
                 elif isinstance(event, Began):
                     choice = event.choice
-                    if choice == 0:
-                        with_role, owe_role = owe_role, False
-                    else:
-                        with_role = role_due(choice)
-                    if with_role:
+                    if role_due(choice):
                         add(writer.delta(_ROLE, choice=choice))
                 elif isinstance(event, Billed):
                     if include_usage:
