@@ -181,21 +181,39 @@ class _JsonFormatter(logging.Formatter):
     request the line was logged in (``REQUEST_ID``), on every line, not only the access line."""
 
     def format(self, record: logging.LogRecord) -> str:
-        data: dict[str, Any] = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "message": record.getMessage(),
-            "request_id": REQUEST_ID.get(),
-        }
         extra = getattr(record, "fields", None)
-        if isinstance(extra, dict):
-            data.update({k: redact(v) if isinstance(v, str) else v for k, v in extra.items()})
+        data = _json_fields(
+            record.created,
+            record.levelname.lower(),
+            record.name,
+            record.getMessage(),
+            extra if isinstance(extra, dict) else None,
+        )
         if record.exc_text:
             data["exc"] = record.exc_text
         elif record.exc_info:
             data["exc"] = redact(self.formatException(record.exc_info))
         return orjson.dumps(data).decode()
+
+
+def _json_fields(
+    created: float, level: str, logger: str, message: str, extra: dict[str, Any] | None
+) -> dict[str, Any]:
+    """A JSON line's fields (``extra``'s strings redacted; ``message`` already is)."""
+    data: dict[str, Any] = {
+        "time": datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds"),
+        "level": level,
+        "logger": logger,
+        "message": message,
+        "request_id": REQUEST_ID.get(),
+    }
+    if extra:
+        data.update({k: redact(v) if isinstance(v, str) else v for k, v in extra.items()})
+    return data
+
+
+#: the text format; ``log_access`` writes the access line in it without a record
+TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
 
 def setup_logging(level: str = "info", fmt: str = "text") -> None:
@@ -207,7 +225,7 @@ def setup_logging(level: str = "info", fmt: str = "text") -> None:
     if fmt == "json":
         handler.setFormatter(_JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+        handler.setFormatter(logging.Formatter(TEXT_FORMAT))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
@@ -325,46 +343,28 @@ def log_access(method: str, path: str, status: int, request_id: str, elapsed: fl
     ~5% of a small request's CPU (a record, a redaction, a format, each line); while the line
     would go only to the handler of ``setup_logging`` (no other handler, no filter on the way:
     tests' ``caplog`` adds one), the same text is written to that handler's stream at once."""
+    ms = elapsed * 1e3
+    message = f"{method} {path} {status} {request_id} {ms:.1f}ms"
+    fields = (
+        {
+            "method": method,
+            "path": path,
+            "status": status,
+            "ms": round(ms, 2),
+            "request_id": request_id,
+        }
+        if _json_logs
+        else None
+    )
     handler = _direct
     if handler is None or not _reaches_only(handler):
-        fields = (
-            {
-                "method": method,
-                "path": path,
-                "status": status,
-                "ms": round(elapsed * 1e3, 2),
-                "request_id": request_id,
-            }
-            if _json_logs
-            else None
-        )
-        access.info(
-            "%s %s %d %s %.1fms",
-            method,
-            path,
-            status,
-            request_id,
-            elapsed * 1e3,
-            extra={"fields": fields} if fields else None,
-        )
+        access.info("%s", message, extra={"fields": fields} if fields else None)
         return
     now = time.time()
-    message = redact(f"{method} {path} {status} {request_id} {elapsed * 1e3:.1f}ms")
-    if _json_logs:
-        line = orjson.dumps(
-            {
-                "time": datetime.fromtimestamp(now, UTC).isoformat(timespec="milliseconds"),
-                "level": "info",
-                "logger": access.name,
-                "message": message,
-                "request_id": redact(request_id),
-                "method": redact(method),
-                "path": redact(path),
-                "status": status,
-                "ms": round(elapsed * 1e3, 2),
-            }
-        ).decode()
-    else:
+    message = redact(message)
+    if fields is not None:
+        line = orjson.dumps(_json_fields(now, "info", access.name, message, fields)).decode()
+    else:  # TEXT_FORMAT, rendered
         line = f"{_asctime(now)} INFO    {access.name}: {message}"
     handler.acquire()
     try:

@@ -92,8 +92,8 @@ def test_the_step_adapters_close_what_they_wrap() -> None:
         finally:
             closed.append(name)
 
-    async def scenario() -> tuple[list[int], list[int]]:
-        steps = one_per_step(source("chunks"))  # type: ignore[arg-type]
+    async def scenario() -> tuple[list[list[int]], list[int]]:
+        steps = one_per_step(source("chunks"))
         first = await anext(steps)
         await steps.aclose()  # type: ignore[attr-defined]
         items = one_by_one(source("steps"))

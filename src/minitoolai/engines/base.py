@@ -109,15 +109,13 @@ class ChatChunk:
     choice: int = 0
 
 
-async def one_per_step(chunks: AsyncIterator[ChatChunk]) -> AsyncIterator[list[ChatChunk]]:
-    """``chunks`` one per list (``ChatEngine.steps``'s default); closing it closes them."""
+async def one_per_step(items: AsyncIterator[T]) -> AsyncIterator[list[T]]:
+    """``items`` one per list (``ChatEngine.steps``'s default); closing it closes them."""
     try:
-        async for chunk in chunks:
-            yield [chunk]
+        async for item in items:
+            yield [item]
     finally:
-        aclose = getattr(chunks, "aclose", None)
-        if aclose is not None:
-            await aclose()
+        await _close(items)
 
 
 async def one_by_one(steps: AsyncIterator[list[T]]) -> AsyncIterator[T]:
@@ -127,9 +125,15 @@ async def one_by_one(steps: AsyncIterator[list[T]]) -> AsyncIterator[T]:
             for item in step:
                 yield item
     finally:
-        aclose = getattr(steps, "aclose", None)
-        if aclose is not None:
-            await aclose()
+        await _close(steps)
+
+
+async def _close(iterator: AsyncIterator[Any]) -> None:
+    """An exception leaving ``async for`` does not close what it iterated: an engine's stream
+    (a local model generating) must be, to stop."""
+    aclose = getattr(iterator, "aclose", None)
+    if aclose is not None:
+        await aclose()
 
 
 class ChatEngine(Protocol):
