@@ -1,4 +1,5 @@
-"""Restart PostgreSQL under load: clean errors while it is down, service again after, exact money.
+"""Restart or crash PostgreSQL under load: clean errors while it is down, service again after,
+exact money: a request answered before a crash is charged after it.
 
 The cluster is the test's own (``private_postgres``), so restarting it disturbs nobody.
 """
@@ -44,11 +45,12 @@ def _classify(call: Call) -> str:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("outage", ["restart", "down 3s"])
+@pytest.mark.parametrize("outage", ["restart", "down 3s", "crash"])
 def test_postgres_restart_under_load(
     tmp_path: Path, private_postgres: PrivatePostgres, outage: str
 ) -> None:
-    """``pg_ctl restart -m fast`` (a blip), or stopped for 3 s then started, under load."""
+    """``pg_ctl restart -m fast`` (a blip), stopped for 3 s then started, or crashed
+    (``-m immediate``) and started, under load."""
     upstream = FakeUpstream(chunks=5, delay_s=0.01)
     limits = Limits()
     calls: list[Call] = []
@@ -92,6 +94,8 @@ def test_postgres_restart_under_load(
             restart_began = time.monotonic()
             if outage == "restart":
                 private_postgres.restart("fast")
+            elif outage == "crash":  # what the lane committed asynchronously and no flush
+                private_postgres.crash()  # wrote is lost: what a client got must not be
             else:
                 private_postgres.outage(3.0, "fast")
             restarted = time.monotonic()

@@ -108,7 +108,10 @@ class PrivatePostgres:
     def _options(self) -> str:
         return (
             f"-c listen_addresses=127.0.0.1 -c port={self.port} "
-            f"-c unix_socket_directories={self.dir} -c fsync=off -c max_connections=100"
+            f"-c unix_socket_directories={self.dir} -c fsync=off -c max_connections=100 "
+            # the WAL writer's longest nap: an asynchronous commit stays in the server's memory
+            # until a synchronous one writes the WAL past it, so a crash loses it
+            f"-c wal_writer_delay=10000"
         )
 
     def restart(self, mode: str = "fast") -> float:
@@ -124,6 +127,11 @@ class PrivatePostgres:
         time.sleep(seconds)
         self._pg_ctl("start", "-o", self._options())
         return time.monotonic() - started
+
+    def crash(self) -> float:
+        """Stop the server as a crash does (``-m immediate``: the WAL still in its memory is
+        lost), start it again (it recovers from the WAL on disk); returns the time it took."""
+        return self.outage(0.0, "immediate")
 
     def stop(self) -> None:
         """Stop (immediately: nothing here is worth a checkpoint) and delete the cluster."""
