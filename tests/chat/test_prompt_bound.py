@@ -20,6 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from minitoolai.chat.pipeline import PROMPT_MARGIN, PROMPT_SLACK
+from minitoolai.chat.schemas import Message
 from minitoolai.chat.tokens import (
     byte_length,
     count_messages,
@@ -201,3 +202,15 @@ def test_racing_requests_on_a_tight_balance_hold_exactly_and_never_overdraw(
         assert gw.held_nano() == 0
         url = database_url(backend, tmp_path)
         assert audit(url, gw.account).problems() == []
+
+
+def test_a_replayed_turns_passed_through_fields_are_counted() -> None:
+    """Fields a client replays on an assistant turn (``refusal``, ``audio``: the model's extras)
+    reach the upstream, so the bound and the count both include them."""
+    plain = Message.model_validate({"role": "assistant", "content": "hi"})
+    extra = Message.model_validate(
+        {"role": "assistant", "content": "hi", "refusal": "no", "audio": {"id": "audio_1"}}
+    )
+    for bound in (True, False):
+        more = count_messages([extra], bound=bound) - count_messages([plain], bound=bound)
+        assert more >= len("no") + len('{"id":"audio_1"}') // (1 if bound else 4)

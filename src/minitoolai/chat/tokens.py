@@ -128,7 +128,13 @@ Conversation = Sequence[Message] | Sequence[Mapping[str, Any]]
 
 def _fields(message: Message | Mapping[str, Any]) -> Iterable[tuple[str, Any]]:
     """A message's fields with a value, as the upstream receives them (``exclude_none``)."""
-    pairs = message.items() if isinstance(message, Mapping) else message  # a model: its fields
+    if isinstance(message, Mapping):
+        pairs: Iterable[tuple[str, Any]] = message.items()
+    else:  # a model's fields and extras, as iterating it gives them, without its generator
+        extra = message.__pydantic_extra__
+        pairs = (
+            message.__dict__.items() if not extra else [*message.__dict__.items(), *extra.items()]
+        )
     return ((key, value) for key, value in pairs if value is not None)
 
 

@@ -59,8 +59,20 @@ log = logging.getLogger("minitoolai.ledger")
 
 
 def _time(value: datetime) -> str:
-    """The storage format SQLAlchemy's SQLite DateTime uses (naive UTC), so both agree."""
-    return value.astimezone(UTC).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
+    """The storage format SQLAlchemy's SQLite DateTime uses (naive UTC), so both agree.
+
+    Written out by hand: ``replace(tzinfo=None).isoformat(sep=" ", timespec=...)`` spends
+    ~18 k instructions on keyword parsing and formatting, three times per request."""
+    u = value if value.tzinfo is UTC else value.astimezone(UTC)
+    return "%04d-%02d-%02d %02d:%02d:%02d.%06d" % (  # noqa: UP031 (twice an f-string's speed)
+        u.year,
+        u.month,
+        u.day,
+        u.hour,
+        u.minute,
+        u.second,
+        u.microsecond,
+    )
 
 
 def _read_time(value: str) -> datetime:
