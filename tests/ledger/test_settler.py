@@ -220,18 +220,47 @@ async def test_holds_in_one_batch_are_decided_as_one_by_one(db: Database) -> Non
 
 
 async def test_a_lone_hold_goes_at_once_and_concurrent_ones_in_batches(db: Database) -> None:
-    """On PostgreSQL a hold with nothing to go with runs alone, in its caller's task (no batch
-    of one, no task made); holds that arrive together share batches. Exact either way."""
+    """A hold with nothing to go with runs alone, in its caller's task (no batch of one, no
+    task made): on PostgreSQL when no hold is in flight, on SQLite when the process holds
+    nothing else (a SQLite hold never waits on the network: its company is the other open
+    holds). Holds that arrive together share batches. Exact either way."""
     ledger = _ledger(db)
-    holds = getattr(ledger.store, "_holds", None)
-    if holds is None:
-        pytest.skip("SQLite holds inline, one transaction each")
+    holds = ledger.store._holds  # type: ignore[attr-defined]
     ((acct, _),) = await _accounts(ledger, db, 1, 1_000)
     for _ in range(5):
-        assert await _try_hold(ledger, acct, 10) is not None
+        charge_id = await _try_hold(ledger, acct, 10)
+        assert charge_id is not None
+        await ledger.release(charge_id)
     assert holds.batches == 0 and holds.alone == 0
     held = await asyncio.gather(*(_try_hold(ledger, acct, 10) for _ in range(60)))
     assert all(h is not None for h in held)
     assert 0 < holds.batches < 60 and holds.alone == 0
-    assert await ledger.balances(acct) == (1_000, 650)
+    assert await ledger.balances(acct) == (1_000, 600)
     assert await ledger.balances(acct) == await ledger.entry_sums(acct)
+
+
+async def test_a_hold_whose_caller_left_while_it_waited_in_a_batch_is_released(
+    db: Database,
+) -> None:
+    """A request cancelled (its client gone) while its hold waits for a batch: the batch still
+    takes the hold, which is then released at once, not left held until the sweeper."""
+    ledger = _ledger(db)
+    holds = ledger.store._holds  # type: ignore[attr-defined]
+    ((acct, _),) = await _accounts(ledger, db, 1, 1_000)
+    opened = await _try_hold(ledger, acct, 10)  # SQLite: the company that makes a batch
+    lone = asyncio.create_task(_try_hold(ledger, acct, 10))  # PostgreSQL: a hold in flight
+    await asyncio.sleep(0)
+    left = asyncio.create_task(_try_hold(ledger, acct, 100))
+    await asyncio.sleep(0)
+    left.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await left
+    assert opened is not None and await lone is not None
+    await holds.flush()
+    for _ in range(500):
+        if await ledger.balances(acct) == (1_000, 20):
+            break
+        await asyncio.sleep(0.01)
+    assert await ledger.balances(acct) == (1_000, 20)
+    assert await ledger.balances(acct) == await ledger.entry_sums(acct)
+    assert holds.batches >= 1  # it did wait in a batch

@@ -267,7 +267,8 @@ class Ledger:
                 budgets=counters,
                 budget_period=day,
             )
-            outcome = await self.store.hold(charge)
+            # a request's hold while others are open may be batched with theirs (SQLite)
+            outcome = await self.store.hold(charge, company=bool(self._live))
             if outcome == "held":
                 if ttl is None:
                     self._live[charge.id] = time.monotonic()

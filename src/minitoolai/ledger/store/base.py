@@ -10,9 +10,10 @@ every timestamp in, so one clock (and one fake clock in tests) decides every dea
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeVar
 
 from minitoolai.ledger.budgets import BudgetRow
 
@@ -66,6 +67,34 @@ class Finish:
         if self.kind == "settle":
             return "settled"
         return "released" if self.expired_before is None else "expired"
+
+
+T = TypeVar("T")
+
+#: releases of holds whose callers left while they waited in a batch (kept from the GC)
+_LEFT: set[asyncio.Task[Any]] = set()
+
+
+async def batched_hold(store: LedgerStore, future: asyncio.Future[T], charge_id: str) -> T:
+    """A hold's outcome from its batch (``GroupCommit.submit``'s future). A caller cancelled
+    while it waits leaves the batch to run; a hold the batch then takes is released at once
+    (nobody will settle it) rather than left to the sweeper."""
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        future.add_done_callback(lambda done: _release_left(store, done, charge_id))
+        raise
+
+
+def _release_left(store: LedgerStore, done: asyncio.Future[Any], charge_id: str) -> None:
+    if done.cancelled() or done.exception() is not None or done.result() != "held":
+        return
+    from minitoolai.clock import utcnow
+
+    step = Finish(charge_id, "release", 0, None, None, None, False, None, None, None, utcnow())
+    task = asyncio.get_running_loop().create_task(store.finish(step), name="release-left-hold")
+    _LEFT.add(task)
+    task.add_done_callback(_LEFT.discard)
 
 
 @dataclass(slots=True)
@@ -290,12 +319,13 @@ class LedgerStore(Protocol):
 
     # -- spending ----------------------------------------------------------------------------
 
-    async def hold(self, charge: NewCharge) -> HoldOutcome | BudgetRow:
+    async def hold(self, charge: NewCharge, *, company: bool = False) -> HoldOutcome | BudgetRow:
         """Reserve ``charge.amount`` if the account has it available, with the charge row and
         a ``hold`` entry; ``duplicate`` when its idempotency key is taken (nothing written).
         With ``charge.budgets``, in the same transaction every counter's ``held`` grows by the
         amount only if ``spent + held + amount <= cap``; the first counter that refuses is
-        returned and nothing is written."""
+        returned and nothing is written. ``company``: other requests of this process hold
+        money now, so the hold may wait a moment to be committed with theirs."""
         ...
 
     async def budget_spend(

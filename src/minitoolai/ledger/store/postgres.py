@@ -46,6 +46,7 @@ from minitoolai.ledger.store.base import (
     UsageFilter,
     UsageRow,
     UsageSum,
+    batched_hold,
     payment_note,
     plan_take_back,
     redeem_note,
@@ -551,7 +552,8 @@ class PostgresLedgerStore:
 
     # -- spending ----------------------------------------------------------------------------
 
-    async def hold(self, c: NewCharge) -> HoldOutcome | BudgetRow:
+    async def hold(self, c: NewCharge, *, company: bool = False) -> HoldOutcome | BudgetRow:
+        # ``company`` is not needed: a hold in flight on the network is the company (``busy``)
         if c.budgets:
             return await self._hold_budgeted(await self._acquire_pool(), c)
         if c.idempotency_key is not None:
@@ -565,7 +567,7 @@ class PostgresLedgerStore:
                 holds.alone -= 1
         # batched with concurrent requests' holds; one unfit in its batch (or refused
         # alone) is tried alone now, after the batch, exactly
-        if await holds.submit(c) == "held":
+        if await batched_hold(self, holds.submit(c), c.id) == "held":
             return "held"
         return await self._hold_one(c)
 

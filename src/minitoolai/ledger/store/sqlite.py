@@ -26,6 +26,7 @@ import orjson
 
 from minitoolai.infra.db import sqlite_pragmas
 from minitoolai.ledger.budgets import BudgetRow, period_keys
+from minitoolai.ledger.group_commit import GroupCommit
 from minitoolai.ledger.store.base import (
     CREDIT_KINDS,
     RENEW_BATCH,
@@ -48,6 +49,7 @@ from minitoolai.ledger.store.base import (
     UsageFilter,
     UsageRow,
     UsageSum,
+    batched_hold,
     payment_note,
     plan_take_back,
     redeem_note,
@@ -194,6 +196,68 @@ def _budget_room(
     return None if room is None else max(0, int(room))
 
 
+def _hold_in(conn: sqlite3.Connection, c: NewCharge) -> HoldOutcome:
+    """One hold, inside the caller's transaction: nothing written unless ``held``
+    (``_Duplicate`` and ``_OverBudget`` roll the caller's transaction back)."""
+    moved = conn.execute(
+        "UPDATE accounts SET held = held + ? WHERE id = ? AND balance - held >= ?",
+        (c.amount, c.account_id, c.amount),
+    ).rowcount
+    if not moved:
+        return "insufficient"
+    now = _time(c.now)
+    try:
+        conn.execute(
+            "INSERT INTO charges (id, account_id, api_key_id, kind, model, status,"
+            " held_amount, usage_estimated, idempotency_key, request_hash, created_at,"
+            " expires_at, request_id, budget_period)"
+            " VALUES (?, ?, ?, ?, ?, 'held', ?, 0, ?, ?, ?, ?, ?, ?)",
+            (
+                c.id,
+                c.account_id,
+                c.api_key_id,
+                c.kind,
+                c.model,
+                c.amount,
+                c.idempotency_key,
+                c.request_hash,
+                now,
+                _time(c.expires_at),
+                c.request_id,
+                c.budget_period,
+            ),
+        )
+    except sqlite3.IntegrityError:
+        if c.idempotency_key is None:
+            raise
+        raise _Duplicate from None
+    _entry(conn, c.account_id, c.id, "hold", 0, c.amount, None, now)
+    for counter in c.budgets or ():
+        taken = conn.execute(
+            _BUDGET_HOLD, (counter.scope, counter.scope_id, counter.period, c.amount, counter.cap)
+        ).rowcount
+        if not taken:
+            raise _OverBudget(counter)
+    return "held"
+
+
+class _Holds(GroupCommit[NewCharge, HoldOutcome]):
+    """The plain holds (no idempotency key, no budget) of concurrent requests in one
+    transaction: one commit, and the pages they share (the account's row, the tables' last
+    leaves, the indexes' appended ends) written once. A batch SQLite refuses rolls back whole
+    and is tried one by one (``GroupCommit``), so a hold it cannot take fails alone."""
+
+    def __init__(self, store: SqliteLedgerStore) -> None:
+        super().__init__()
+        self.store = store
+
+    async def _many(self, charges: list[NewCharge]) -> list[HoldOutcome]:
+        return await self.store._run(lambda conn: [_hold_in(conn, c) for c in charges])
+
+    async def _one(self, charge: NewCharge) -> HoldOutcome:
+        return await self.store._run(lambda conn: _hold_in(conn, charge))
+
+
 def _finish_in(conn: sqlite3.Connection, s: Finish) -> Finished | None:
     """One settle or release, inside the caller's transaction."""
     now = _time(s.now)
@@ -246,6 +310,7 @@ class SqliteLedgerStore:
         self._threaded: sqlite3.Connection | None = None
         self._reader: sqlite3.Connection | None = None
         self._commits = 0
+        self._holds = _Holds(self)
 
     # -- running a step ----------------------------------------------------------------------
 
@@ -382,53 +447,12 @@ class SqliteLedgerStore:
 
     # -- spending ----------------------------------------------------------------------------
 
-    async def hold(self, c: NewCharge) -> HoldOutcome | BudgetRow:
-        now, expires = _time(c.now), _time(c.expires_at)
-
-        def run(conn: sqlite3.Connection) -> HoldOutcome:
-            moved = conn.execute(
-                "UPDATE accounts SET held = held + ? WHERE id = ? AND balance - held >= ?",
-                (c.amount, c.account_id, c.amount),
-            ).rowcount
-            if not moved:
-                return "insufficient"
-            try:
-                conn.execute(
-                    "INSERT INTO charges (id, account_id, api_key_id, kind, model, status,"
-                    " held_amount, usage_estimated, idempotency_key, request_hash, created_at,"
-                    " expires_at, request_id, budget_period)"
-                    " VALUES (?, ?, ?, ?, ?, 'held', ?, 0, ?, ?, ?, ?, ?, ?)",
-                    (
-                        c.id,
-                        c.account_id,
-                        c.api_key_id,
-                        c.kind,
-                        c.model,
-                        c.amount,
-                        c.idempotency_key,
-                        c.request_hash,
-                        now,
-                        expires,
-                        c.request_id,
-                        c.budget_period,
-                    ),
-                )
-            except sqlite3.IntegrityError:
-                if c.idempotency_key is None:
-                    raise
-                raise _Duplicate from None
-            _entry(conn, c.account_id, c.id, "hold", 0, c.amount, None, now)
-            for counter in c.budgets or ():
-                taken = conn.execute(
-                    _BUDGET_HOLD,
-                    (counter.scope, counter.scope_id, counter.period, c.amount, counter.cap),
-                ).rowcount
-                if not taken:
-                    raise _OverBudget(counter)
-            return "held"
-
+    async def hold(self, c: NewCharge, *, company: bool = False) -> HoldOutcome | BudgetRow:
+        if company and c.idempotency_key is None and not c.budgets:
+            # batched with the holds of the requests that reach theirs in this loop turn
+            return await batched_hold(self, self._holds.submit(c), c.id)
         try:
-            return await self._run(run)
+            return await self._run(lambda conn: _hold_in(conn, c))
         except _Duplicate:
             return "duplicate"
         except _OverBudget as over:
