@@ -7,6 +7,8 @@ import asyncio
 import random
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -14,6 +16,7 @@ from minitoolai.accounts.service import AccountService
 from minitoolai.errors import InsufficientCredit
 from minitoolai.infra.db import Database
 from minitoolai.ledger.budgets import Budgets, Caps
+from minitoolai.ledger.journal import Journal
 from minitoolai.ledger.service import Ledger, Settlement, UsageRecord
 from minitoolai.ledger.store import Finish
 from tests.conftest import unique
@@ -264,3 +267,61 @@ async def test_a_hold_whose_caller_left_while_it_waited_in_a_batch_is_released(
     assert await ledger.balances(acct) == (1_000, 20)
     assert await ledger.balances(acct) == await ledger.entry_sums(acct)
     assert holds.batches >= 1  # it did wait in a batch
+
+
+async def test_a_settle_cancelled_while_its_batch_commits_is_still_finished_whole(
+    db: Database, tmp_path: Path
+) -> None:
+    """The client leaves while its settle waits for its batch (the request's task cancelled by
+    asyncio, which anyio's shield does not stop): the batch commits the settle, and the
+    process still forgets the hold (no more renewals) and its journal line (the segment may
+    go), as for a settle nobody cancelled."""
+    journal = Journal(tmp_path / "journal")
+    ledger = Ledger(db, journal=journal)
+    _open.append(ledger)
+    ((acct, _),) = await _accounts(ledger, db, 1, 1_000)
+    hold = await ledger.hold(acct, 100, kind="chat", model="m")
+    settling = asyncio.create_task(ledger.settle(hold.charge_id, 40))
+    await asyncio.sleep(0)  # journaled, and waiting for its batch
+    settling.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await settling
+    await ledger.finisher.flush()
+    assert await ledger.balances(acct) == (960, 0)
+    assert hold.charge_id not in ledger._live
+    assert journal.pending == 0
+
+
+async def test_a_settle_cancelled_while_its_batch_fails_is_kept_for_the_retry(
+    db: Database, tmp_path: Path
+) -> None:
+    """As above, with the database refusing the batch: the settle is kept and retried by
+    ``maintain`` (not left to the journal's replay after a restart, with the sweeper
+    releasing the hold meanwhile)."""
+    ledger = Ledger(db, journal=Journal(tmp_path / "journal"))
+    _open.append(ledger)
+    ((acct, _),) = await _accounts(ledger, db, 1, 1_000)
+    hold = await ledger.hold(acct, 100, kind="chat", model="m")
+    store = ledger.store
+
+    class Away:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(store, name)
+
+        async def finish(self, step: Finish) -> None:
+            raise ConnectionError("the database is away")
+
+        async def finish_many(self, steps: list[Finish]) -> None:
+            raise ConnectionError("the database is away")
+
+    ledger.store = Away()  # type: ignore[assignment]
+    settling = asyncio.create_task(ledger.settle(hold.charge_id, 40))
+    await asyncio.sleep(0)
+    settling.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await settling
+    await ledger.finisher.flush()
+    ledger.store = store
+    await ledger.catch_up()
+    assert await ledger.balances(acct) == (960, 0)
+    assert hold.charge_id not in ledger._live

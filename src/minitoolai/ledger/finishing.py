@@ -179,7 +179,12 @@ class Finisher:
             future.add_done_callback(lambda f: self._landed(step, f, segment, cost))
             return Settlement(charge_id, step.cost, True, pending=True)
         try:
-            done = await future
+            done = await asyncio.shield(future)
+        except asyncio.CancelledError:
+            # the caller is cancelled (a client leaving; anyio's shield does not stop asyncio's
+            # cancel): the batch still runs, and its outcome is handled when it lands
+            future.add_done_callback(lambda f: self._landed(step, f, segment, cost))
+            raise
         except Exception as exc:  # the database is away: keep it, never drop it
             return self._defer(step, segment, exc)
         self.live.pop(charge_id, None)
