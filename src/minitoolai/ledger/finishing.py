@@ -167,7 +167,9 @@ class Finisher:
         if expired_before is not None:  # the sweeper: its caller logs and retries
             return await self._finished(step, await self.store.finish(step), cost)
         segment = self._journal(step)
-        future = self.writer.submit(step)
+        # a caller cancelled while its batch commits (a client leaving: asyncio's cancel
+        # passes anyio's shield) leaves the outcome to ``_landed``, as a journaled settle does
+        future = self.writer.submit(step, lambda f: self._landed(step, f, segment, cost))
         if (
             segment is not None
             and self.settle_wait == "journal"
@@ -179,12 +181,7 @@ class Finisher:
             future.add_done_callback(lambda f: self._landed(step, f, segment, cost))
             return Settlement(charge_id, step.cost, True, pending=True)
         try:
-            done = await asyncio.shield(future)
-        except asyncio.CancelledError:
-            # the caller is cancelled (a client leaving; anyio's shield does not stop asyncio's
-            # cancel): the batch still runs, and its outcome is handled when it lands
-            future.add_done_callback(lambda f: self._landed(step, f, segment, cost))
-            raise
+            done = await future
         except Exception as exc:  # the database is away: keep it, never drop it
             return self._defer(step, segment, exc)
         self.live.pop(charge_id, None)

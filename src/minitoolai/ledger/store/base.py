@@ -11,9 +11,10 @@ every timestamp in, so one clock (and one fake clock in tests) decides every dea
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal, Protocol, TypeVar
+from typing import Any, Literal, Protocol
 
 from minitoolai.ledger.budgets import BudgetRow
 
@@ -69,32 +70,26 @@ class Finish:
         return "released" if self.expired_before is None else "expired"
 
 
-T = TypeVar("T")
-
 #: releases of holds whose callers left while they waited in a batch (kept from the GC)
 _LEFT: set[asyncio.Task[Any]] = set()
 
 
-async def batched_hold(store: LedgerStore, future: asyncio.Future[T], charge_id: str) -> T:
-    """A hold's outcome from its batch (``GroupCommit.submit``'s future). A caller cancelled
-    while it waits leaves the batch to run; a hold the batch then takes is released at once
-    (nobody will settle it) rather than left to the sweeper."""
-    try:
-        return await asyncio.shield(future)
-    except asyncio.CancelledError:
-        future.add_done_callback(lambda done: _release_left(store, done, charge_id))
-        raise
+def release_if_held(store: LedgerStore, charge: NewCharge) -> Callable[[asyncio.Future[Any]], None]:
+    """The ``orphaned`` handler of a batched hold (``GroupCommit.submit``): a hold its batch
+    took after its caller left is released at once (nobody will settle it), not left held
+    until the sweeper."""
 
+    def orphaned(outcome: asyncio.Future[Any]) -> None:
+        if outcome.exception() is not None or outcome.result() != "held":
+            return
+        # at the hold's own time: the store takes every timestamp from its caller
+        now = charge.now
+        step = Finish(charge.id, "release", 0, None, None, None, False, None, None, None, now)
+        task = asyncio.get_running_loop().create_task(store.finish(step), name="release-left-hold")
+        _LEFT.add(task)
+        task.add_done_callback(_LEFT.discard)
 
-def _release_left(store: LedgerStore, done: asyncio.Future[Any], charge_id: str) -> None:
-    if done.cancelled() or done.exception() is not None or done.result() != "held":
-        return
-    from minitoolai.clock import utcnow
-
-    step = Finish(charge_id, "release", 0, None, None, None, False, None, None, None, utcnow())
-    task = asyncio.get_running_loop().create_task(store.finish(step), name="release-left-hold")
-    _LEFT.add(task)
-    task.add_done_callback(_LEFT.discard)
+    return orphaned
 
 
 @dataclass(slots=True)

@@ -46,10 +46,10 @@ from minitoolai.ledger.store.base import (
     UsageFilter,
     UsageRow,
     UsageSum,
-    batched_hold,
     payment_note,
     plan_take_back,
     redeem_note,
+    release_if_held,
     take_back_note,
 )
 from minitoolai.ledger.store.lane import Lane
@@ -567,7 +567,7 @@ class PostgresLedgerStore:
                 holds.alone -= 1
         # batched with concurrent requests' holds; one unfit in its batch (or refused
         # alone) is tried alone now, after the batch, exactly
-        if await batched_hold(self, holds.submit(c), c.id) == "held":
+        if await holds.submit(c, release_if_held(self, c)) == "held":
             return "held"
         return await self._hold_one(c)
 

@@ -49,10 +49,10 @@ from minitoolai.ledger.store.base import (
     UsageFilter,
     UsageRow,
     UsageSum,
-    batched_hold,
     payment_note,
     plan_take_back,
     redeem_note,
+    release_if_held,
     take_back_note,
 )
 
@@ -450,7 +450,7 @@ class SqliteLedgerStore:
     async def hold(self, c: NewCharge, *, company: bool = False) -> HoldOutcome | BudgetRow:
         if company and c.idempotency_key is None and not c.budgets:
             # batched with the holds of the requests that reach theirs in this loop turn
-            return await batched_hold(self, self._holds.submit(c), c.id)
+            return await self._holds.submit(c, release_if_held(self, c))
         try:
             return await self._run(lambda conn: _hold_in(conn, c))
         except _Duplicate:
