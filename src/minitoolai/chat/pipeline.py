@@ -278,6 +278,7 @@ class ChatService:
             api_key_id=principal.key_id,
             budgets=principal.budgets,
             idempotency=idempotency,
+            durable=False,  # settled here, by this process: its settle flushes it
         )
 
     async def answer(

@@ -4,8 +4,9 @@ Each step is first written to this process's journal (``ledger.journal``), then 
 group-commit writer (``ledger.settler``); the request waits for the commit, or only for the
 journal line (``settle_wait = "journal"``, a settle with nothing to keep). A step the database
 refused is kept and retried (``retry_deferred``, from ``Ledger.maintain``); one whose hold the
-sweeper released meanwhile is still charged, as far as the balance allows (``_settle_late``);
-one a killed process journaled is applied by the next (``replay_journals``). Money and token
+sweeper released meanwhile is still charged, as far as the balance allows (``_settle_late``),
+and so is one whose unflushed hold a database crash lost (``_settle_lost``); one a killed
+process journaled is applied by the next (``replay_journals``). Money and token
 metrics are counted here, once per step that applied, so chat, images and speech count alike.
 """
 
@@ -25,7 +26,7 @@ from minitoolai.clock import utcnow
 from minitoolai.errors import NotFound
 from minitoolai.ledger.journal import Journal
 from minitoolai.ledger.settler import SettleWriter
-from minitoolai.ledger.store import Finish, Finished, LedgerStore
+from minitoolai.ledger.store import Finish, Finished, LedgerStore, NewCharge
 from minitoolai.money import MAX_BALANCE
 from minitoolai.observability import CHARGED, TOKENS
 
@@ -46,6 +47,14 @@ class Settlement:
 
 
 @dataclass(slots=True)
+class LiveHold:
+    """A hold of a request this process runs: renewed until it is finished."""
+
+    since: float  # when it was held (monotonic)
+    charge: NewCharge  # what it held: its settle re-creates it if the database lost it
+
+
+@dataclass(slots=True)
 class UsageRecord:
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
@@ -63,7 +72,7 @@ class Finisher:
     def __init__(
         self,
         writer: SettleWriter,
-        live: dict[str, float],
+        live: dict[str, LiveHold],
         *,
         journal: Journal | None = None,
         settle_wait: Literal["commit", "journal"] = "commit",
@@ -101,7 +110,7 @@ class Finisher:
                 if done is not None:
                     _count_settled(step, done.model, done.charged)
                 elif step.kind == "settle":
-                    await self._settle_late(step)
+                    await self._settle_unheld(step, self.live.get(charge_id))
             except Exception as exc:  # still unreachable: keep it for the next round
                 log.warning("settling %s failed again (%s); will retry", charge_id, exc)
                 continue
@@ -184,13 +193,15 @@ class Finisher:
             done = await future
         except Exception as exc:  # the database is away: keep it, never drop it
             return self._defer(step, segment, exc)
-        self.live.pop(charge_id, None)
+        held = self.live.pop(charge_id, None)
         try:
-            settlement = await self._finished(step, done, cost)
+            settlement = await self._finished(step, done, cost, held)
         except NotFound:
             self._committed(segment)
             raise
         except Exception as exc:  # gone again midway (a late settle): keep it, as above
+            if held is not None:  # what a retry needs to re-create a lost hold
+                self.live[charge_id] = held
             return self._defer(step, segment, exc)
         self._committed(segment)
         return settlement
@@ -229,7 +240,7 @@ class Finisher:
             self._defer(step, segment, exc)
             return
         done = future.result()
-        self.live.pop(step.charge_id, None)
+        held = self.live.pop(step.charge_id, None)
         if done is not None:
             self._count_applied(step, done, cost)
             self._committed(segment)
@@ -237,10 +248,12 @@ class Finisher:
 
         async def fallback() -> None:
             try:
-                await self._finished(step, None, cost)
+                await self._finished(step, None, cost, held)
             except NotFound:
                 log.error("journaled settle of %s: no such charge", step.charge_id)
             except Exception as exc:
+                if held is not None:
+                    self.live[step.charge_id] = held
                 self._defer(step, segment, exc)
                 return
             self._committed(segment)
@@ -249,17 +262,22 @@ class Finisher:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    async def _finished(self, step: Finish, done: Finished | None, cost: int) -> Settlement:
-        """What a finish that ran means: counted, or the late-settle fallback when the charge
-        was no longer ``held``."""
+    async def _finished(
+        self, step: Finish, done: Finished | None, cost: int, held: LiveHold | None = None
+    ) -> Settlement:
+        """What a finish that ran means: counted, or the fallbacks when the charge was no
+        longer ``held`` (``held``: this process's record of its hold, if it had one)."""
         charge_id = step.charge_id
         if done is None:  # already settled or released (or, for the sweeper, not expired)
             if step.kind == "settle" and step.expired_before is None:
-                late = await self._settle_late(step)
+                late = await self._settle_unheld(step, held)
                 if late is not None:
                     return Settlement(charge_id, late, True)
             existing = await self.store.cost(charge_id)
             if existing is None and step.expired_before is None:
+                if held is not None:  # a release of a hold the database lost: nothing held
+                    log.warning("the hold of %s was lost by the database", charge_id)
+                    return Settlement(charge_id, 0, False)
                 raise NotFound(f"no charge {charge_id}")
             return Settlement(charge_id, existing or 0, False)
         self._count_applied(step, done, cost)
@@ -275,6 +293,32 @@ class Finisher:
                 cost,
                 done.held_amount,
             )
+
+    async def _settle_unheld(self, step: Finish, held: LiveHold | None) -> int | None:
+        """A settle whose charge was not ``held``: charged late if the sweeper released it,
+        re-created if the database lost it (this process knows what it held); None when it
+        was settled or released already."""
+        late = await self._settle_late(step)
+        if late is None and held is not None:
+            late = await self._settle_lost(step, held.charge)
+        return late
+
+    async def _settle_lost(self, step: Finish, charge: NewCharge) -> int | None:
+        """Charge a request whose unflushed hold a database crash lost (``hold(durable=
+        False)``): its charge is written again and settled from what the balance has, as a
+        late settle is. None if the charge exists (it was not lost)."""
+        lost = await self.store.settle_lost(charge, step, note="hold lost by the database")
+        if lost is None:
+            return None
+        _count_settled(step, lost.model, lost.charged)
+        log.error(
+            "charge %s: its hold was lost by the database (a crash); re-created and settled,"
+            " %d of %d charged",
+            step.charge_id,
+            lost.charged,
+            lost.wanted,
+        )
+        return lost.charged
 
     async def _settle_late(self, step: Finish) -> int | None:
         """Charge a request whose hold the sweeper released while it still ran.

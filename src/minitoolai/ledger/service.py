@@ -35,7 +35,7 @@ from minitoolai.ledger.budgets import (
     period_key,
     refusal_message,
 )
-from minitoolai.ledger.finishing import Finisher
+from minitoolai.ledger.finishing import Finisher, LiveHold
 from minitoolai.ledger.finishing import Settlement as Settlement  # the ledger's vocabulary
 from minitoolai.ledger.finishing import UsageRecord as UsageRecord
 from minitoolai.ledger.idempotency import IdempotencyKey, reused_with_another_body
@@ -129,7 +129,7 @@ class Ledger:
         gather_s: float = 0.0,
     ) -> None:
         self.hold_timeout = timedelta(seconds=hold_timeout_s)
-        self._live: dict[str, float] = {}  # charge id -> when it was held (monotonic)
+        self._live: dict[str, LiveHold] = {}  # charge id -> when it was held, and what
         #: settles and releases: journaled, then through the group-commit writer
         #: (docs/billing.md), retried when refused (``ledger.finishing``)
         self.finisher = Finisher(
@@ -226,6 +226,7 @@ class Ledger:
         ttl: timedelta | None = None,
         budgets: Budgets | None = None,
         now: datetime | None = None,
+        durable: bool = True,
     ) -> Hold:
         """Reserve ``amount`` or raise ``InsufficientCredit`` (402). Nothing else is touched.
 
@@ -238,6 +239,11 @@ class Ledger:
         With ``idempotency``, a retry of an earlier request comes back as that request's
         ``Hold`` (``is_replay``); an earlier one that was released unanswered gives its key up
         to the retry, which then runs as a new request.
+
+        ``durable=False`` (a request this process answers and settles itself, such as a chat
+        completion): a plain hold may be answered before the database flushed it; its settle
+        makes it durable, and re-creates it if a database crash lost it meanwhile
+        (``LedgerStore.hold``, docs/billing.md). A hold with a ``ttl`` is always durable.
         """
         if amount < 0:
             raise ValueError("a hold cannot be negative")
@@ -268,10 +274,12 @@ class Ledger:
                 budget_period=day,
             )
             # a request's hold while others are open may be batched with theirs (SQLite)
-            outcome = await self.store.hold(charge, company=bool(self._live))
+            outcome = await self.store.hold(
+                charge, company=bool(self._live), durable=durable or ttl is not None
+            )
             if outcome == "held":
                 if ttl is None:
-                    self._live[charge.id] = time.monotonic()
+                    self._live[charge.id] = LiveHold(time.monotonic(), charge)
                 return Hold(charge.id, account_id, amount)
             if idempotency is not None:
                 earlier = await self._by_idempotency(account_id, idempotency)
@@ -338,8 +346,8 @@ class Ledger:
         ``renew_interval_s``: the app's lifespan runs it, apart from ``catch_up``, so a long
         replay never delays it past a deadline)."""
         now = time.monotonic()
-        for charge_id, since in list(self._live.items()):
-            if now - since > MAX_LIVE_S:
+        for charge_id, live in list(self._live.items()):
+            if now - live.since > MAX_LIVE_S:
                 log.error("hold %s has been live for a day; no longer renewed", charge_id)
                 del self._live[charge_id]
         if self._live:
@@ -348,7 +356,8 @@ class Ledger:
     async def hand_over(self, charge_id: str, ttl: timedelta) -> None:
         """A live hold becomes a durable one, kept for ``ttl``: its work now outlives this
         process (an image job is queued, and the queue's reaper answers for it). Until this
-        call the hold is renewed by this process and swept if it dies."""
+        call the hold is renewed by this process and swept if it dies. Only for a ``durable``
+        hold: whoever finishes the job cannot re-create a lost one."""
         await self.store.renew([charge_id], utcnow() + ttl)
         self._live.pop(charge_id, None)
 

@@ -314,13 +314,21 @@ class LedgerStore(Protocol):
 
     # -- spending ----------------------------------------------------------------------------
 
-    async def hold(self, charge: NewCharge, *, company: bool = False) -> HoldOutcome | BudgetRow:
+    async def hold(
+        self, charge: NewCharge, *, company: bool = False, durable: bool = True
+    ) -> HoldOutcome | BudgetRow:
         """Reserve ``charge.amount`` if the account has it available, with the charge row and
         a ``hold`` entry; ``duplicate`` when its idempotency key is taken (nothing written).
         With ``charge.budgets``, in the same transaction every counter's ``held`` grows by the
         amount only if ``spent + held + amount <= cap``; the first counter that refuses is
         returned and nothing is written. ``company``: other requests of this process hold
-        money now, so the hold may wait a moment to be committed with theirs."""
+        money now, so the hold may wait a moment to be committed with theirs.
+
+        ``durable=False`` (a plain hold its own process settles): the hold may be answered
+        before it is on disk (PostgreSQL: its commit does not wait for the WAL's flush); the
+        charge's settle or release, a durable commit after it in the same log, makes both
+        durable. A database crash in between can lose it: its settle then re-creates it
+        (``settle_lost``)."""
         ...
 
     async def budget_spend(
@@ -344,6 +352,14 @@ class LedgerStore(Protocol):
         """Settle an ``expired`` charge from what the balance still has, up to its cost capped
         at its hold, never below zero (the account is locked while it is read and charged);
         None when the charge is not ``expired``."""
+        ...
+
+    async def settle_lost(self, charge: NewCharge, step: Finish, note: str) -> LateSettled | None:
+        """Re-create a plain hold the database lost (``hold(durable=False)``, then a crash) and
+        settle it, in one transaction: the charge row, its ``hold`` entry at the hold's time,
+        and its ``settle`` entry charging what the balance still has of the cost capped at the
+        hold, never below zero (the account is locked while it is read and charged). None when
+        the charge exists (it was not lost, or this ran before)."""
         ...
 
     async def renew(self, charge_ids: list[str], deadline: datetime) -> None:

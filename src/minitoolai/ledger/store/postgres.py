@@ -148,6 +148,15 @@ WITH req AS (
 SELECT n FROM ok
 """
 
+# A plain hold its own process settles (``hold(durable=False)``) commits without waiting for the
+# WAL's flush (``synchronous_commit`` off for its transaction only): its settle or release, a
+# synchronous commit later in the same log, flushes both. A PostgreSQL crash in between can lose
+# it (never a crash of this process); its settle then re-creates it (``settle_lost``).
+_UNFLUSHED = ", set_config('synchronous_commit', 'off', true)"
+_HOLD_UNFLUSHED = _HOLD.replace("moved FROM", "moved" + _UNFLUSHED + " FROM")
+_HOLD_MANY_UNFLUSHED = _HOLD_MANY.replace("SELECT n FROM ok", "SELECT n" + _UNFLUSHED + " FROM ok")
+assert _HOLD_UNFLUSHED != _HOLD and _HOLD_MANY_UNFLUSHED != _HOLD_MANY
+
 # A budgeted hold: ``_HOLD`` with the charge's budget day, then ``_BUDGET_HOLD``, in one
 # transaction. The account row is locked first (by the hold), then the counters, the order
 # every step that moves them keeps, so no two steps wait on each other.
@@ -281,6 +290,26 @@ WHERE ((scope = 'key' AND scope_id = $1) OR (scope = 'account' AND scope_id = $2
 """
 
 _LATE_ACCOUNT = "SELECT balance - held FROM accounts WHERE id = $1 FOR UPDATE"
+
+# a lost hold's charge, re-created settled (``settle_lost``); no row when it exists
+_LOST_CHARGE = """
+INSERT INTO charges (id, account_id, api_key_id, kind, model, status, held_amount, cost,
+                     usage_estimated, created_at, expires_at, settled_at, prompt_tokens,
+                     completion_tokens, units, served_by, result, request_id)
+VALUES ($1, $2, $3, $4, $5, 'settled', $6, $7, $8, $9, $10, $11, $12, $13, $14, $15,
+        $16::json, $17)
+ON CONFLICT (id) DO NOTHING
+RETURNING id
+"""
+
+# its hold entry (at the hold's time) and its settle, and the account charged
+_LOST_ENTRIES = """
+WITH acct AS (
+    UPDATE accounts SET balance = balance - $3 WHERE id = $2
+)
+INSERT INTO ledger_entries (account_id, charge_id, kind, amount, held, note, created_at)
+VALUES ($2, $1, 'hold', 0, $4, NULL, $5), ($2, $1, 'settle', -$3::bigint, -$4::bigint, $6, $7)
+"""
 
 _LATE_SETTLE = """
 WITH acct AS (
@@ -462,15 +491,17 @@ _UNFIT = "unfit"
 
 class _Holds(GroupCommit[NewCharge, str]):
     """The plain holds of concurrent requests, one statement per batch (``held`` or unfit);
-    a batch the database refused is tried one by one (``_HOLD``'s outcomes)."""
+    a batch the database refused is tried one by one (``_HOLD``'s outcomes). ``durable``:
+    each batch's commit waits for the WAL's flush."""
 
-    def __init__(self, store: PostgresLedgerStore) -> None:
+    def __init__(self, store: PostgresLedgerStore, *, durable: bool) -> None:
         super().__init__()
         self.store = store
+        self.durable = durable
 
     async def _many(self, charges: list[NewCharge]) -> list[str]:
         rows = await self.store._step(
-            _HOLD_MANY,
+            _HOLD_MANY if self.durable else _HOLD_MANY_UNFLUSHED,
             [c.id for c in charges],
             [c.account_id for c in charges],
             [c.amount for c in charges],
@@ -485,7 +516,7 @@ class _Holds(GroupCommit[NewCharge, str]):
         return ["held" if i in admitted else _UNFIT for i in range(len(charges))]
 
     async def _one(self, charge: NewCharge) -> str:
-        return await self.store._hold_one(charge)
+        return await self.store._hold_one(charge, durable=self.durable)
 
 
 class PostgresLedgerStore:
@@ -494,7 +525,8 @@ class PostgresLedgerStore:
         self.pool_size = pool_size
         self._pool: Any = None
         self._lock = asyncio.Lock()
-        self._holds = _Holds(self)
+        self._holds = _Holds(self, durable=True)
+        self._unflushed_holds = _Holds(self, durable=False)
         self._lane = Lane(self.dsn)  # the hot path's steps, when it is free (lane.py)
 
     async def _acquire_pool(self) -> Any:
@@ -552,31 +584,33 @@ class PostgresLedgerStore:
 
     # -- spending ----------------------------------------------------------------------------
 
-    async def hold(self, c: NewCharge, *, company: bool = False) -> HoldOutcome | BudgetRow:
+    async def hold(
+        self, c: NewCharge, *, company: bool = False, durable: bool = True
+    ) -> HoldOutcome | BudgetRow:
         # ``company`` is not needed: a hold in flight on the network is the company (``busy``)
         if c.budgets:
             return await self._hold_budgeted(await self._acquire_pool(), c)
-        if c.idempotency_key is not None:
+        if c.idempotency_key is not None:  # its key must outlive a crash: always durable
             return await self._hold_one(c)
-        holds = self._holds
+        holds = self._holds if durable else self._unflushed_holds
         if not holds.busy:  # nothing to batch it with: alone, in this task, at once
             holds.alone += 1
             try:
-                return await self._hold_one(c)
+                return await self._hold_one(c, durable=durable)
             finally:
                 holds.alone -= 1
         # batched with concurrent requests' holds; one unfit in its batch (or refused
         # alone) is tried alone now, after the batch, exactly
         if await holds.submit(c, release_if_held(self, c)) == "held":
             return "held"
-        return await self._hold_one(c)
+        return await self._hold_one(c, durable=durable)
 
-    async def _hold_one(self, c: NewCharge) -> HoldOutcome:
+    async def _hold_one(self, c: NewCharge, *, durable: bool = True) -> HoldOutcome:
         import asyncpg
 
         try:
             row = await self._step(
-                _HOLD,
+                _HOLD if durable else _HOLD_UNFLUSHED,
                 c.id,
                 c.account_id,
                 c.amount,
@@ -728,6 +762,41 @@ class PostgresLedgerStore:
                 note,
             )
         return LateSettled(account_id, wanted, charged, charge["model"])
+
+    async def settle_lost(self, c: NewCharge, s: Finish, note: str) -> LateSettled | None:
+        pool = await self._acquire_pool()
+        async with pool.acquire() as conn, conn.transaction():
+            available = await conn.fetchval(_LATE_ACCOUNT, c.account_id)
+            if available is None:
+                return None
+            wanted = min(s.cost, c.amount)
+            charged = max(0, min(wanted, int(available)))
+            created = await conn.fetchval(
+                _LOST_CHARGE,
+                c.id,
+                c.account_id,
+                c.api_key_id,
+                c.kind,
+                c.model,
+                c.amount,
+                charged,
+                s.estimated,
+                c.now,
+                c.expires_at,
+                s.now,
+                s.prompt_tokens,
+                s.completion_tokens,
+                s.units,
+                s.served_by,
+                _json(s.result),
+                c.request_id,
+            )
+            if created is None:
+                return None
+            await conn.execute(
+                _LOST_ENTRIES, c.id, c.account_id, charged, c.amount, c.now, note, s.now
+            )
+        return LateSettled(c.account_id, wanted, charged, c.model)
 
     async def renew(self, charge_ids: list[str], deadline: datetime) -> None:
         pool = await self._acquire_pool()

@@ -447,7 +447,11 @@ class SqliteLedgerStore:
 
     # -- spending ----------------------------------------------------------------------------
 
-    async def hold(self, c: NewCharge, *, company: bool = False) -> HoldOutcome | BudgetRow:
+    async def hold(
+        self, c: NewCharge, *, company: bool = False, durable: bool = True
+    ) -> HoldOutcome | BudgetRow:
+        # ``durable`` changes nothing: every commit here is as durable as the others (WAL,
+        # synchronous=NORMAL: none is lost with this process; an OS crash may lose the last)
         if company and c.idempotency_key is None and not c.budgets:
             # batched with the holds of the requests that reach theirs in this loop turn
             return await self._holds.submit(c, release_if_held(self, c))
@@ -507,6 +511,54 @@ class SqliteLedgerStore:
             )
             _entry(conn, account_id, s.charge_id, "settle", -charged, 0, note, now)
             return LateSettled(account_id, wanted, charged, str(row[2]))
+
+        return await self._run(run)
+
+    async def settle_lost(self, c: NewCharge, s: Finish, note: str) -> LateSettled | None:
+        def run(conn: sqlite3.Connection) -> LateSettled | None:
+            row = conn.execute(
+                "SELECT balance - held FROM accounts WHERE id = ?", (c.account_id,)
+            ).fetchone()
+            if row is None:
+                return None
+            wanted = min(s.cost, c.amount)
+            charged = max(0, min(wanted, int(row[0])))
+            now = _time(s.now)
+            created = conn.execute(
+                "INSERT INTO charges (id, account_id, api_key_id, kind, model, status,"
+                " held_amount, cost, usage_estimated, idempotency_key, request_hash,"
+                " created_at, expires_at, settled_at, prompt_tokens, completion_tokens, units,"
+                " served_by, result, request_id)"
+                " VALUES (?, ?, ?, ?, ?, 'settled', ?, ?, ?, NULL, NULL, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (id) DO NOTHING",
+                (
+                    c.id,
+                    c.account_id,
+                    c.api_key_id,
+                    c.kind,
+                    c.model,
+                    c.amount,
+                    charged,
+                    int(s.estimated),
+                    _time(c.now),
+                    _time(c.expires_at),
+                    now,
+                    s.prompt_tokens,
+                    s.completion_tokens,
+                    s.units,
+                    s.served_by,
+                    _json(s.result),
+                    c.request_id,
+                ),
+            ).rowcount
+            if not created:
+                return None
+            conn.execute(
+                "UPDATE accounts SET balance = balance - ? WHERE id = ?", (charged, c.account_id)
+            )
+            _entry(conn, c.account_id, c.id, "hold", 0, c.amount, None, _time(c.now))
+            _entry(conn, c.account_id, c.id, "settle", -charged, -c.amount, note, now)
+            return LateSettled(c.account_id, wanted, charged, c.model)
 
         return await self._run(run)
 

@@ -1,0 +1,173 @@
+"""A plain hold its process settles may be answered before the database flushed it
+(``Ledger.hold(durable=False)``, PostgreSQL's asynchronous commit). A database crash can then
+lose it; its settle re-creates the charge and charges what the balance still has, as a late
+settle does. Here the loss is made by hand, as a crash leaves it (the hold's transaction never
+happened), on both databases; ``tests/reliability/test_lost_hold_crash.py`` crashes a real
+PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+
+from minitoolai.accounts.service import AccountService
+from minitoolai.infra.db import Database
+from minitoolai.ledger.service import Ledger, UsageRecord
+from minitoolai.ledger.store import Finish
+from tests.conftest import unique
+
+_open: list[Ledger] = []
+
+
+@pytest.fixture(autouse=True)
+async def _close_ledgers() -> AsyncIterator[None]:
+    yield
+    while _open:
+        await _open.pop().close()
+
+
+async def _ledger_and_account(db: Database, credit: int) -> tuple[Ledger, int]:
+    ledger = Ledger(db)
+    _open.append(ledger)
+    account, _ = await AccountService(db, ledger).create(unique("lost"), credit)
+    return ledger, account.id
+
+
+async def lose(db: Database, charge_id: str) -> None:
+    """Undo a hold as a database crash before its flush does: its charge, its entry and the
+    account's ``held`` are as if its transaction never ran."""
+    async with db.engine.begin() as conn:
+        amount = (
+            await conn.execute(
+                text("SELECT held_amount, account_id FROM charges WHERE id = :id"),
+                {"id": charge_id},
+            )
+        ).one()
+        await conn.execute(
+            text("DELETE FROM ledger_entries WHERE charge_id = :id"), {"id": charge_id}
+        )
+        await conn.execute(text("DELETE FROM charges WHERE id = :id"), {"id": charge_id})
+        await conn.execute(
+            text("UPDATE accounts SET held = held - :amount WHERE id = :acct"),
+            {"amount": amount[0], "acct": amount[1]},
+        )
+
+
+async def _charge(db: Database, charge_id: str) -> tuple[Any, ...] | None:
+    async with db.engine.connect() as conn:
+        row = (
+            await conn.execute(
+                text(
+                    "SELECT status, held_amount, cost, prompt_tokens, completion_tokens, model"
+                    " FROM charges WHERE id = :id"
+                ),
+                {"id": charge_id},
+            )
+        ).first()
+        entries = (
+            await conn.execute(
+                text("SELECT kind, amount, held FROM ledger_entries WHERE charge_id = :id"),
+                {"id": charge_id},
+            )
+        ).all()
+    return None if row is None else (*row, sorted(tuple(e) for e in entries))
+
+
+async def test_a_settle_recreates_a_hold_the_database_lost(db: Database) -> None:
+    ledger, acct = await _ledger_and_account(db, 1_000)
+    hold = await ledger.hold(acct, 300, kind="chat", model="m", durable=False)
+    await lose(db, hold.charge_id)
+    assert await ledger.balances(acct) == (1_000, 0)
+
+    done = await ledger.settle(
+        hold.charge_id, 120, UsageRecord(prompt_tokens=7, completion_tokens=5)
+    )
+    assert (done.applied, done.cost) == (True, 120)
+    assert await ledger.balances(acct) == (880, 0)
+    assert await ledger.balances(acct) == await ledger.entry_sums(acct)
+    assert await _charge(db, hold.charge_id) == (
+        "settled",
+        300,
+        120,
+        7,
+        5,
+        "m",
+        [("hold", 0, 300), ("settle", -120, -300)],
+    )
+    assert hold.charge_id not in ledger._live
+    again = await ledger.settle(hold.charge_id, 120)  # once only
+    assert again.applied is False
+    assert await ledger.balances(acct) == (880, 0)
+
+
+async def test_a_lost_hold_is_charged_only_what_the_balance_still_has(db: Database) -> None:
+    """Its money was no longer reserved: other requests may have spent it meanwhile. The
+    balance never goes below zero, nor below what others hold."""
+    ledger, acct = await _ledger_and_account(db, 1_000)
+    hold = await ledger.hold(acct, 600, kind="chat", model="m", durable=False)
+    await lose(db, hold.charge_id)
+    other = await ledger.hold(acct, 900, kind="chat", model="m")  # fits now that it is gone
+    done = await ledger.settle(hold.charge_id, 500)
+    assert (done.applied, done.cost) == (True, 100)
+    assert await ledger.balances(acct) == (900, 900)
+    assert await ledger.balances(acct) == await ledger.entry_sums(acct)
+    await ledger.settle(other.charge_id, 900)
+    assert await ledger.balances(acct) == (0, 0)
+
+
+async def test_a_release_of_a_lost_hold_moves_nothing(db: Database) -> None:
+    ledger, acct = await _ledger_and_account(db, 1_000)
+    hold = await ledger.hold(acct, 300, kind="chat", model="m", durable=False)
+    await lose(db, hold.charge_id)
+    done = await ledger.release(hold.charge_id)
+    assert done.applied is False
+    assert await _charge(db, hold.charge_id) is None
+    assert await ledger.balances(acct) == (1_000, 0)
+    assert hold.charge_id not in ledger._live
+
+
+async def test_a_deferred_settle_of_a_lost_hold_recreates_it_when_the_database_is_back(
+    db: Database,
+) -> None:
+    """The crash that lost the hold also refused its settle: kept, retried by ``maintain``,
+    which re-creates the charge once the database answers."""
+    ledger, acct = await _ledger_and_account(db, 1_000)
+    hold = await ledger.hold(acct, 300, kind="chat", model="m", durable=False)
+    store = ledger.store
+
+    class Away:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(store, name)
+
+        async def finish(self, step: Finish) -> None:
+            raise ConnectionError("the database is away")
+
+        async def finish_many(self, steps: list[Finish]) -> None:
+            raise ConnectionError("the database is away")
+
+    ledger.store = Away()  # type: ignore[assignment]
+    done = await ledger.settle(hold.charge_id, 200)
+    assert done.deferred
+    ledger.store = store
+    await lose(db, hold.charge_id)
+    await ledger.catch_up()
+    assert await ledger.balances(acct) == (800, 0)
+    assert await ledger.balances(acct) == await ledger.entry_sums(acct)
+    assert (await _charge(db, hold.charge_id) or ())[:3] == ("settled", 300, 200)
+    assert hold.charge_id not in ledger._live
+
+
+async def test_a_settle_of_a_charge_this_process_never_held_is_still_not_found(
+    db: Database,
+) -> None:
+    """Only this process's own holds are re-created: an unknown charge id is a 404, as
+    before, and writes nothing."""
+    from minitoolai.errors import NotFound
+
+    ledger, acct = await _ledger_and_account(db, 1_000)
+    with pytest.raises(NotFound):
+        await ledger.settle("req_" + "0" * 24, 100)
+    assert await ledger.balances(acct) == (1_000, 0)
