@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from minitoolai.accounts.service import AccountService
-from minitoolai.errors import InsufficientCredit
+from minitoolai.errors import InsufficientCredit, NotFound
 from minitoolai.infra.db import Database
 from minitoolai.ledger.budgets import Budgets, Caps
 from minitoolai.ledger.journal import Journal
@@ -189,10 +189,17 @@ async def test_a_step_the_database_refuses_fails_alone(db: Database) -> None:
     assert await ledger.balances(acct) == await ledger.entry_sums(acct)
 
 
-async def _try_hold(ledger: Ledger, account: int, amount: int) -> str | None:
+async def _try_hold(
+    ledger: Ledger, account: int, amount: int, *, unknown: bool = False
+) -> str | None:
+    """The hold's charge id, or None when refused (``unknown``: or the account is unknown)."""
     try:
         return (await ledger.hold(account, amount, kind="chat", model="m")).charge_id
     except InsufficientCredit:
+        return None
+    except NotFound:
+        if not unknown:
+            raise
         return None
 
 
@@ -220,6 +227,26 @@ async def test_holds_in_one_batch_are_decided_as_one_by_one(db: Database) -> Non
     assert all(x > 100 - taken for x in refused), (taken, refused)
     assert await ledger.balances(acct) == (100, taken)
     assert await ledger.balances(acct) == await ledger.entry_sums(acct)
+
+
+async def test_a_batch_of_holds_over_several_accounts_decides_each_account_alone(
+    db: Database,
+) -> None:
+    """Holds of three accounts (one of them unknown) in the same batches: each account's holds
+    fit in its own balance, in the order they came, and nothing of one touches another."""
+    ledger = _ledger(db)
+    (a, _), (b, _) = await _accounts(ledger, db, 2, 100)
+    opened = await _try_hold(ledger, a, 1)  # company: the rest are batched on both databases
+    assert opened is not None
+    wanted = [(a, 60), (b, 30), (a, 60), (b, 30), (10**9, 5), (b, 30), (a, 39)]
+    held = await asyncio.gather(*(_try_hold(ledger, acct, x, unknown=True) for acct, x in wanted))
+    got = [(acct, x) for (acct, x), h in zip(wanted, held, strict=True) if h is not None]
+    assert got == [(a, 60), (b, 30), (b, 30), (b, 30), (a, 39)]  # each in turn, as if alone
+    for acct in (a, b):
+        total = sum(x for who, x in got if who == acct) + (1 if acct == a else 0)
+        assert await ledger.balances(acct) == (100, total)
+        assert await ledger.balances(acct) == await ledger.entry_sums(acct)
+    assert ledger.store._holds.batches >= 1  # type: ignore[attr-defined]
 
 
 async def test_a_lone_hold_goes_at_once_and_concurrent_ones_in_batches(db: Database) -> None:
