@@ -117,6 +117,7 @@ def test_postgres_restart_under_load(
             server.stop()
         log = server.log_tail(10_000_000)
         print(f"deferred settlements applied: {log.count('deferred settlement of')}")
+        print(f"holds the crash lost, re-created: {log.count('its hold was lost by the database')}")
 
     outcomes = {id(c): _classify(c) for c in calls}
     summary: dict[str, int] = {}
