@@ -8,13 +8,16 @@ PostgreSQL."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from sqlalchemy import text
 
 from minitoolai.accounts.service import AccountService
 from minitoolai.infra.db import Database
+from minitoolai.ledger.journal import Journal
 from minitoolai.ledger.service import Ledger, UsageRecord
 from minitoolai.ledger.store import Finish
 from tests.conftest import unique
@@ -137,18 +140,7 @@ async def test_a_deferred_settle_of_a_lost_hold_recreates_it_when_the_database_i
     ledger, acct = await _ledger_and_account(db, 1_000)
     hold = await ledger.hold(acct, 300, kind="chat", model="m", durable=False)
     store = ledger.store
-
-    class Away:
-        def __getattr__(self, name: str) -> Any:
-            return getattr(store, name)
-
-        async def finish(self, step: Finish) -> None:
-            raise ConnectionError("the database is away")
-
-        async def finish_many(self, steps: list[Finish]) -> None:
-            raise ConnectionError("the database is away")
-
-    ledger.store = Away()  # type: ignore[assignment]
+    ledger.store = _Away(store)  # type: ignore[assignment]
     done = await ledger.settle(hold.charge_id, 200)
     assert done.deferred
     ledger.store = store
@@ -171,3 +163,89 @@ async def test_a_settle_of_a_charge_this_process_never_held_is_still_not_found(
     with pytest.raises(NotFound):
         await ledger.settle("req_" + "0" * 24, 100)
     assert await ledger.balances(acct) == (1_000, 0)
+
+
+async def test_a_replay_recreates_a_hold_lost_with_the_database_after_its_process_died(
+    db: Database, tmp_path: Path
+) -> None:
+    """PostgreSQL crashed (the hold gone, the settle refused) and then the process died with
+    its settle only in its journal: the line carries the hold, so the next process's replay
+    re-creates and charges it, once."""
+    directory = tmp_path / "journal"
+    dying = Ledger(db, journal=Journal(directory))
+    _open.append(dying)
+    account, _ = await AccountService(db, dying).create(unique("lostj"), 1_000)
+    hold = await dying.hold(account.id, 300, kind="chat", model="m", durable=False)
+    store = dying.store
+    dying.store = _Away(store)  # type: ignore[assignment]
+    assert (await dying.settle(hold.charge_id, 120, UsageRecord(completion_tokens=4))).deferred
+    dying.store = store
+    assert dying.journal is not None
+    dying.journal.close()  # the process dies: its lock freed, its settle never committed
+    dying.finisher._deferred.clear()
+    await lose(db, hold.charge_id)
+
+    survivor = Ledger(db, journal=Journal(directory))
+    _open.append(survivor)
+    assert await survivor.replay_journals() == 1
+    assert await survivor.balances(account.id) == (880, 0)
+    assert await survivor.balances(account.id) == await survivor.entry_sums(account.id)
+    assert (await _charge(db, hold.charge_id) or ())[:5] == ("settled", 300, 120, None, 4)
+    assert await survivor.replay_journals() == 0
+
+
+async def test_only_a_hold_the_database_could_lose_goes_into_the_journal(
+    db: Database, tmp_path: Path
+) -> None:
+    ledger = Ledger(db, journal=Journal(tmp_path))
+    _open.append(ledger)
+    account, _ = await AccountService(db, ledger).create(unique("lostk"), 1_000)
+    flushed = await ledger.hold(account.id, 100, kind="chat", model="m")
+    unflushed = await ledger.hold(account.id, 100, kind="chat", model="m", durable=False)
+    ledger.store = _Away(ledger.store)  # type: ignore[assignment]  # the lines stay
+    for hold in (flushed, unflushed):
+        assert (await ledger.settle(hold.charge_id, 10)).deferred
+    (segment,) = tmp_path.glob("*.jsonl")
+    lines = [orjson.loads(line) for line in segment.read_bytes().splitlines()]
+    assert [line["hold"] is not None for line in lines] == [False, True]
+    assert lines[1]["hold"]["account"] == account.id and lines[1]["hold"]["amount"] == 100
+    ledger.store = ledger.store._store  # type: ignore[attr-defined]
+    await ledger.catch_up()
+    assert await ledger.balances(account.id) == (980, 0)
+
+
+class _Away:
+    """A store whose database refuses every finish (it is down)."""
+
+    def __init__(self, store: Any) -> None:
+        self._store = store
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    async def finish(self, step: Finish) -> None:
+        raise ConnectionError("the database is away")
+
+    async def finish_many(self, steps: list[Finish]) -> None:
+        raise ConnectionError("the database is away")
+
+
+def test_a_journal_line_carries_its_hold_and_a_malformed_hold_is_no_step() -> None:
+    from datetime import UTC, datetime
+
+    from minitoolai.ledger.journal import decode_entry, encode
+    from minitoolai.ledger.store import NewCharge
+
+    now = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
+    step = Finish("req_1", "settle", 5, 1, 2, None, False, "up", None, None, now)
+    hold = NewCharge("req_1", 7, None, "chat", "m", 300, None, None, now, now, "rid")
+    assert decode_entry(encode(step, hold)) == (step, hold)
+    assert decode_entry(encode(step)) == (step, None)
+    old = orjson.loads(encode(step))
+    del old["hold"]  # a line written before holds were kept
+    assert decode_entry(orjson.dumps(old)) == (step, None)
+    for bad in ({"account": "7"}, {"amount": -1}, {"kind": 3}, {"key": True}, {"at": 5}):
+        line = orjson.loads(encode(step, hold))
+        line["hold"].update(bad)
+        with pytest.raises((ValueError, KeyError, TypeError)):
+            decode_entry(orjson.dumps(line))

@@ -52,6 +52,9 @@ class LiveHold:
 
     since: float  # when it was held (monotonic)
     charge: NewCharge  # what it held: its settle re-creates it if the database lost it
+    #: durable when taken; if not (``Ledger.hold(durable=False)``), its settle's journal line
+    #: carries it, so a replay after this process died can re-create it too
+    flushed: bool = True
 
 
 @dataclass(slots=True)
@@ -129,8 +132,8 @@ class Finisher:
         applied = 0
         for dead in self.journal.dead():
             try:
-                for step in dead.steps():
-                    applied += await self._replay(step)
+                for step, hold in dead.entries():
+                    applied += await self._replay(step, hold)
             except Exception as exc:
                 log.warning("replaying journal %s failed (%s); will retry", dead.path, exc)
                 self.journal.forget(dead)
@@ -139,13 +142,18 @@ class Finisher:
             log.warning("replayed journal %s of a process that stopped", dead.path)
         return applied
 
-    async def _replay(self, step: Finish) -> int:
+    async def _replay(self, step: Finish, hold: NewCharge | None) -> int:
         done = await self.store.finish(step)
         if done is not None:
             _count_settled(step, done.model, done.charged)
             log.warning("%s of %s applied from the journal", step.kind, step.charge_id)
             return 1
-        if step.kind == "settle" and await self._settle_late(step) is not None:
+        late = None
+        if step.kind == "settle":
+            late = await self._settle_late(step)
+            if late is None and hold is not None:  # its hold died with the database
+                late = await self._settle_lost(step, hold)
+        if late is not None:
             return 1
         return 0  # applied before the process died, or released: nothing to do
 
@@ -175,7 +183,7 @@ class Finisher:
         )
         if expired_before is not None:  # the sweeper: its caller logs and retries
             return await self._finished(step, await self.store.finish(step), cost)
-        segment = self._journal(step)
+        segment = self._journal(step, self.live.get(charge_id))
         # a caller cancelled while its batch commits (a client leaving: asyncio's cancel
         # passes anyio's shield) leaves the outcome to ``_landed``, as a journaled settle does
         future = self.writer.submit(step, lambda f: self._landed(step, f, segment, cost))
@@ -206,13 +214,15 @@ class Finisher:
         self._committed(segment)
         return settlement
 
-    def _journal(self, step: Finish) -> Path | None:
+    def _journal(self, step: Finish, held: LiveHold | None) -> Path | None:
         """Write the step down; a journal that cannot be written (a full disk) costs the
         crash safety of this step only: it still commits, and this settle waits for that."""
         if self.journal is None:
             return None
+        # a hold a database crash could lose goes with its settle: a replay can re-create it
+        hold = held.charge if held and not held.flushed and step.kind == "settle" else None
         try:
-            return self.journal.append(step)
+            return self.journal.append(step, hold)
         except OSError as exc:
             log.error("journaling %s of %s failed (%s)", step.kind, step.charge_id, exc)
             return None

@@ -27,7 +27,7 @@ from typing import Any
 
 import orjson
 
-from minitoolai.ledger.store.base import Finish
+from minitoolai.ledger.store.base import Finish, NewCharge
 
 log = logging.getLogger("minitoolai.ledger")
 
@@ -36,9 +36,12 @@ SEGMENT_BYTES = 1 << 20
 SUFFIX = ".jsonl"
 
 
-def encode(step: Finish) -> bytes:
+def encode(step: Finish, hold: NewCharge | None = None) -> bytes:
+    """A step's line; ``hold``: the charge's hold when a database crash could have lost it
+    (``Ledger.hold(durable=False)``), so a replay can re-create it."""
     return orjson.dumps(
         {
+            "hold": None if hold is None else _hold_fields(hold),
             "id": step.charge_id,
             "kind": step.kind,
             "cost": step.cost,
@@ -54,9 +57,57 @@ def encode(step: Finish) -> bytes:
     )
 
 
+def _hold_fields(c: NewCharge) -> dict[str, Any]:
+    return {
+        "account": c.account_id,
+        "key": c.api_key_id,
+        "kind": c.kind,
+        "model": c.model,
+        "amount": c.amount,
+        "at": c.now,
+        "expires": c.expires_at,
+        "request_id": c.request_id,
+    }
+
+
 def decode(line: bytes) -> Finish:
     """A journal line as its step; ``ValueError``, ``KeyError`` or ``TypeError`` if not one."""
+    return decode_entry(line)[0]
+
+
+def decode_entry(line: bytes) -> tuple[Finish, NewCharge | None]:
+    """A journal line as its step and the hold it carries (None: none, or a line of before
+    holds were kept); ``ValueError``, ``KeyError`` or ``TypeError`` if not a step."""
     d: dict[str, Any] = orjson.loads(line)
+    step = _step(d)
+    h = d.get("hold")
+    if h is None:
+        return step, None
+    texts = (h["kind"], h["model"])
+    ids = (h["account"], h["amount"]) + (() if h["key"] is None else (h["key"],))
+    if not all(isinstance(t, str) for t in texts) or not all(
+        isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in ids
+    ):
+        raise ValueError("not a hold")
+    if h["request_id"] is not None and not isinstance(h["request_id"], str):
+        raise ValueError("not a hold")
+    hold = NewCharge(
+        id=step.charge_id,
+        account_id=h["account"],
+        api_key_id=h["key"],
+        kind=h["kind"],
+        model=h["model"],
+        amount=h["amount"],
+        idempotency_key=None,
+        request_hash=None,
+        now=datetime.fromisoformat(h["at"]),
+        expires_at=datetime.fromisoformat(h["expires"]),
+        request_id=h["request_id"],
+    )
+    return step, hold
+
+
+def _step(d: dict[str, Any]) -> Finish:
     kind = d["kind"]
     if kind not in ("settle", "release") or not isinstance(d["id"], str):
         raise ValueError(f"not a step: {kind!r}")
@@ -100,12 +151,16 @@ class DeadSegment:
 
     def steps(self) -> Iterator[Finish]:
         """Its steps in order; a line that is not one is logged and skipped."""
+        return (step for step, _ in self.entries())
+
+    def entries(self) -> Iterator[tuple[Finish, NewCharge | None]]:
+        """Its steps in order, each with the hold its line carries (``decode_entry``)."""
         with os.fdopen(os.dup(self.fd), "rb") as fh:
             for number, line in enumerate(fh, 1):
                 if not line.strip():
                     continue
                 try:
-                    yield decode(line)
+                    yield decode_entry(line)
                 except (ValueError, KeyError, TypeError) as exc:
                     log.error(
                         "journal %s line %d is not a step (%s); skipped", self.path, number, exc
@@ -120,13 +175,14 @@ class Journal:
         self._segments: dict[Path, _Segment] = {}
         self._current: Path | None = None
 
-    def append(self, step: Finish) -> Path:
-        """Write ``step`` down; returns its segment, for ``committed`` once it is applied."""
+    def append(self, step: Finish, hold: NewCharge | None = None) -> Path:
+        """Write ``step`` down (with ``hold``: see ``encode``); returns its segment, for
+        ``committed`` once it is applied."""
         path = self._current
         if path is None or self._segments[path].size >= SEGMENT_BYTES:
             path = self._rotate()
         segment = self._segments[path]
-        line = encode(step) + b"\n"
+        line = encode(step, hold) + b"\n"
         os.write(segment.fd, line)
         segment.size += len(line)
         segment.pending += 1

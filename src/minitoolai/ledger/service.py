@@ -274,12 +274,11 @@ class Ledger:
                 budget_period=day,
             )
             # a request's hold while others are open may be batched with theirs (SQLite)
-            outcome = await self.store.hold(
-                charge, company=bool(self._live), durable=durable or ttl is not None
-            )
+            flushed = durable or ttl is not None
+            outcome = await self.store.hold(charge, company=bool(self._live), durable=flushed)
             if outcome == "held":
                 if ttl is None:
-                    self._live[charge.id] = LiveHold(time.monotonic(), charge)
+                    self._live[charge.id] = LiveHold(time.monotonic(), charge, flushed)
                 return Hold(charge.id, account_id, amount)
             if idempotency is not None:
                 earlier = await self._by_idempotency(account_id, idempotency)
