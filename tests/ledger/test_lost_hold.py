@@ -249,3 +249,44 @@ def test_a_journal_line_carries_its_hold_and_a_malformed_hold_is_no_step() -> No
         line["hold"].update(bad)
         with pytest.raises((ValueError, KeyError, TypeError)):
             decode_entry(orjson.dumps(line))
+
+
+async def test_concurrent_settles_of_one_lost_hold_charge_it_once_beside_new_holds(
+    db: Database,
+) -> None:
+    """Twenty re-creations of the same lost hold at once (a retry racing a replay, say), while
+    other requests hold the same account: the charge is written and paid once, the balance
+    never goes below what is held, and the entries add up."""
+    import asyncio
+
+    from minitoolai.errors import InsufficientCredit
+    from minitoolai.ledger.service import LiveHold
+
+    ledger, acct = await _ledger_and_account(db, 1_000)
+    hold = await ledger.hold(acct, 400, kind="chat", model="m", durable=False)
+    live = ledger._live[hold.charge_id]
+    assert isinstance(live, LiveHold)
+    await lose(db, hold.charge_id)
+    step = Finish(
+        hold.charge_id, "settle", 300, 1, 1, None, False, "up", None, None, live.charge.now
+    )
+
+    async def other() -> str | None:
+        try:
+            return (await ledger.hold(acct, 150, kind="chat", model="m")).charge_id
+        except InsufficientCredit:
+            return None
+
+    got = await asyncio.gather(
+        *(ledger.store.settle_lost(live.charge, step, "lost") for _ in range(20)),
+        *(other() for _ in range(10)),
+    )
+    lost = [g for g in got[:20] if g is not None]
+    others = [g for g in got[20:] if g is not None]
+    assert len(lost) == 1
+    charged = lost[0].charged  # type: ignore[union-attr]
+    balance, held = await ledger.balances(acct)
+    assert (balance, held) == (1_000 - charged, 150 * len(others))
+    assert held <= balance and charged <= 300
+    assert (balance, held) == await ledger.entry_sums(acct)
+    assert (await _charge(db, hold.charge_id) or ())[:3] == ("settled", 400, charged)
