@@ -113,7 +113,7 @@ class Finisher:
                 if done is not None:
                     _count_settled(step, done.model, done.charged)
                 elif step.kind == "settle":
-                    await self._settle_unheld(step, self.live.get(charge_id))
+                    await self._settle_unheld(step, _charge(self.live.get(charge_id)))
             except Exception as exc:  # still unreachable: keep it for the next round
                 log.warning("settling %s failed again (%s); will retry", charge_id, exc)
                 continue
@@ -148,12 +148,7 @@ class Finisher:
             _count_settled(step, done.model, done.charged)
             log.warning("%s of %s applied from the journal", step.kind, step.charge_id)
             return 1
-        late = None
-        if step.kind == "settle":
-            late = await self._settle_late(step)
-            if late is None and hold is not None:  # its hold died with the database
-                late = await self._settle_lost(step, hold)
-        if late is not None:
+        if step.kind == "settle" and await self._settle_unheld(step, hold) is not None:
             return 1
         return 0  # applied before the process died, or released: nothing to do
 
@@ -280,7 +275,7 @@ class Finisher:
         charge_id = step.charge_id
         if done is None:  # already settled or released (or, for the sweeper, not expired)
             if step.kind == "settle" and step.expired_before is None:
-                late = await self._settle_unheld(step, held)
+                late = await self._settle_unheld(step, _charge(held))
                 if late is not None:
                     return Settlement(charge_id, late, True)
             existing = await self.store.cost(charge_id)
@@ -304,13 +299,13 @@ class Finisher:
                 done.held_amount,
             )
 
-    async def _settle_unheld(self, step: Finish, held: LiveHold | None) -> int | None:
+    async def _settle_unheld(self, step: Finish, hold: NewCharge | None) -> int | None:
         """A settle whose charge was not ``held``: charged late if the sweeper released it,
-        re-created if the database lost it (this process knows what it held); None when it
-        was settled or released already."""
+        re-created if the database lost it (``hold``: what this process, or the dead one whose
+        journal this is, held); None when it was settled or released already."""
         late = await self._settle_late(step)
-        if late is None and held is not None:
-            late = await self._settle_lost(step, held.charge)
+        if late is None and hold is not None:
+            late = await self._settle_lost(step, hold)
         return late
 
     async def _settle_lost(self, step: Finish, charge: NewCharge) -> int | None:
@@ -351,6 +346,10 @@ class Finisher:
         else:
             log.warning("charge %s settled after its hold expired", step.charge_id)
         return late.charged
+
+
+def _charge(held: LiveHold | None) -> NewCharge | None:
+    return None if held is None else held.charge
 
 
 def _count_settled(step: Finish, model: str, charged: int) -> None:

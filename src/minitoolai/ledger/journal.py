@@ -83,26 +83,21 @@ def decode_entry(line: bytes) -> tuple[Finish, NewCharge | None]:
     h = d.get("hold")
     if h is None:
         return step, None
-    texts = (h["kind"], h["model"])
-    ids = (h["account"], h["amount"]) + (() if h["key"] is None else (h["key"],))
-    if not all(isinstance(t, str) for t in texts) or not all(
-        isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in ids
-    ):
-        raise ValueError("not a hold")
-    if h["request_id"] is not None and not isinstance(h["request_id"], str):
-        raise ValueError("not a hold")
+    account, amount = _count(h["account"]), _count(h["amount"])
+    if account is None or amount is None:
+        raise ValueError("a hold needs its account and amount")
     hold = NewCharge(
         id=step.charge_id,
-        account_id=h["account"],
-        api_key_id=h["key"],
-        kind=h["kind"],
-        model=h["model"],
-        amount=h["amount"],
+        account_id=account,
+        api_key_id=_count(h["key"]),
+        kind=_text(h["kind"]),
+        model=_text(h["model"]),
+        amount=amount,
         idempotency_key=None,
         request_hash=None,
         now=datetime.fromisoformat(h["at"]),
         expires_at=datetime.fromisoformat(h["expires"]),
-        request_id=h["request_id"],
+        request_id=None if h["request_id"] is None else _text(h["request_id"]),
     )
     return step, hold
 
@@ -111,28 +106,33 @@ def _step(d: dict[str, Any]) -> Finish:
     kind = d["kind"]
     if kind not in ("settle", "release") or not isinstance(d["id"], str):
         raise ValueError(f"not a step: {kind!r}")
-
-    def count(value: Any) -> int | None:
-        if value is None:
-            return None
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            raise ValueError(f"not a count: {value!r}")
-        return value
-
-    cost = count(d["cost"])
     return Finish(
         charge_id=d["id"],
         kind=kind,
-        cost=cost or 0,
-        prompt_tokens=count(d["prompt"]),
-        completion_tokens=count(d["completion"]),
-        units=count(d["units"]),
+        cost=_count(d["cost"]) or 0,
+        prompt_tokens=_count(d["prompt"]),
+        completion_tokens=_count(d["completion"]),
+        units=_count(d["units"]),
         estimated=bool(d["estimated"]),
         served_by=d["served_by"],
         result=d["result"],
         note=d["note"],
         now=datetime.fromisoformat(d["now"]),
     )
+
+
+def _count(value: Any) -> int | None:
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ValueError(f"not a count: {value!r}")
+    return value
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"not a text: {value!r}")
+    return value
 
 
 @dataclass
