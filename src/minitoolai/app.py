@@ -99,7 +99,9 @@ async def _read_gauges(svc: Services) -> None:
     try:
         async with svc.db.read() as conn:
             held = await conn.execute(
-                select(func.count()).select_from(charges).where(charges.c.status == "held")
+                select(func.count())
+                .select_from(charges)
+                .where(charges.c.status == "held", charges.c.kind != "lease")
             )
             HOLDS_OPEN.set(held.scalar_one())
         QUEUE_DEPTH.set((await svc.images.queue.counts())[JobStatus.QUEUED.value])

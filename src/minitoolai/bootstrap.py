@@ -123,6 +123,7 @@ async def build_services(
         hold_timeout_s=settings.hold_timeout_s,
         journal=Journal(settings.data_dir / "journal"),  # a file appears at the first settle
         settle_wait=settings.settle_wait,
+        leases=settings.ledger_leases,
         gather_s=settings.settle_gather_ms / 1000,
     )
     prices = PriceTable(config.prices)

@@ -107,7 +107,8 @@ UPSTREAM_LATENCY = Histogram(
 # so under ``--workers`` the most recent scrape's value is the one shown.
 HOLDS_OPEN = Gauge(
     "minitoolai_holds_open",
-    "Charges held and not yet settled or released (every process)",
+    "Charges held and not yet settled or released (every process; a request held on a"
+    " lease has no row until it finishes)",
     registry=REGISTRY,
     multiprocess_mode="mostrecent",
 )

@@ -29,7 +29,7 @@ def send_and_leave(gw: Gateway, body: dict[str, object], path: str) -> None:
             + raw
         )
         deadline = time.monotonic() + 5
-        while gw.held_nano() == 0:
+        while gw.idle_held_nano() == 0:
             assert time.monotonic() < deadline, "the request was never held"
             time.sleep(0.02)
 

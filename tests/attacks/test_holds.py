@@ -62,7 +62,7 @@ def test_a_stream_longer_than_the_hold_timeout_is_billed_in_full(
         usage = orjson.loads(events[-3][6:])["usage"]
         assert usage["completion_tokens"] == 8
         assert before - gw.balance_nano() == count_messages(MESSAGES) * 150 + 8 * 600
-        assert gw.held_nano() == 0
+        assert gw.idle_held_nano() == 0
         listed = requests.get(gw.url + "/api/usage/", headers=gw.headers(), timeout=10).json()
         assert listed["data"][0]["estimated"] is False
 

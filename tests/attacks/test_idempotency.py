@@ -69,7 +69,7 @@ def test_a_rejected_chats_key_on_an_image_job_neither_frees_the_image_nor_refund
         timeout=10,
     )
     assert cancelled.status_code == 200
-    assert gw.balance_nano() == before and gw.held_nano() == 0
+    assert gw.balance_nano() == before and gw.idle_held_nano() == 0
 
 
 def test_a_settled_chats_key_on_an_image_is_a_new_request_and_its_cancel_refunds_only_it(
@@ -86,7 +86,7 @@ def test_a_settled_chats_key_on_an_image_is_a_new_request_and_its_cancel_refunds
         json={"jobid": str(job["jobid"]), "signature": job["signature"]},
         timeout=10,
     )
-    assert before - gw.balance_nano() == CHAT_COST and gw.held_nano() == 0
+    assert before - gw.balance_nano() == CHAT_COST and gw.idle_held_nano() == 0
 
 
 def test_an_image_key_reused_on_chat_is_a_new_chat(gw: Gateway) -> None:
@@ -125,9 +125,9 @@ def test_a_request_that_failed_can_be_retried_with_its_key(gw: Gateway) -> None:
     retried = chat(gw, "k6")
     assert retried.status_code == 200
     assert chat(gw, "k6").json() == retried.json()  # and from now on it replays
-    assert before - gw.balance_nano() == CHAT_COST and gw.held_nano() == 0
+    assert before - gw.balance_nano() == CHAT_COST and gw.idle_held_nano() == 0
 
 
 def test_an_unprintable_key_is_a_400(gw: Gateway) -> None:
     response = chat(gw, "k\x7f")
-    assert response.status_code == 400 and gw.held_nano() == 0
+    assert response.status_code == 400 and gw.idle_held_nano() == 0

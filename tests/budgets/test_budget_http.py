@@ -103,7 +103,7 @@ def test_an_account_budget_over_http_and_bad_bodies(gateway: tuple[Gateway, str]
         _client(gw, gw.api_key).chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)  # type: ignore[arg-type]
     assert err.value.status_code == 402 and err.value.code == "budget_exceeded"
     assert "account's monthly budget of US$0.000001000" in err.value.message
-    assert gw.held_nano() == 0
+    assert gw.idle_held_nano() == 0
     for bad in ({"daily": "-1"}, {"daily": "0"}, {"daily": "x"}, {"weekly": "1"}):
         assert gw.admin("PUT", f"/admin/accounts/{gw.account}/budget", json=bad).status_code == 400
     assert gw.admin("PUT", "/admin/accounts/nobody-here/budget", json={}).status_code == 404

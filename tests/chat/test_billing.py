@@ -32,7 +32,7 @@ def test_exact_charge_on_each_database(gateway_each_db: Gateway) -> None:
     usage = orjson.loads(lines[-2][6:])["usage"]
     assert usage["prompt_tokens"] == PROMPT and usage["completion_tokens"] == 5
     assert before - gw.balance_nano() == PROMPT * 150 + 5 * 600
-    assert gw.held_nano() == 0
+    assert gw.idle_held_nano() == 0
     listed = requests.get(gw.url + "/api/usage/", headers=gw.headers(), timeout=10).json()["data"]
     assert listed[0]["cost"] == f"0.{PROMPT * 150 + 5 * 600:09d}"
     assert listed[0]["served_by"] == "up:gpt-4o-mini" and listed[0]["estimated"] is False
@@ -51,7 +51,7 @@ def test_request_over_balance_is_refused_before_any_upstream_call(
         error = response.json()["error"]
         assert error["type"] == "insufficient_quota" and "max_completion_tokens" in error["message"]
         assert upstream.calls == 0
-        assert gw.balance_nano() == 1_000_000 and gw.held_nano() == 0
+        assert gw.balance_nano() == 1_000_000 and gw.idle_held_nano() == 0
         # asking for fewer tokens fits the balance
         assert (
             post(
@@ -141,7 +141,7 @@ def test_client_disconnect_is_charged_for_what_was_generated(tmp_path: Path) -> 
         words = received.count(b'"content"')
         charged = before - gw.balance_nano()
         # prompt plus one token per word the upstream produced before the close was noticed
-        assert (charged - PROMPT * 150) % 600 == 0 and gw.held_nano() == 0
+        assert (charged - PROMPT * 150) % 600 == 0 and gw.idle_held_nano() == 0
         completion = (charged - PROMPT * 150) // 600
         # what the upstream had produced when the close was noticed: the words we saw, or a
         # word or two more that were in flight
@@ -198,7 +198,7 @@ def test_all_deployments_down_is_502_and_free(tmp_path: Path) -> None:
             assert response.status_code == 502
             error = response.json()["error"]
             assert error["type"] == "upstream_error" and "sk-upstream-secret" not in response.text
-        assert gw.balance_nano() == before and gw.held_nano() == 0
+        assert gw.balance_nano() == before and gw.idle_held_nano() == 0
 
 
 def test_upstream_dying_mid_stream_bills_what_arrived_and_says_so(tmp_path: Path) -> None:

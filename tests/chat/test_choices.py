@@ -57,7 +57,7 @@ def test_three_choices_whole_billed_as_their_usage(
     charge = last_charge(gw)
     assert nano(charge["cost"]) == cost(reply.usage) == before - gw.balance_nano()
     assert charge["completion_tokens"] == 3 * upstream.chunks and charge["estimated"] is False
-    assert gw.held_nano() == 0
+    assert gw.idle_held_nano() == 0
 
 
 def test_three_choices_streamed_each_with_its_index(
@@ -135,7 +135,7 @@ def test_the_hold_covers_every_choice(tmp_path: Path, upstream: FakeUpstream) ->
         refused = requests.post(url, headers=gw.headers(), json={**body, "n": 3}, timeout=30)
         assert refused.status_code == 402, refused.text
         assert refused.json()["error"]["type"] == "insufficient_quota"
-        assert upstream.calls == 0 and gw.held_nano() == 0 and gw.balance_nano() == 2_000_000
+        assert upstream.calls == 0 and gw.idle_held_nano() == 0 and gw.balance_nano() == 2_000_000
         one = requests.post(url, headers=gw.headers(), json=body, timeout=30)
         assert one.status_code == 200 and upstream.calls == 1
 

@@ -154,7 +154,7 @@ def last_usage(gw: Gateway) -> dict[str, Any]:
 
 
 def charged(gw: Gateway, before: int) -> int:
-    assert gw.held_nano() == 0
+    assert gw.idle_held_nano() == 0
     return before - gw.balance_nano()
 
 

@@ -184,4 +184,4 @@ def test_an_unknown_model_is_openais_404(gateway: Gateway, upstream: FakeUpstrea
         timeout=10,
     )
     assert seed.status_code == 404 and seed.json()["error"]["code"] == "model_not_found"
-    assert upstream.calls == 0 and gateway.held_nano() == 0
+    assert upstream.calls == 0 and gateway.idle_held_nano() == 0

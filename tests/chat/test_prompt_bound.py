@@ -138,7 +138,7 @@ def test_a_roomy_account_is_held_the_bound_and_charged_the_upstreams_count(
         assert held == hold_of(BOUND)
         assert usage(answer)["prompt_tokens"] == EXACT
         assert before - gw.balance_nano() == EXACT * IN + 3 * OUT
-        assert gw.held_nano() == 0
+        assert gw.idle_held_nano() == 0
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -150,7 +150,7 @@ def test_a_balance_below_the_bound_but_above_the_exact_hold_is_answered(
         answer = chat(gw)
         assert answer.status_code == 200, answer.text
         assert gw.balance_nano() == credit - (EXACT * IN + 3 * OUT)
-        assert gw.held_nano() == 0
+        assert gw.idle_held_nano() == 0
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -162,7 +162,7 @@ def test_a_balance_below_the_exact_hold_is_refused_on_the_exact_amount(
         answer = chat(gw)
         assert answer.status_code == 402, answer.text
         assert f"up to US${usd(hold_of(EXACT))}" in answer.json()["error"]["message"]
-        assert (gw.balance_nano(), gw.held_nano()) == (credit, 0)
+        assert (gw.balance_nano(), gw.idle_held_nano()) == (credit, 0)
 
 
 def test_a_token_limit_counts_the_prompt_exactly(tmp_path: Path) -> None:
@@ -199,7 +199,7 @@ def test_racing_requests_on_a_tight_balance_hold_exactly_and_never_overdraw(
         assert set(codes) <= {200, 402} and codes[200] >= 2, codes
         cost = EXACT * IN + 3 * OUT
         assert gw.balance_nano() == credit - codes[200] * cost >= 0
-        assert gw.held_nano() == 0
+        assert gw.idle_held_nano() == 0
         url = database_url(backend, tmp_path)
         assert audit(url, gw.account).problems() == []
 

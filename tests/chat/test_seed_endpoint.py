@@ -86,7 +86,7 @@ def test_seed_snippet_streams_the_seed_shape(gateway: Gateway, upstream: FakeUps
     }
     # billed exactly what the usage chunk says, at the seed's gpt-4o-mini price
     assert before - gateway.balance_nano() == prompt * 150 + 5 * 600
-    assert gateway.held_nano() == 0
+    assert gateway.idle_held_nano() == 0
     # the upstream was asked for its usage and got the seed's parameters
     sent = upstream.requests[-1]
     assert sent["stream_options"] == {"include_usage": True}

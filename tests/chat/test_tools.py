@@ -102,7 +102,7 @@ def test_a_two_tool_agent_loop(gateway: Gateway, upstream: FakeUpstream) -> None
     # the history reached the upstream as the client sent it, and was billed by its usage
     assert upstream.requests[-1]["messages"][1]["tool_calls"] == history[1]["tool_calls"]
     assert final.usage is not None and middle - gateway.balance_nano() == cost(final.usage)
-    assert gateway.held_nano() == 0
+    assert gateway.idle_held_nano() == 0
 
 
 def test_streamed_calls_reassemble_into_the_whole_answer(
@@ -264,7 +264,7 @@ def test_a_large_tools_list_the_account_cannot_cover_is_a_402(
         url = gw.url + "/v1/chat/completions"
         refused = requests.post(url, headers=gw.headers(), json={**body, "tools": many}, timeout=30)
         assert refused.status_code == 402, refused.text
-        assert upstream.calls == 0 and gw.held_nano() == 0
+        assert upstream.calls == 0 and gw.idle_held_nano() == 0
         assert gw.balance_nano() == 1_000_000
         # the same request with a few tools fits
         assert (

@@ -177,7 +177,7 @@ def test_hostile_or_bad_images_are_400_connect_nowhere_and_cost_nothing(
     error = reply.json()["error"]
     assert error["param"] == "messages" and error["code"]
     assert listener.connections == 0  # refused before any connection
-    assert upstream.calls == 0 and gw.balance_nano() == before and gw.held_nano() == 0
+    assert upstream.calls == 0 and gw.balance_nano() == before and gw.idle_held_nano() == 0
 
 
 def test_images_in_the_seed_stream(vision_gateway: Gateway, image_server: str) -> None:

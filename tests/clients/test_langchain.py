@@ -92,7 +92,7 @@ def test_bind_tools_runs_a_two_tool_agent_loop(
     assert [m["tool_call_id"] for m in sent["messages"][2:]] == ["call_w1", "call_t2"]
     assert [m["content"] for m in sent["messages"][2:]] == list(RESULTS.values())
     assert before - gw.balance_nano() == usage_cost(first) + usage_cost(final)
-    assert gw.held_nano() == 0
+    assert gw.idle_held_nano() == 0
 
 
 def test_streamed_tool_calls_merge_into_the_whole_answer(

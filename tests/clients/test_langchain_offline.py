@@ -105,7 +105,7 @@ def test_an_offline_two_tool_agent_loop(offline_gateway: Gateway) -> None:
     assert isinstance(final.content, str) and final.content.strip()
     charged += usage_cost(final)
     assert before - gw.balance_nano() == charged
-    assert gw.held_nano() == 0
+    assert gw.idle_held_nano() == 0
 
 
 @pytest.mark.parametrize("method", ["function_calling", "json_schema"])

@@ -54,7 +54,7 @@ def test_a_two_tool_agent_loop(gateway_each_db: Gateway, upstream: FakeUpstream)
     ]
     assert calls_of(history[1]) == EXPECTED_CALLS
     assert before - gw.balance_nano() == cost(first["usage"]) + cost(final["usage"])
-    assert gw.held_nano() == 0
+    assert gw.idle_held_nano() == 0
 
 
 def test_streamed_tool_calls_reassemble_into_the_whole_answer(
@@ -138,4 +138,4 @@ def test_an_offline_two_tool_agent_loop(offline_gateway: Gateway) -> None:
     last = replies[-1]["choices"][0]
     assert last["message"]["content"] and not last["message"].get("tool_calls")
     assert before - gw.balance_nano() == sum(cost(r["usage"]) for r in replies)
-    assert gw.held_nano() == 0
+    assert gw.idle_held_nano() == 0

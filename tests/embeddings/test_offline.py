@@ -63,7 +63,7 @@ def test_the_charge_is_the_usage_shown_to_the_nano_dollar(gw: Gateway) -> None:
     tokens = reply.usage.prompt_tokens
     assert tokens == reply.usage.total_tokens == 6 + 6  # WordPiece, [CLS] and [SEP] included
     assert before - gw.balance_nano() == tokens * NANO_PER_TOKEN
-    assert gw.held_nano() == 0
+    assert gw.idle_held_nano() == 0
     row = last_usage_row(gw)
     assert row["kind"] == "embeddings" and row["status"] == "settled"
     assert row["prompt_tokens"] == tokens and row["served_by"] == "local:all-minilm-l6-v2"
@@ -160,7 +160,7 @@ def test_invalid_requests_are_400s_naming_the_param_and_free(
     response = requests.post(gw.url + "/v1/embeddings", headers=gw.headers(), json=body, timeout=60)
     assert response.status_code == 400, response.text
     assert response.json()["error"]["param"] == param
-    assert gw.balance_nano() == before and gw.held_nano() == 0
+    assert gw.balance_nano() == before and gw.idle_held_nano() == 0
 
 
 def test_an_unknown_model_is_404_model_not_found(gw: Gateway) -> None:

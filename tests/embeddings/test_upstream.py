@@ -59,7 +59,7 @@ def test_pass_through_in_order_billed_by_the_upstreams_usage(
     tokens = openai_tokens(texts)
     assert reply.usage.prompt_tokens == reply.usage.total_tokens == tokens
     assert before - gw.balance_nano() == tokens * LARGE
-    assert gw.held_nano() == 0
+    assert gw.idle_held_nano() == 0
 
 
 def test_float_format_and_token_ids_go_as_sent(gw: Gateway, upstream: EmbeddingsUpstream) -> None:
@@ -100,7 +100,7 @@ def test_an_upstream_failure_is_502_and_free(gw: Gateway, upstream: EmbeddingsUp
     with pytest.raises(openai.APIStatusError) as caught:
         client(gw).embeddings.create(model="text-embedding-3-small", input="x")
     assert caught.value.status_code == 502
-    assert gw.balance_nano() == before and gw.held_nano() == 0
+    assert gw.balance_nano() == before and gw.idle_held_nano() == 0
 
 
 def test_a_rejection_upstream_is_a_400(gw: Gateway, upstream: EmbeddingsUpstream) -> None:
@@ -108,7 +108,7 @@ def test_a_rejection_upstream_is_a_400(gw: Gateway, upstream: EmbeddingsUpstream
     before = gw.balance_nano()
     with pytest.raises(openai.BadRequestError):
         client(gw).embeddings.create(model="text-embedding-3-small", input="x")
-    assert gw.balance_nano() == before and gw.held_nano() == 0
+    assert gw.balance_nano() == before and gw.idle_held_nano() == 0
 
 
 def test_no_credit_is_402_and_the_upstream_never_hears(
@@ -153,7 +153,7 @@ def test_a_malformed_answer_is_502_and_free(
     answer = requests.post(gw.url + "/v1/embeddings", headers=gw.headers(), json=body, timeout=30)
     assert answer.status_code == 502, answer.text
     assert len(upstream.seen) == 1
-    assert gw.balance_nano() == before and gw.held_nano() == 0
+    assert gw.balance_nano() == before and gw.idle_held_nano() == 0
 
 
 def test_a_client_that_leaves_first_pays_nothing(gw: Gateway, upstream: EmbeddingsUpstream) -> None:
@@ -166,7 +166,7 @@ def test_a_client_that_leaves_first_pays_nothing(gw: Gateway, upstream: Embeddin
     while gw.held_nano() != 0 and time.monotonic() < deadline:
         time.sleep(0.05)
     assert len(upstream.seen) == 1  # it was asked, then the client left
-    assert gw.held_nano() == 0 and gw.balance_nano() == before
+    assert gw.idle_held_nano() == 0 and gw.balance_nano() == before
     time.sleep(1.5)  # the upstream's late answer changes nothing
     assert gw.balance_nano() == before
 

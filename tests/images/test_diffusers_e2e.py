@@ -52,7 +52,7 @@ def test_seed_snippet_through_diffusers(diffusers_gateway: Gateway) -> None:
     assert done["status"] == "success", done
     image = Image.open(io.BytesIO(requests.get(done["image_url"], timeout=10).content))
     assert image.size == (1152, 768)
-    assert before - gw.balance_nano() == 1_500_000 and gw.held_nano() == 0
+    assert before - gw.balance_nano() == 1_500_000 and gw.idle_held_nano() == 0
 
 
 def test_missing_weights_fail_fast_refunded_and_say_what_to_fetch(
@@ -70,4 +70,4 @@ def test_missing_weights_fail_fast_refunded_and_say_what_to_fetch(
     assert done["status"] == "error"
     assert "Lykon/dreamshaper-xl-lightning" in done["message"]  # what to download
     assert "[image_models.dreamshaper]" in done["message"]  # or what to configure
-    assert gw.balance_nano() == before and gw.held_nano() == 0
+    assert gw.balance_nano() == before and gw.idle_held_nano() == 0

@@ -69,7 +69,7 @@ def test_seed_snippet_to_image(image_gateway: Gateway) -> None:
     assert done["status"] == "success" and done["message"] == "success"
     image = Image.open(io.BytesIO(requests.get(done["image_url"], timeout=10).content))
     assert image.format == "PNG" and image.size == (1152, 768)
-    assert before - gw.balance_nano() == PRICE and gw.held_nano() == 0
+    assert before - gw.balance_nano() == PRICE and gw.idle_held_nano() == 0
     # the poll works with the id as a number too, and without the trailing slash
     again = requests.post(
         gw.url + "/api/texttoimage/jobs",

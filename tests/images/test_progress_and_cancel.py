@@ -69,6 +69,6 @@ def test_queue_position_progress_and_cancel(slow_gateway: Gateway) -> None:
     again = poll(gw, third["jobid"], third["signature"], "/api/texttoimage/jobs/cancel/")
     assert again.status_code == 409
     time.sleep(1.0)  # the worker notices at its next heartbeat and stops
-    assert before - gw.balance_nano() == 1_500_000 and gw.held_nano() == 0
+    assert before - gw.balance_nano() == 1_500_000 and gw.idle_held_nano() == 0
     fourth = submit(gw)  # the worker is free again
     assert wait_done(gw, fourth["jobid"], fourth["signature"])["status"] == "success"

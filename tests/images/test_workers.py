@@ -97,7 +97,7 @@ def test_killed_worker_job_completes_on_another_once(tmp_path: Path, fresh_postg
         (row,) = jobs_table(fresh_postgres)
         assert row["attempts"] == 2 and row["status"] == "succeeded"
         assert len(list((data_dir / "images").glob("*.png"))) == 1
-        assert before - gw.balance_nano() == PRICE and gw.held_nano() == 0
+        assert before - gw.balance_nano() == PRICE and gw.idle_held_nano() == 0
 
 
 def test_two_workers_fifty_jobs_each_done_exactly_once(tmp_path: Path, fresh_postgres: str) -> None:
@@ -115,7 +115,7 @@ def test_two_workers_fifty_jobs_each_done_exactly_once(tmp_path: Path, fresh_pos
         assert all(r["status"] == "succeeded" and r["attempts"] == 1 for r in rows)
         assert len({r["worker_id"] for r in rows}) == 2  # both workers took jobs
         assert len(list((data_dir / "images").glob("*.png"))) == 50
-        assert before - gw.balance_nano() == 50 * PRICE and gw.held_nano() == 0
+        assert before - gw.balance_nano() == 50 * PRICE and gw.idle_held_nano() == 0
 
 
 def test_hostile_prompts_never_500_on_postgres(tmp_path: Path, fresh_postgres: str) -> None:

@@ -111,7 +111,7 @@ def test_closed_refuses_with_503_and_charges_nothing_twice(
         assert books.problems() == []
         assert books.by_status()["settled"] == statuses[200]  # each answer charged once
         assert books.by_status()["held"] == 0  # and no refusal left a hold behind
-        assert gw.held_nano() == 0
+        assert gw.idle_held_nano() == 0
 
 
 def test_local_carries_on_with_a_warning_and_a_metric(

@@ -88,7 +88,7 @@ def test_two_choices_are_two_generations_billed_as_two_completions(gateway: Gate
     assert before - gateway.balance_nano() == cost(two.usage)
     rows = requests.get(gateway.url + "/api/usage/", headers=gateway.headers(), timeout=10)
     assert rows.json()["data"][0]["completion_tokens"] == 16
-    assert gateway.held_nano() == 0
+    assert gateway.idle_held_nano() == 0
 
 
 def test_two_streamed_choices_carry_their_index(gateway: Gateway) -> None:
@@ -225,4 +225,4 @@ def test_what_the_local_engine_cannot_keep_is_a_400(
     )
     assert response.status_code == 400, response.text
     assert response.json()["error"]["param"] == param
-    assert gateway.balance_nano() == before and gateway.held_nano() == 0
+    assert gateway.balance_nano() == before and gateway.idle_held_nano() == 0

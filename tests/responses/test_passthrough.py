@@ -149,7 +149,7 @@ def test_create_reaches_the_upstreams_responses_unchanged_and_bills_its_usage(
     charged = before - gateway.balance_nano()
     assert charged == cost("gpt-4o-mini", usage) == last_charge_nano(gateway) > 0
     assert usage_row(gateway)["estimated"] is False
-    assert gateway.held_nano() == 0
+    assert gateway.idle_held_nano() == 0
     assert client_of(gateway).responses.retrieve(reply.id).model_dump() == reply.model_dump()
 
 
@@ -174,7 +174,7 @@ def test_stream_relays_the_upstreams_events_billed_by_its_usage(gateway: Gateway
     assert final.usage is not None and final.usage.output_tokens == 5
     charged = before - gateway.balance_nano()
     assert charged == cost("gpt-4o-mini", final.usage) == last_charge_nano(gateway)
-    assert gateway.held_nano() == 0
+    assert gateway.idle_held_nano() == 0
     stored = client_of(gateway).responses.retrieve(final.id)
     assert stored.output_text == WORDS and stored.usage == final.usage
 
@@ -228,7 +228,7 @@ def test_failover_before_the_first_byte_to_the_next_deployment(gateway: Gateway)
     assert down.calls == tried + 1 and pt2.responses_requests  # the first failed, the next answered
     assert reply.output_text == WORDS and reply.usage is not None
     assert before - gateway.balance_nano() == cost("gpt-4o", reply.usage)
-    assert gateway.held_nano() == 0
+    assert gateway.idle_held_nano() == 0
 
 
 @pytest.mark.parametrize("stream", [False, True])
@@ -237,7 +237,7 @@ def test_nobody_answering_releases_the_hold(gateway: Gateway, stream: bool) -> N
     with pytest.raises(openai.APIStatusError) as failed:
         client_of(gateway).responses.create(model="gpt-4.1", input="Hello?", stream=stream)
     assert failed.value.status_code == 502
-    assert gateway.balance_nano() == before and gateway.held_nano() == 0
+    assert gateway.balance_nano() == before and gateway.idle_held_nano() == 0
 
 
 def test_breaking_mid_stream_is_billed_on_what_was_delivered(gateway: Gateway) -> None:
@@ -256,7 +256,7 @@ def test_breaking_mid_stream_is_billed_on_what_was_delivered(gateway: Gateway) -
     assert failed.usage is not None and failed.usage.output_tokens == count_text(delivered)
     assert before - gateway.balance_nano() == cost("gpt-4.1-mini", failed.usage)
     assert usage_row(gateway)["estimated"] is True
-    assert gateway.held_nano() == 0
+    assert gateway.idle_held_nano() == 0
     with pytest.raises(openai.NotFoundError):  # a failed response is not kept
         client_of(gateway).responses.retrieve(failed.id)
 
@@ -304,7 +304,7 @@ def test_a_client_leaving_mid_stream_pays_for_what_was_delivered(gateway: Gatewa
     deadline = time.monotonic() + 10
     while (gateway.held_nano() or not slow.cancelled) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert gateway.held_nano() == 0 and slow.cancelled == 1  # settled, the upstream stopped
+    assert gateway.idle_held_nano() == 0 and slow.cancelled == 1  # settled, the upstream stopped
     row = usage_row(gateway)
     assert row["estimated"] is True and row["model"] == "slow-model"
     assert count_text("".join(read)) <= row["completion_tokens"] < 200
@@ -392,4 +392,4 @@ def test_an_error_event_mid_stream_fails_the_response_billed_on_what_came(
     row = usage_row(gateway)
     assert row["estimated"] is True and row["completion_tokens"] == count_text(delivered)
     charged = 100 * failed.usage.input_tokens + 400 * failed.usage.output_tokens
-    assert before - gateway.balance_nano() == charged and gateway.held_nano() == 0
+    assert before - gateway.balance_nano() == charged and gateway.idle_held_nano() == 0

@@ -71,7 +71,7 @@ def test_create_answers_billed_by_the_usage_it_shows(gateway: Gateway) -> None:
     assert sent["user"] == "u-1" and "metadata" not in sent and "store" not in sent
     charged = before - gateway.balance_nano()
     assert charged == cost("gpt-4o-mini", usage) == last_charge_nano(gateway)
-    assert gateway.held_nano() == 0
+    assert gateway.idle_held_nano() == 0
 
 
 def test_stream_events_are_openais_and_the_sdk_assembles_them(gateway: Gateway) -> None:
@@ -314,7 +314,7 @@ def test_an_engine_breaking_mid_stream_fails_the_response_and_bills_what_came(
     assert failed.status == "failed" and failed.error is not None
     assert failed.usage is not None and failed.usage.output_tokens > 0
     assert before - gateway.balance_nano() == cost("gpt-4.1-mini", failed.usage)
-    assert gateway.held_nano() == 0
+    assert gateway.idle_held_nano() == 0
     # not stored: there is nothing to continue
     with pytest.raises(openai.NotFoundError):
         client_of(gateway).responses.retrieve(failed.id)

@@ -112,7 +112,7 @@ def test_control_character_is_a_400_before_any_money_moves(tmp_path: Path) -> No
             error = response.json()["error"]
             assert error["param"] == "input" and "control character" in error["message"]
         assert up.calls == 0
-        assert gw.balance_nano() == before and gw.held_nano() == 0
+        assert gw.balance_nano() == before and gw.idle_held_nano() == 0
         ok = requests.post(
             gw.url + "/v1/audio/speech",
             headers=gw.headers(),
@@ -134,4 +134,4 @@ def test_unknown_voice_is_a_400_naming_voice_and_costs_nothing(path: str, tmp_pa
         assert response.status_code == 400, response.text
         error = response.json()["error"]
         assert error["param"] == "voice" and "unknown voice 'darth'" in error["message"]
-        assert gw.balance_nano() == before and gw.held_nano() == 0
+        assert gw.balance_nano() == before and gw.idle_held_nano() == 0

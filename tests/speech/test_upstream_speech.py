@@ -52,4 +52,4 @@ def test_upstream_speech_is_relayed_and_billed(tmp_path: Path) -> None:
             timeout=30,
             json={"model": "tts-1-hd", "input": "x"},
         )
-        assert failed.status_code == 502 and gw.held_nano() == 0
+        assert failed.status_code == 502 and gw.idle_held_nano() == 0

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
@@ -17,6 +18,16 @@ from tests.support.fake_upstream import FakeUpstream
 from tests.support.servers import serve_in_thread
 
 ADMIN_KEY = "mtai-admin-test-key"
+
+
+def idle_held(read: Callable[[], int], wait_s: float = 5.0) -> int:
+    """``read()`` once it is 0 (a lease given back), or its last value after ``wait_s``."""
+    deadline = time.monotonic() + wait_s
+    held = read()
+    while held and time.monotonic() < deadline:
+        time.sleep(0.05)
+        held = read()
+    return held
 
 
 @dataclass
@@ -42,6 +53,12 @@ class Gateway:
     def held_nano(self) -> int:
         data = self.admin("GET", f"/admin/accounts/{self.account}").json()
         return int(Decimal(data["held"]) * 1_000_000_000)
+
+    def idle_held_nano(self, wait_s: float = 5.0) -> int:
+        """What the account holds once its requests ended: on PostgreSQL the gateway's lease
+        (docs/billing.md) holds part of the balance until it has held nothing for a second,
+        so this waits for it to go back (0), up to ``wait_s``."""
+        return idle_held(self.held_nano, wait_s)
 
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.api_key}", "Content-Type": "application/json"}

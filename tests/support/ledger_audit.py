@@ -27,6 +27,10 @@ ALLOWED_ENTRIES: dict[str, list[Counter[str]]] = {
         Counter(hold=1, release=1, settle=1, refund=1),
     ],
 }
+#: a lease (``ledger.leases``): opened with a ``hold``, then grown, drawn on by its requests'
+#: settles and partly given back any number of times, and finally released (by its process, or
+#: by the sweeper when that process died: ``expired``); it never moves the balance itself
+LEASE_STEPS = ("hold", "grow", "draw", "return", "release")
 #: the states a charge may end in: paid, or given back whole
 FINAL = ("settled", "released", "expired", "refunded")
 #: the entries that belong to no charge: money in, by the operator or by a redeem code
@@ -66,6 +70,9 @@ class Audit:
     redeemed: int = 0  # what ``redeem`` entries credited
     #: what is wrong with the entries that belong to no charge, and with the codes that paid
     credit_problems: list[str] = field(default_factory=list)
+    #: the leases of the account's balance its processes held (``ledger.leases``), apart from
+    #: ``charges``, which are its requests'
+    leases: list[Charge] = field(default_factory=list)
 
     def problems(self) -> list[str]:
         """Every broken invariant, in words; empty when the ledger is sound."""
@@ -74,6 +81,8 @@ class Audit:
             out.append(f"balance {self.balance} != sum of entries {self.entries_amount}")
         if self.held != self.entries_held:
             out.append(f"held {self.held} != sum of held entries {self.entries_held}")
+        for c in self.leases:
+            out += _lease_problems(c)
         for c in self.charges:
             if c.doubled:
                 out.append(f"{c.id}: a step twice, a double charge ({dict(c.entries)})")
@@ -89,8 +98,28 @@ class Audit:
                 out.append(f"{c.id}: {c.status} with cost {c.cost} but moved {c.amount_sum}")
         return out
 
+    @property
+    def leased(self) -> int:
+        """What leases hold now: part of ``held``, no request's until one is held on it."""
+        return sum(c.held_amount for c in self.leases if c.status == "held")
+
     def by_status(self) -> Counter[str]:
         return Counter(c.status for c in self.charges)
+
+
+def _lease_problems(c: Charge) -> list[str]:
+    out = []
+    if c.entries["hold"] != 1 or c.entries["release"] > 1 or set(c.entries) - set(LEASE_STEPS):
+        out.append(f"{c.id}: a lease with entries {dict(c.entries)}")
+    if c.status not in ("held", "released", "expired"):
+        out.append(f"{c.id}: a lease {c.status}")
+    if (c.status == "held") == (c.entries["release"] == 1):
+        out.append(f"{c.id}: a lease {c.status} with entries {dict(c.entries)}")
+    if c.held_sum != (c.held_amount if c.status == "held" else 0):
+        out.append(f"{c.id}: a lease {c.status} of {c.held_amount} whose entries hold {c.held_sum}")
+    if c.amount_sum != 0 or c.held_sum < 0:
+        out.append(f"{c.id}: a lease that moved the balance by {c.amount_sum}")
+    return out
 
 
 async def _audit(database_url: str, account: str) -> Audit:
@@ -143,10 +172,11 @@ async def _audit(database_url: str, account: str) -> Audit:
         held,
         int(sums[0]),
         int(sums[1]),
-        list(charges.values()),
+        [c for c in charges.values() if c.kind != "lease"],
         int(sums[2]),
         redeemed,
         credit_problems,
+        [c for c in charges.values() if c.kind == "lease"],
     )
 
 

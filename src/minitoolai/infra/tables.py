@@ -134,12 +134,14 @@ ledger_entries = Table(
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("account_id", Integer, ForeignKey("accounts.id"), nullable=False),
     Column("charge_id", String(64), ForeignKey("charges.id"), nullable=True),
-    Column("kind", String(16), nullable=False),  # topup hold settle release refund redeem
+    # topup hold settle release refund redeem ...; a lease's: hold grow draw return release
+    Column("kind", String(16), nullable=False),
     Column("amount", BigInteger, nullable=False),  # change to the balance
     Column("held", BigInteger, nullable=False),  # change to the held amount
     Column("note", Text, nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
-    # A charge moves through each step at most once: the database refuses a double settle.
+    # A charge moves through each step at most once: the database refuses a double settle. (On
+    # PostgreSQL a partial unique index, migration 0014: a lease's grow/draw/return repeat.)
     UniqueConstraint("charge_id", "kind", name="uq_ledger_charge_kind"),
     Index("ix_ledger_account_id", "account_id", "id"),
 )

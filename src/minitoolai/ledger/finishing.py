@@ -25,6 +25,7 @@ from prometheus_client import Counter
 from minitoolai.clock import utcnow
 from minitoolai.errors import NotFound
 from minitoolai.ledger.journal import Journal
+from minitoolai.ledger.leases import Lease
 from minitoolai.ledger.settler import SettleWriter
 from minitoolai.ledger.store import Finish, Finished, LedgerStore, NewCharge
 from minitoolai.money import MAX_BALANCE
@@ -55,6 +56,10 @@ class LiveHold:
     #: durable when taken; if not (``Ledger.hold(durable=False)``), its settle's journal line
     #: carries it, so a replay after this process died can re-create it too
     flushed: bool = True
+    #: held on this lease, in memory (``ledger.leases``); ``spent`` once its finish gave the
+    #: lease back what it held
+    lease: Lease | None = None
+    spent: bool = False
 
 
 @dataclass(slots=True)
@@ -113,7 +118,8 @@ class Finisher:
                 if done is not None:
                     _count_settled(step, done.model, done.charged)
                 elif step.kind == "settle":
-                    await self._settle_unheld(step, _charge(self.live.get(charge_id)))
+                    hold = step.charge or _charge(self.live.get(charge_id))
+                    await self._settle_unheld(step, hold)
             except Exception as exc:  # still unreachable: keep it for the next round
                 log.warning("settling %s failed again (%s); will retry", charge_id, exc)
                 continue
@@ -161,7 +167,9 @@ class Finisher:
         *,
         note: str | None = None,
         expired_before: datetime | None = None,
+        lease: str | None = None,
     ) -> Settlement:
+        """``lease``: the charge was held on this lease (its hold is in ``live``)."""
         step = Finish(
             charge_id=charge_id,
             kind="settle" if kind == "settle" else "release",
@@ -175,6 +183,8 @@ class Finisher:
             note=note,
             now=utcnow(),
             expired_before=expired_before,
+            lease=lease,
+            charge=_charge(self.live.get(charge_id)) if lease is not None else None,
         )
         if expired_before is not None:  # the sweeper: its caller logs and retries
             return await self._finished(step, await self.store.finish(step), cost)
@@ -215,7 +225,9 @@ class Finisher:
         if self.journal is None:
             return None
         # a hold a database crash could lose goes with its settle: a replay can re-create it
-        hold = held.charge if held and not held.flushed and step.kind == "settle" else None
+        # (a leased hold is in no row: its release writes its charge too)
+        carried = held is not None and not held.flushed and (step.kind == "settle" or step.lease)
+        hold = held.charge if held is not None and carried else None
         try:
             return self.journal.append(step, hold)
         except OSError as exc:
@@ -312,14 +324,15 @@ class Finisher:
         """Charge a request whose unflushed hold a database crash lost (``hold(durable=
         False)``): its charge is written again and settled from what the balance has, as a
         late settle is. None if the charge exists (it was not lost)."""
-        lost = await self.store.settle_lost(charge, step, note="hold lost by the database")
+        why = "hold lost by the database" if step.lease is None else "its lease was gone"
+        lost = await self.store.settle_lost(charge, step, note=why)
         if lost is None:
             return None
         _count_settled(step, lost.model, lost.charged)
         log.error(
-            "charge %s: its hold was lost by the database (a crash); re-created and settled,"
-            " %d of %d charged",
+            "charge %s: %s; re-created and settled, %d of %d charged",
             step.charge_id,
+            "its hold was lost by the database (a crash)" if step.lease is None else why,
             lost.charged,
             lost.wanted,
         )

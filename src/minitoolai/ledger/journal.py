@@ -53,6 +53,7 @@ def encode(step: Finish, hold: NewCharge | None = None) -> bytes:
             "result": step.result,
             "note": step.note,
             "now": step.now,
+            "lease": step.lease,
         }
     )
 
@@ -81,6 +82,9 @@ def decode_entry(line: bytes) -> tuple[Finish, NewCharge | None]:
     d: dict[str, Any] = orjson.loads(line)
     step = _step(d)
     h = d.get("hold")
+    lease = d.get("lease")
+    if lease is not None and (h is None or not isinstance(lease, str)):
+        raise ValueError("a leased step needs its lease and its hold")
     if h is None:
         return step, None
     account, amount = _count(h["account"]), _count(h["amount"])
@@ -99,6 +103,8 @@ def decode_entry(line: bytes) -> tuple[Finish, NewCharge | None]:
         expires_at=datetime.fromisoformat(h["expires"]),
         request_id=None if h["request_id"] is None else _text(h["request_id"]),
     )
+    if lease is not None:  # held on a lease: the step writes the charge row itself
+        step.lease, step.charge = lease, hold
     return step, hold
 
 

@@ -19,7 +19,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from minitoolai.clock import utcnow
 from minitoolai.errors import Conflict, InsufficientCredit, InvalidRequest, NotFound
@@ -40,6 +40,7 @@ from minitoolai.ledger.finishing import Settlement as Settlement  # the ledger's
 from minitoolai.ledger.finishing import UsageRecord as UsageRecord
 from minitoolai.ledger.idempotency import IdempotencyKey, reused_with_another_body
 from minitoolai.ledger.journal import Journal
+from minitoolai.ledger.leases import Leases, LeaseStore
 from minitoolai.ledger.settler import SettleWriter
 from minitoolai.ledger.store import (
     CodeCredit,
@@ -127,17 +128,27 @@ class Ledger:
         journal: Journal | None = None,
         settle_wait: Literal["commit", "journal"] = "commit",
         gather_s: float = 0.0,
+        leases: bool = True,
     ) -> None:
         self.hold_timeout = timedelta(seconds=hold_timeout_s)
         self._live: dict[str, LiveHold] = {}  # charge id -> when it was held, and what
         #: settles and releases: journaled, then through the group-commit writer
         #: (docs/billing.md), retried when refused (``ledger.finishing``)
+        store = store_for(db)
         self.finisher = Finisher(
-            SettleWriter(store_for(db), gather_s=gather_s),
+            SettleWriter(store, gather_s=gather_s),
             self._live,
             journal=journal,
             settle_wait=settle_wait,
         )
+        #: slices of balances this process holds requests on in memory (``ledger.leases``),
+        #: where the database is a round trip away (PostgreSQL)
+        self.leases: Leases | None = None
+        if leases and store.supports_leases:
+            self.leases = Leases(self._lease_store, self.hold_timeout, utcnow)
+
+    def _lease_store(self) -> LeaseStore:
+        return cast(LeaseStore, self.store)  # supports_leases said so
 
     @property
     def writer(self) -> SettleWriter:
@@ -166,6 +177,8 @@ class Ledger:
 
     async def close(self) -> None:
         await self.flush()
+        if self.leases is not None:
+            await self.leases.close()
         self.finisher.close()
         await self.store.close()
 
@@ -257,6 +270,17 @@ class Ledger:
             for counter in counters:  # more than a cap allows: no need to ask the database
                 if counter.cap is not None and amount > counter.cap:
                     raise _over_budget(counter, at)
+        leased = (
+            self.leases is not None
+            and not durable
+            and amount > 0
+            and ttl is None
+            and idempotency is None
+            and budgets is None
+        )
+        lease = await self.leases.hold(account_id, amount) if self.leases and leased else None
+
+        gave_back = False
         for _attempt in range(3):
             charge = NewCharge(
                 id=charge_id or new_charge_id(),
@@ -273,6 +297,9 @@ class Ledger:
                 budgets=counters,
                 budget_period=day,
             )
+            if lease is not None:  # held in memory: its settle writes the charge
+                self._live[charge.id] = LiveHold(time.monotonic(), charge, False, lease)
+                return Hold(charge.id, account_id, amount)
             # a request's hold while others are open may be batched with theirs (SQLite)
             flushed = durable or ttl is not None
             outcome = await self.store.hold(charge, company=bool(self._live), durable=flushed)
@@ -287,7 +314,14 @@ class Ledger:
             if isinstance(outcome, BudgetRow):
                 raise _over_budget(outcome, at)
             if outcome == "insufficient":
-                break
+                # the lease's free part first goes back to the account: refused only if
+                # running requests hold the money
+                if self.leases is None or gave_back or not leased:
+                    break
+                gave_back = True
+                if not await self.leases.give_back(account_id):
+                    break
+                continue
             # "duplicate": the earlier request vanished or gave its key up: hold again
         available = await self._available(account_id)
         raise InsufficientCredit(
@@ -322,11 +356,28 @@ class Ledger:
         """
         if cost < 0:
             raise ValueError("a cost cannot be negative")
-        return await self.finisher.finish(charge_id, "settle", cost, usage or UsageRecord())
+        lease = self._spend(charge_id, cost)
+        return await self.finisher.finish(
+            charge_id, "settle", cost, usage or UsageRecord(), lease=lease
+        )
 
     async def release(self, charge_id: str, usage: UsageRecord | None = None) -> Settlement:
         """Free the whole hold: the request failed or was cancelled, the client pays nothing."""
-        return await self.finisher.finish(charge_id, "release", 0, usage or UsageRecord())
+        lease = self._spend(charge_id, 0)
+        return await self.finisher.finish(
+            charge_id, "release", 0, usage or UsageRecord(), lease=lease
+        )
+
+    def _spend(self, charge_id: str, cost: int) -> str | None:
+        """A request held on a lease finishes: the lease gets its hold back, less ``cost``
+        (once, however often it is finished). The lease's id, or None for a hold in a row."""
+        live = self._live.get(charge_id)
+        if live is None or live.lease is None:
+            return None
+        if not live.spent and self.leases is not None:
+            live.spent = True
+            self.leases.spend(live.lease, live.charge.amount, cost)
+        return live.lease.id
 
     async def maintain(self) -> None:
         """Renew this process's live holds, then retry deferred settlements and replay the
@@ -346,11 +397,16 @@ class Ledger:
         replay never delays it past a deadline)."""
         now = time.monotonic()
         for charge_id, live in list(self._live.items()):
-            if now - live.since > MAX_LIVE_S:
+            # (one on a lease is renewed with its lease; its settle needs what is kept here)
+            if now - live.since > MAX_LIVE_S and live.lease is None:
                 log.error("hold %s has been live for a day; no longer renewed", charge_id)
                 del self._live[charge_id]
-        if self._live:
-            await self.store.renew(list(self._live), utcnow() + self.hold_timeout)
+        deadline = utcnow() + self.hold_timeout
+        if self.leases is not None:
+            await self.leases.renew(deadline)
+        rows = [charge_id for charge_id, live in self._live.items() if live.lease is None]
+        if rows:
+            await self.store.renew(rows, deadline)
 
     async def hand_over(self, charge_id: str, ttl: timedelta) -> None:
         """A live hold becomes a durable one, kept for ``ttl``: its work now outlives this
@@ -406,8 +462,13 @@ class Ledger:
         return await self.store.entries(account_id, limit)
 
     async def open_holds(self, account_id: int) -> int:
-        """How many of the account's requests hold money now."""
-        return await self.store.open_holds(account_id)
+        """How many of the account's requests hold money now (on leases: this process's)."""
+        leased = sum(
+            1
+            for live in self._live.values()
+            if live.lease is not None and not live.spent and live.charge.account_id == account_id
+        )
+        return await self.store.open_holds(account_id) + leased
 
     async def usage(self, account_id: int, limit: int = 50) -> list[UsageRow]:
         """The account's latest finished charges, newest first."""
@@ -419,7 +480,9 @@ class Ledger:
         available = await self.store.available(account_id)
         if available is None:
             raise NotFound("no such account")
-        return available
+        lease = None if self.leases is None else self.leases.of(account_id)
+        # what this process's lease holds free is the account's to spend here
+        return available + (0 if lease is None else max(0, lease.free))
 
     async def _by_idempotency(self, account_id: int, key: IdempotencyKey) -> Hold | None:
         """The earlier request with this key, to answer a retry with; None if there is none

@@ -62,6 +62,10 @@ class Finish:
     note: str | None
     now: datetime
     expired_before: datetime | None = None
+    #: a request held on a lease (``ledger.leases``): the lease, and the request's hold, whose
+    #: charge row this step writes (settled or released) as it draws the cost from the lease
+    lease: str | None = None
+    charge: NewCharge | None = None
 
     @property
     def status(self) -> str:
@@ -294,6 +298,9 @@ class UsageSum:
 
 
 class LedgerStore(Protocol):
+    #: implements ``ledger.leases.LeaseStore`` too (PostgreSQL)
+    supports_leases: bool
+
     # -- credit in ---------------------------------------------------------------------------
 
     async def top_up(

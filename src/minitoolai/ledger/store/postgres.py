@@ -52,7 +52,7 @@ from minitoolai.ledger.store.base import (
     release_if_held,
     take_back_note,
 )
-from minitoolai.ledger.store.lane import Lane
+from minitoolai.ledger.store.lane import SESSION, Lane
 
 _TOP_UP = """
 WITH acct AS (
@@ -266,6 +266,152 @@ WITH step AS (
 SELECT n, account_id, held_amount, cost, model FROM charge
 """
 
+# The settles and releases of requests held on leases (``ledger.leases``), in one statement: each
+# writes its charge row, settled or released (``ON CONFLICT DO NOTHING``: a step that landed
+# before changes nothing), with its ``hold`` and ``settle``/``release`` entries; each lease's
+# settled costs are drawn from it (one ``draw`` entry per lease) and from the account's balance
+# and held amount. A settle whose lease is no longer ``held``, or holds less than the costs drawn
+# before it in the batch, is left out (its caller re-creates it from the balance, as a lost
+# hold's). Lock order: the accounts in ascending id order, then their leases (as a lease's
+# growth and return take them), never a request's charge (new rows).
+_FINISH_LEASED = """
+WITH step AS (
+    SELECT * FROM json_to_recordset($1::json)
+        AS s(n int, id text, lease text, account_id int, api_key_id int, kind text, model text,
+             held_amount bigint, cost bigint, status text, entry_kind text, prompt_tokens bigint,
+             completion_tokens bigint, units bigint, estimated bool, served_by text, result json,
+             note text, held_at timestamptz, expires_at timestamptz, now timestamptz,
+             request_id text)
+), locked AS (
+    SELECT id FROM accounts WHERE id = ANY(ARRAY(SELECT account_id FROM step))
+    ORDER BY id FOR UPDATE
+), locked_lease AS (
+    -- by the primary key alone (with ``status`` or ``account_id`` here the planner may take
+    -- the index of held charges, or of the account's, and filter thousands of rows), after
+    -- the accounts (``EXISTS``: an init plan, run first)
+    SELECT id, account_id, held_amount, kind, status FROM charges
+    WHERE id = ANY(ARRAY(SELECT lease FROM step)) AND EXISTS (SELECT 1 FROM locked)
+    ORDER BY id FOR UPDATE
+), lease AS (
+    SELECT id, account_id, held_amount FROM locked_lease
+    WHERE kind = 'lease' AND status = 'held'
+), priced AS (
+    SELECT step.*,
+           CASE WHEN status = 'settled' THEN LEAST(cost, held_amount) ELSE 0 END AS charged
+    FROM step
+), fits AS (
+    SELECT p.* FROM (
+        SELECT priced.*, SUM(charged) OVER (PARTITION BY lease ORDER BY n) AS drawn
+        FROM priced
+    ) p LEFT JOIN lease l ON l.id = p.lease AND l.account_id = p.account_id
+    WHERE p.charged = 0 OR p.drawn <= l.held_amount
+), charge AS (
+    INSERT INTO charges (id, account_id, api_key_id, kind, model, status, held_amount, cost,
+                         usage_estimated, created_at, expires_at, settled_at, prompt_tokens,
+                         completion_tokens, units, served_by, result, request_id)
+    SELECT id, account_id, api_key_id, kind, model, status, held_amount, charged, estimated,
+           held_at, expires_at, now, prompt_tokens, completion_tokens, units, served_by,
+           result, request_id
+    FROM fits
+    ON CONFLICT (id) DO NOTHING
+    RETURNING id
+), done AS (
+    SELECT f.* FROM fits f JOIN charge c ON c.id = f.id
+), drawn AS (
+    SELECT lease, account_id, SUM(charged)::bigint AS cost, MAX(now) AS now
+    FROM done WHERE charged > 0 GROUP BY lease, account_id
+), lease_drawn AS (
+    UPDATE charges c SET held_amount = c.held_amount - d.cost FROM drawn d
+    WHERE c.id = d.lease AND c.id = ANY(ARRAY(SELECT lease FROM drawn))
+), acct AS (
+    UPDATE accounts a SET balance = a.balance - t.cost, held = a.held - t.cost
+    FROM (SELECT account_id, SUM(cost)::bigint AS cost FROM drawn GROUP BY account_id) t
+    WHERE a.id = t.account_id AND a.id = ANY(ARRAY(SELECT account_id FROM drawn))
+), entry AS (
+    INSERT INTO ledger_entries (account_id, charge_id, kind, amount, held, note, created_at)
+    SELECT account_id, id, 'hold', 0, held_amount, NULL, held_at FROM done
+    UNION ALL
+    SELECT account_id, id, entry_kind, -charged, -held_amount, note, now FROM done
+    UNION ALL
+    SELECT account_id, lease, 'draw', 0, -cost, NULL, now FROM drawn
+)
+SELECT n, account_id, held_amount, charged AS cost, model FROM done
+"""
+
+# A lease opened: ``min(want, available / share)`` held on the account, if it has ``need``
+# available, with the lease's charge row and its ``hold`` entry. The account is locked first.
+_LEASE_OPEN = """
+WITH acct AS (
+    SELECT id, LEAST($4::bigint, (balance - held) / $5) AS amount FROM accounts
+    WHERE id = $2 AND balance - held >= $3
+    FOR UPDATE
+), moved AS (
+    UPDATE accounts a SET held = a.held + t.amount FROM acct t WHERE a.id = t.id
+), charge AS (
+    INSERT INTO charges (id, account_id, kind, model, status, held_amount, usage_estimated,
+                         created_at, expires_at)
+    SELECT $1, id, 'lease', 'lease', 'held', amount, false, $6, $7 FROM acct
+), entry AS (
+    INSERT INTO ledger_entries (account_id, charge_id, kind, amount, held, created_at)
+    SELECT id, $1, 'hold', 0, amount, $6 FROM acct
+)
+SELECT amount FROM acct
+"""
+
+# A lease grown, as it is opened, if it is still ``held`` (its deadline moved on too); the
+# account is locked before the lease, as the leased settles lock them. ``found``: still held.
+_LEASE_GROW = """
+WITH acct AS (
+    SELECT id, LEAST($4::bigint, (balance - held) / $5) AS amount FROM accounts
+    WHERE id = $2 AND balance - held >= $3
+    FOR UPDATE
+), lease AS (
+    SELECT c.id, a.amount FROM charges c JOIN acct a ON a.id = c.account_id
+    WHERE c.id = $1 AND c.kind = 'lease' AND c.status = 'held'
+    FOR UPDATE OF c
+), grown AS (
+    UPDATE charges c SET held_amount = c.held_amount + l.amount, expires_at = $7
+    FROM lease l WHERE c.id = l.id
+), moved AS (
+    UPDATE accounts a SET held = a.held + l.amount FROM lease l WHERE a.id = $2
+), entry AS (
+    INSERT INTO ledger_entries (account_id, charge_id, kind, amount, held, created_at)
+    SELECT $2, id, 'grow', 0, amount, $6 FROM lease
+)
+SELECT (SELECT amount FROM lease) AS added,
+       EXISTS (SELECT 1 FROM charges WHERE id = $1 AND status = 'held') AS found
+"""
+
+# Part of a lease given back (a ``return`` entry), or the rest of it (``released``, a
+# ``release`` entry); the account is locked before the lease.
+_LEASE_RETURN = """
+WITH acct AS (
+    SELECT id FROM accounts WHERE id = (SELECT account_id FROM charges WHERE id = $1)
+    FOR UPDATE
+), lease AS (
+    UPDATE charges c SET held_amount = c.held_amount - $2,
+        status = CASE WHEN c.held_amount = $2 THEN 'released' ELSE c.status END,
+        cost = CASE WHEN c.held_amount = $2 THEN 0 ELSE c.cost END,
+        settled_at = CASE WHEN c.held_amount = $2 THEN $3 ELSE c.settled_at END
+    FROM acct a
+    WHERE c.id = $1 AND c.account_id = a.id AND c.kind = 'lease' AND c.status = 'held'
+      AND c.held_amount >= $2
+    RETURNING c.account_id, c.status
+), moved AS (
+    UPDATE accounts a SET held = a.held - $2 FROM lease l WHERE a.id = l.account_id
+)
+INSERT INTO ledger_entries (account_id, charge_id, kind, amount, held, created_at)
+SELECT account_id, $1, CASE WHEN status = 'released' THEN 'release' ELSE 'return' END, 0,
+       -$2::bigint, $3
+FROM lease
+"""
+
+_LEASE_RENEW = """
+UPDATE charges SET expires_at = $2
+WHERE id = ANY($1::text[]) AND kind = 'lease' AND status = 'held'
+RETURNING id
+"""
+
 #: how often a batch is retried when PostgreSQL breaks a lock cycle by aborting it
 _BATCH_TRIES = 5
 
@@ -354,7 +500,7 @@ _RENEW = "UPDATE charges SET expires_at = $2 WHERE id = ANY($1::text[]) AND stat
 _USAGE = """
 SELECT id, kind, model, served_by, status, prompt_tokens, completion_tokens, units,
        usage_estimated, cost, created_at, request_id
-FROM charges WHERE account_id = $1 AND status <> 'held'
+FROM charges WHERE account_id = $1 AND status <> 'held' AND kind <> 'lease'
 ORDER BY created_at DESC LIMIT $2
 """
 
@@ -455,7 +601,7 @@ GROUP BY 1, 2 ORDER BY 1 DESC, 2
 def _usage_where(account_id: int, where: UsageFilter) -> tuple[str, tuple[Any, ...]]:
     """The WHERE clause of an account's finished charges under ``where``, and its arguments."""
     args: list[Any] = [account_id]
-    sql = "account_id = $1 AND status <> 'held'"
+    sql = "account_id = $1 AND status <> 'held' AND kind <> 'lease'"
     for column, value in (
         ("model = ", where.model),
         ("kind = ", where.kind),
@@ -466,6 +612,16 @@ def _usage_where(account_id: int, where: UsageFilter) -> tuple[str, tuple[Any, .
             args.append(value)
             sql += f" AND {column}${len(args)}"
     return sql, tuple(args)
+
+
+def _finished_rows(count: int, rows: Any) -> list[Finished | None]:
+    """A batch's rows as each step's outcome, in order (None: not applied)."""
+    done: list[Finished | None] = [None] * count
+    for r in rows:
+        done[int(r["n"]) - 1] = Finished(
+            int(r["account_id"]), int(r["held_amount"]), int(r["cost"]), r["model"]
+        )
+    return done
 
 
 def _usage_row(r: Any) -> UsageRow:
@@ -520,6 +676,9 @@ class _Holds(GroupCommit[NewCharge, str]):
 
 
 class PostgresLedgerStore:
+    #: holds requests on leases (``ledger.leases``): a hold is a round trip here
+    supports_leases = True
+
     def __init__(self, url: str, pool_size: int = 10) -> None:
         self.dsn = asyncpg_dsn(url)
         self.pool_size = pool_size
@@ -536,7 +695,11 @@ class PostgresLedgerStore:
                     import asyncpg
 
                     self._pool = await asyncpg.create_pool(
-                        self.dsn, min_size=1, max_size=self.pool_size, reset=_keep_session
+                        self.dsn,
+                        min_size=1,
+                        max_size=self.pool_size,
+                        reset=_keep_session,
+                        server_settings=SESSION,
                     )
         return self._pool
 
@@ -676,6 +839,8 @@ class PostgresLedgerStore:
         return "held"
 
     async def finish(self, s: Finish) -> Finished | None:
+        if s.lease is not None:
+            return (await self._finish_leased([s]))[0]
         row = await self._step(
             _FINISH,
             s.charge_id,
@@ -700,9 +865,21 @@ class PostgresLedgerStore:
         )
 
     async def finish_many(self, steps: list[Finish]) -> list[Finished | None]:
-        import asyncpg
-
         assert all(s.expired_before is None for s in steps)  # the sweeper's go one by one
+        leased = [s for s in steps if s.lease is not None]
+        if not leased:
+            return await self._finish_plain(steps)
+        if len(leased) == len(steps):
+            return await self._finish_leased(steps)
+        # both kinds in one batch: two statements, one transaction
+        plain = [s for s in steps if s.lease is None]
+        pool = await self._acquire_pool()
+        async with pool.acquire() as conn, conn.transaction():
+            done = dict(zip(map(id, plain), await self._finish_plain(plain, conn), strict=True))
+            done |= zip(map(id, leased), await self._finish_leased(leased, conn), strict=True)
+        return [done[id(s)] for s in steps]
+
+    async def _finish_plain(self, steps: list[Finish], conn: Any = None) -> list[Finished | None]:
         columns = (
             [s.charge_id for s in steps],
             [s.status for s in steps],
@@ -717,20 +894,118 @@ class PostgresLedgerStore:
             [s.note for s in steps],
             [s.now for s in steps],
         )
+        return _finished_rows(len(steps), await self._batch(_FINISH_MANY, columns, conn))
+
+    async def _finish_leased(self, steps: list[Finish], conn: Any = None) -> list[Finished | None]:
+        rows = []
+        for n, s in enumerate(steps, 1):
+            c = s.charge
+            if c is None:
+                raise ValueError("a leased step carries its hold")
+            rows.append(
+                {
+                    "n": n,
+                    "id": s.charge_id,
+                    "lease": s.lease,
+                    "account_id": c.account_id,
+                    "api_key_id": c.api_key_id,
+                    "kind": c.kind,
+                    "model": c.model,
+                    "held_amount": c.amount,
+                    "cost": s.cost,
+                    "status": s.status,
+                    "entry_kind": s.kind,
+                    "prompt_tokens": s.prompt_tokens,
+                    "completion_tokens": s.completion_tokens,
+                    "units": s.units,
+                    "estimated": s.estimated,
+                    "served_by": s.served_by,
+                    "result": s.result,
+                    "note": s.note,
+                    "held_at": c.now,
+                    "expires_at": c.expires_at,
+                    "now": s.now,
+                    "request_id": c.request_id,
+                }
+            )
+        # one JSON parameter, not an array per column: asyncpg's encoding of 21 arrays cost
+        # more than orjson's of the rows
+        columns = (orjson.dumps(rows).decode(),)
+        return _finished_rows(len(steps), await self._batch(_FINISH_LEASED, columns, conn))
+
+    async def _batch(self, query: str, columns: tuple[Any, ...], conn: Any) -> Any:
+        """A batch statement's rows, tried again when PostgreSQL broke a lock cycle by
+        aborting it (only outside a caller's transaction, which the abort ended)."""
+        import asyncpg
+
+        if conn is not None:
+            return await conn.fetch(query, *columns)
         for attempt in range(_BATCH_TRIES):
             try:
-                rows = await self._step(_FINISH_MANY, *columns)
-                break
+                return await self._step(query, *columns)
             except (asyncpg.DeadlockDetectedError, asyncpg.SerializationError):
                 if attempt == _BATCH_TRIES - 1:
                     raise
                 await asyncio.sleep(0.001 * (attempt + 1))  # rolled back whole: try again
-        done: list[Finished | None] = [None] * len(steps)
-        for r in rows:
-            done[int(r["n"]) - 1] = Finished(
-                int(r["account_id"]), int(r["held_amount"]), int(r["cost"]), r["model"]
-            )
-        return done
+        raise AssertionError("unreachable")
+
+    # -- leases (``ledger.leases``) ------------------------------------------------------------
+
+    async def open_lease(
+        self,
+        lease_id: str,
+        account_id: int,
+        need: int,
+        want: int,
+        share: int,
+        now: datetime,
+        expires_at: datetime,
+    ) -> int:
+        row = await self._retried(
+            _LEASE_OPEN, lease_id, account_id, need, want, share, now, expires_at
+        )
+        return 0 if row is None else int(row["amount"])
+
+    async def grow_lease(
+        self,
+        lease_id: str,
+        account_id: int,
+        need: int,
+        want: int,
+        share: int,
+        now: datetime,
+        expires_at: datetime,
+    ) -> int | None:
+        row = await self._retried(
+            _LEASE_GROW, lease_id, account_id, need, want, share, now, expires_at
+        )
+        if row["added"] is not None:
+            return int(row["added"])
+        return 0 if row["found"] else None
+
+    async def return_lease(self, lease_id: str, amount: int, now: datetime) -> None:
+        await self._retried(_LEASE_RETURN, lease_id, amount, now)
+
+    async def renew_leases(self, lease_ids: list[str], deadline: datetime) -> set[str]:
+        pool = await self._acquire_pool()
+        renewed: set[str] = set()
+        for i in range(0, len(lease_ids), RENEW_BATCH):
+            rows = await pool.fetch(_LEASE_RENEW, lease_ids[i : i + RENEW_BATCH], deadline)
+            renewed |= {r["id"] for r in rows}
+        return renewed
+
+    async def _retried(self, query: str, *args: Any) -> Any:
+        """A lease statement's one row, tried again after a deadlock (rolled back whole)."""
+        import asyncpg
+
+        for attempt in range(_BATCH_TRIES):
+            try:
+                return await self._step(query, *args, one=True)
+            except (asyncpg.DeadlockDetectedError, asyncpg.SerializationError):
+                if attempt == _BATCH_TRIES - 1:
+                    raise
+                await asyncio.sleep(0.001 * (attempt + 1))
+        raise AssertionError("unreachable")
 
     async def settle_late(self, s: Finish, note: str) -> LateSettled | None:
         pool = await self._acquire_pool()
@@ -910,7 +1185,9 @@ class PostgresLedgerStore:
     async def open_holds(self, account_id: int) -> int:
         pool = await self._acquire_pool()
         count = await pool.fetchval(
-            "SELECT count(*) FROM charges WHERE account_id = $1 AND status = 'held'", account_id
+            "SELECT count(*) FROM charges WHERE account_id = $1 AND status = 'held'"
+            " AND kind <> 'lease'",
+            account_id,
         )
         return int(count)
 

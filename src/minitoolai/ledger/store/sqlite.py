@@ -298,6 +298,9 @@ def _finish_in(conn: sqlite3.Connection, s: Finish) -> Finished | None:
 
 
 class SqliteLedgerStore:
+    #: no leases (``ledger.leases``): a hold is a statement in this process, not a round trip
+    supports_leases = False
+
     CHECKPOINT_EVERY = 500
 
     def __init__(self, path: str, write_lock: asyncio.Lock | None = None) -> None:
