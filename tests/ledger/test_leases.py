@@ -402,3 +402,23 @@ def test_a_lease_spent_fast_grows_by_twice_its_last_growth() -> None:
     assert _growth(lease, H) == LEASE_HOLDS * H  # a while ago: back to its holds' worth
     lease.running = 90 * H
     assert _growth(lease, H) == 90 * H  # at least what runs on it
+
+
+async def test_a_hold_in_a_row_gets_what_the_lease_holds_free(postgres_db: Database) -> None:
+    """An image's hold (durable, never on a lease) on an account whose balance this process's
+    lease partly holds: the lease gives its free part back rather than the image being
+    refused."""
+    db = postgres_db
+    ledger, acct, name = await _ledger_and_account(db, 100 * H)
+    chat = await _hold(ledger, acct)
+    assert ledger.leases is not None and ledger.leases.of(acct) is not None
+    image = await ledger.hold(acct, 98 * H, kind="image", model="m", ttl=timedelta(hours=1))
+    assert await ledger.balances(acct) == (100 * H, 99 * H)
+    with pytest.raises(InsufficientCredit):
+        await ledger.hold(acct, 2 * H, kind="image", model="m", ttl=timedelta(hours=1))
+    await ledger.settle(chat.charge_id, H)
+    await ledger.settle(image.charge_id, 98 * H)
+    lease = ledger.leases.of(acct)
+    assert lease is not None and lease.amount == 0  # its free part went back; now spent
+    assert await ledger.balances(acct) == (H, 0)
+    await _clean(db, name)

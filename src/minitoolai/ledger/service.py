@@ -314,9 +314,9 @@ class Ledger:
             if isinstance(outcome, BudgetRow):
                 raise _over_budget(outcome, at)
             if outcome == "insufficient":
-                # the lease's free part first goes back to the account: refused only if
-                # running requests hold the money
-                if self.leases is None or gave_back or not leased:
+                # this process's lease of the account gives its free part back first (for
+                # any hold: an image's too): refused only if running requests hold the money
+                if self.leases is None or gave_back:
                     break
                 gave_back = True
                 if not await self.leases.give_back(account_id):
