@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -22,15 +21,8 @@ from minitoolai.ledger.journal import Journal, decode, encode
 from minitoolai.ledger.service import Ledger, Settlement, UsageRecord
 from minitoolai.ledger.store import Finish
 from tests.conftest import unique
-
-_open: list[Ledger] = []
-
-
-@pytest.fixture(autouse=True)
-async def _close_ledgers() -> AsyncIterator[None]:
-    yield
-    while _open:
-        await _open.pop().close()
+from tests.support.ledgers import OPEN as _open
+from tests.support.ledgers import close_ledgers as close_ledgers  # autouse
 
 
 def _step(charge_id: str, cost: int = 5) -> Finish:

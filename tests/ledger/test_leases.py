@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -32,17 +31,10 @@ from minitoolai.ledger.leases import LEASE_HOLDS, MIN_HOLDS, SHARE
 from minitoolai.ledger.service import Hold, Ledger, UsageRecord
 from tests.conftest import unique
 from tests.support.ledger_audit import _audit
+from tests.support.ledgers import OPEN as _open
+from tests.support.ledgers import close_ledgers as close_ledgers  # autouse
 
 H = 1_000  # one request's hold
-
-_open: list[Ledger] = []
-
-
-@pytest.fixture(autouse=True)
-async def _close_ledgers() -> AsyncIterator[None]:
-    yield
-    while _open:
-        await _open.pop().close()
 
 
 async def _ledger_and_account(

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import pytest
@@ -13,15 +12,8 @@ from minitoolai.ledger.idempotency import IdempotencyKey
 from minitoolai.ledger.service import Ledger, UsageRecord
 from minitoolai.money import usd_to_nano
 from tests.conftest import unique
-
-_open: list[Ledger] = []
-
-
-@pytest.fixture(autouse=True)
-async def _close_ledgers() -> AsyncIterator[None]:
-    yield
-    while _open:
-        await _open.pop().close()
+from tests.support.ledgers import OPEN as _open
+from tests.support.ledgers import close_ledgers as close_ledgers  # autouse
 
 
 async def _account(db: Database, usd: str = "1") -> tuple[Ledger, int]:

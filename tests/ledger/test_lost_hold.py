@@ -7,7 +7,6 @@ PostgreSQL."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -21,15 +20,8 @@ from minitoolai.ledger.journal import Journal
 from minitoolai.ledger.service import Ledger, UsageRecord
 from minitoolai.ledger.store import Finish
 from tests.conftest import unique
-
-_open: list[Ledger] = []
-
-
-@pytest.fixture(autouse=True)
-async def _close_ledgers() -> AsyncIterator[None]:
-    yield
-    while _open:
-        await _open.pop().close()
+from tests.support.ledgers import OPEN as _open
+from tests.support.ledgers import close_ledgers as close_ledgers  # autouse
 
 
 async def _ledger_and_account(db: Database, credit: int) -> tuple[Ledger, int]:

@@ -5,9 +5,7 @@ what could not be taken is kept as the order's shortfall."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
-import pytest
 from sqlalchemy import update
 
 from minitoolai.accounts.service import AccountService
@@ -19,15 +17,8 @@ from minitoolai.ledger.store.base import PaymentCredit, TakeBack
 from minitoolai.money import usd_to_nano
 from minitoolai.payments.orders import Order, OrderBook
 from tests.conftest import unique
-
-_open: list[Ledger] = []
-
-
-@pytest.fixture(autouse=True)
-async def _close_ledgers() -> AsyncIterator[None]:
-    yield
-    while _open:
-        await _open.pop().close()
+from tests.support.ledgers import OPEN as _open
+from tests.support.ledgers import close_ledgers as close_ledgers  # autouse
 
 
 def _ledger(db: Database) -> Ledger:
