@@ -414,3 +414,23 @@ async def test_a_hold_in_a_row_gets_what_the_lease_holds_free(postgres_db: Datab
     assert lease is not None and lease.amount == 0  # its free part went back; now spent
     assert await ledger.balances(acct) == (H, 0)
     await _clean(db, name)
+
+
+async def test_a_lease_past_its_good_until_holds_nothing_more(postgres_db: Database) -> None:
+    """Renewals failing for half a hold timeout: the lease holds no new request (its deadline
+    may be near) unless a growth moves that deadline; refused, the request is held in a row."""
+    db = postgres_db
+    ledger, acct, name = await _ledger_and_account(db, MIN_HOLDS * H)
+    first = await _hold(ledger, acct)
+    assert ledger.leases is not None
+    lease = ledger.leases.of(acct)
+    assert lease is not None and lease.free >= H  # 2 holds' worth, one running
+    lease.good_until = 0.0
+    second = await _hold(ledger, acct)  # a growth is refused: 14 holds' worth are left
+    assert lease.running == H
+    rows = await _rows(db, "SELECT status FROM charges WHERE id = :i", i=second.charge_id)
+    assert [r[0] for r in rows] == ["held"]
+    await ledger.settle(first.charge_id, H)
+    await ledger.settle(second.charge_id, H)
+    books = await _clean(db, name)
+    assert books.by_status() == {"settled": 2}

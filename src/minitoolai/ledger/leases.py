@@ -168,8 +168,10 @@ class Leases:
                 log.error("lease %s of account %d was swept while in use", lease.id, account_id)
                 del self._by_account[account_id]
             else:
-                self._grew(lease, added)
-                return self._take(lease, amount) if lease.free >= amount else None
+                if added:  # (refused: its deadline did not move, nor does its good_until)
+                    self._grew(lease, added)
+                fits = lease.free >= amount and time.monotonic() < lease.good_until
+                return self._take(lease, amount) if fits else None
         lease_id = "lease_" + hex_id(12)
         held = await self.store().open_lease(lease_id, account_id, need, want, SHARE, now, deadline)
         if held == 0:
