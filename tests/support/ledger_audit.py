@@ -123,7 +123,10 @@ def _lease_problems(c: Charge) -> list[str]:
 
 
 async def _audit(database_url: str, account: str) -> Audit:
-    engine = create_async_engine(database_url)
+    # one snapshot for every read (PostgreSQL): a step that commits between two of them (a
+    # lease given back in the background) would otherwise look like money moved without entries
+    isolation = {"isolation_level": "REPEATABLE READ"} if "postgresql" in database_url else {}
+    engine = create_async_engine(database_url, **isolation)
     try:
         async with engine.connect() as conn:
             row = (
