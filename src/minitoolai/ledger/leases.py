@@ -52,9 +52,9 @@ GROWTH_WINDOW_S = 1.0
 
 
 class LeaseStore(Protocol):
-    """The statements of leases (``store/postgres.py``)."""
+    """The statements of leases (``store/postgres.py``, ``store/pg_leases.py``)."""
 
-    async def open_lease(
+    async def lease_more(
         self,
         lease_id: str,
         account_id: int,
@@ -63,25 +63,14 @@ class LeaseStore(Protocol):
         share: int,
         now: datetime,
         expires_at: datetime,
-    ) -> int:
-        """Hold ``min(want, available // share)`` for a new lease, if the account has at
-        least ``need`` available: the lease's charge row and its ``hold`` entry. Returns what
-        it holds, 0 when refused (nothing written)."""
-        ...
-
-    async def grow_lease(
-        self,
-        lease_id: str,
-        account_id: int,
-        need: int,
-        want: int,
-        share: int,
-        now: datetime,
-        expires_at: datetime,
+        *,
+        new: bool,
     ) -> int | None:
-        """As ``open_lease``, onto a lease still ``held`` (a ``grow`` entry), moving its deadline
-        to ``expires_at``. Returns what it added, 0 when refused, None when the lease is no
-        longer ``held``."""
+        """Hold ``min(want, available // share)`` more for the lease, if the account has at
+        least ``need`` available, and move its deadline to ``expires_at``: a new lease's
+        charge row and its ``hold`` entry (``new``), or a ``grow`` entry onto one still
+        ``held``. Returns what it added, 0 when refused (nothing written), None when the lease
+        is no longer ``held``."""
         ...
 
     async def return_lease(self, lease_id: str, amount: int, now: datetime) -> None:
@@ -155,15 +144,10 @@ class Leases:
 
     async def _hold_slowly(self, account_id: int, amount: int) -> Lease | None:
         lease = self._by_account.get(account_id)
-        now = self.clock()
-        deadline = now + self.hold_timeout
-        need, want = amount * MIN_HOLDS, amount * LEASE_HOLDS
         if lease is not None:
             if lease.free >= amount and time.monotonic() < lease.good_until:
                 return self._take(lease, amount)
-            added = await self.store().grow_lease(
-                lease.id, account_id, need, _growth(lease, amount), SHARE, now, deadline
-            )
+            added = await self._more(lease.id, account_id, amount, _growth(lease, amount))
             if added is None:  # swept: its running requests' settles re-create their charges
                 log.error("lease %s of account %d was swept while in use", lease.id, account_id)
                 del self._by_account[account_id]
@@ -173,8 +157,8 @@ class Leases:
                 fits = lease.free >= amount and time.monotonic() < lease.good_until
                 return self._take(lease, amount) if fits else None
         lease_id = "lease_" + hex_id(12)
-        held = await self.store().open_lease(lease_id, account_id, need, want, SHARE, now, deadline)
-        if held == 0:
+        held = await self._more(lease_id, account_id, amount, amount * LEASE_HOLDS, new=True)
+        if not held:
             return None
         lease = Lease(lease_id, account_id, held, self._good_until())
         self._by_account[account_id] = lease
@@ -196,22 +180,30 @@ class Leases:
             async with self._lock(lease.account_id):
                 if self._by_account.get(lease.account_id) is not lease:
                     return
-                now = self.clock()
-                added = await self.store().grow_lease(
-                    lease.id,
-                    lease.account_id,
-                    amount * MIN_HOLDS,
-                    _growth(lease, amount),
-                    SHARE,
-                    now,
-                    now + self.hold_timeout,
-                )
+                added = await self._more(lease.id, lease.account_id, amount, _growth(lease, amount))
                 if added:  # refused (0) or swept (None): the next hold that lacks room sees
                     self._grew(lease, added)
         except Exception as exc:  # the database is away: a hold that lacks room tries again
             log.warning("growing lease %s failed (%s)", lease.id, exc)
         finally:
             lease.growing = False
+
+    async def _more(
+        self, lease_id: str, account_id: int, amount: int, want: int, *, new: bool = False
+    ) -> int | None:
+        """``want`` more for the lease (a new one: ``new``), if the account has ``MIN_HOLDS``
+        holds of ``amount`` available; never more than 1/``SHARE`` of that."""
+        now = self.clock()
+        return await self.store().lease_more(
+            lease_id,
+            account_id,
+            amount * MIN_HOLDS,
+            want,
+            SHARE,
+            now,
+            now + self.hold_timeout,
+            new=new,
+        )
 
     def _grew(self, lease: Lease, added: int) -> None:
         lease.amount += added
