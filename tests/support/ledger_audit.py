@@ -146,6 +146,7 @@ async def _audit(database_url: str, account: str) -> Audit:
                 )
             ).one()
             charges: dict[str, Charge] = {}
+            orphans: list[str] = []
             for r in await conn.execute(
                 text(
                     "SELECT id, kind, model, status, held_amount, cost, prompt_tokens,"
@@ -161,11 +162,16 @@ async def _audit(database_url: str, account: str) -> Audit:
                 ),
                 {"a": account_id},
             ):
-                c = charges[charge_id]
+                c = charges.get(charge_id)
+                if c is None:  # PostgreSQL has no foreign keys here (migration 0015)
+                    orphans.append(f"a {kind} entry of charge {charge_id}, not the account's")
+                    continue
                 c.entries[kind] += 1
                 c.amount_sum += int(amount)
                 c.held_sum += int(held_change)
+            orphans += await _strangers(conn, account_id)
             redeemed, credit_problems = await _credits(conn, account_id)
+            credit_problems += orphans
             credit_problems += await _payments(conn, account_id)
             credit_problems += await budget_counter_problems(conn, account_id)
     finally:
@@ -181,6 +187,20 @@ async def _audit(database_url: str, account: str) -> Audit:
         credit_problems,
         [c for c in charges.values() if c.kind == "lease"],
     )
+
+
+async def _strangers(conn: Any, account_id: int) -> list[str]:
+    """The account's charges that name a key that is not the account's: what the foreign keys
+    of ``charges`` refused until migration 0015 (PostgreSQL), and the audit checks instead."""
+    rows = await conn.execute(
+        text(
+            "SELECT c.id, c.api_key_id FROM charges c WHERE c.account_id = :a"
+            " AND c.api_key_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM api_keys k"
+            " WHERE k.id = c.api_key_id AND k.account_id = :a)"
+        ),
+        {"a": account_id},
+    )
+    return [f"{charge_id}: charged to key {key}, not the account's" for charge_id, key in rows]
 
 
 async def _credits(conn: Any, account_id: int) -> tuple[int, list[str]]:
