@@ -434,3 +434,33 @@ async def test_a_lease_past_its_good_until_holds_nothing_more(postgres_db: Datab
     await ledger.settle(second.charge_id, H)
     books = await _clean(db, name)
     assert books.by_status() == {"settled": 2}
+
+
+async def test_a_lone_step_on_a_lease_runs_its_own_statement_and_lands_once(
+    postgres_db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A settle or release with nothing else in flight goes to the database alone
+    (``FINISH_LEASED_ONE``, plain parameters): charged its cost capped at its hold, a release
+    moves no money, and the same step again changes nothing."""
+    db = postgres_db
+    ledger, acct, name = await _ledger_and_account(db, 100_000)
+    store = ledger.finisher.store
+    lone: list[Any] = []
+    run_one = store._finish_leased_one  # type: ignore[attr-defined]
+
+    async def counted(step: Any, conn: Any = None) -> Any:
+        lone.append(step)
+        return await run_one(step, conn)
+
+    monkeypatch.setattr(store, "_finish_leased_one", counted)
+    within, over, released = [await _hold(ledger, acct) for _ in range(3)]
+    assert (await ledger.settle(within.charge_id, 400)).cost == 400
+    assert (await ledger.settle(over.charge_id, 5 * H)).cost == H  # capped at the hold
+    assert (await ledger.release(released.charge_id)).cost == 0
+    assert len(lone) == 3 and all(step.lease is not None for step in lone)
+    assert (await ledger.balances(acct))[0] == 100_000 - 400 - H
+    for step in list(lone):  # each again, as a replay from a journal would
+        assert await store.finish(step) is None
+    assert (await ledger.balances(acct))[0] == 100_000 - 400 - H
+    books = await _clean(db, name)
+    assert books.by_status() == {"settled": 2, "released": 1}

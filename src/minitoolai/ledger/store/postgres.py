@@ -55,6 +55,7 @@ from minitoolai.ledger.store.base import (
 from minitoolai.ledger.store.lane import SESSION, Lane
 from minitoolai.ledger.store.pg_leases import (
     FINISH_LEASED,
+    FINISH_LEASED_ONE,
     LEASE_GROW,
     LEASE_OPEN,
     LEASE_RENEW,
@@ -758,6 +759,8 @@ class PostgresLedgerStore:
         return _finished_rows(len(steps), await self._batch(_FINISH_MANY, columns, conn))
 
     async def _finish_leased(self, steps: list[Finish], conn: Any = None) -> list[Finished | None]:
+        if len(steps) == 1:  # the writer had company for none (low load)
+            return [await self._finish_leased_one(steps[0], conn)]
         rows = []
         for n, s in enumerate(steps, 1):
             c = s.charge
@@ -793,6 +796,44 @@ class PostgresLedgerStore:
         # more than orjson's of the rows
         columns = (orjson.dumps(rows).decode(),)
         return _finished_rows(len(steps), await self._batch(FINISH_LEASED, columns, conn))
+
+    async def _finish_leased_one(self, s: Finish, conn: Any = None) -> Finished | None:
+        c = s.charge
+        if c is None:
+            raise ValueError("a leased step carries its hold")
+        charged = min(s.cost, c.amount) if s.status == "settled" else 0
+        args = (
+            s.charge_id,
+            s.lease,
+            c.account_id,
+            c.api_key_id,
+            c.kind,
+            c.model,
+            c.amount,
+            charged,
+            s.status,
+            s.kind,
+            s.prompt_tokens,
+            s.completion_tokens,
+            s.units,
+            s.estimated,
+            s.served_by,
+            _json(s.result),
+            s.note,
+            c.now,
+            c.expires_at,
+            s.now,
+            c.request_id,
+        )
+        if conn is not None:
+            row = await conn.fetchrow(FINISH_LEASED_ONE, *args)
+        else:
+            row = await self._step(FINISH_LEASED_ONE, *args, one=True)
+        if row is None:
+            return None
+        return Finished(
+            int(row["account_id"]), int(row["held_amount"]), int(row["cost"]), row["model"]
+        )
 
     async def _batch(self, query: str, columns: tuple[Any, ...], conn: Any) -> Any:
         """A batch statement's rows, tried again when PostgreSQL broke a lock cycle by
