@@ -82,7 +82,7 @@ api_keys = Table(
 
 # One row per charged request: its hold, then its settlement or release. The usage log.
 # On PostgreSQL ``charges`` and ``ledger_entries`` carry no foreign keys (migration 0015: their
-# checks were 45% of a settle's work there); the ledger's statements keep them, the audit checks
+# checks were 29% of a batch of settles there); the ledger's statements keep them, the audit checks
 charges = Table(
     "charges",
     metadata,

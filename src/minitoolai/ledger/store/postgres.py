@@ -476,13 +476,18 @@ def _usage_where(account_id: int, where: UsageFilter) -> tuple[str, tuple[Any, .
     return sql, tuple(args)
 
 
+def _finished(r: Any) -> Finished | None:
+    """A finish statement's row as its step's outcome (None: not applied)."""
+    if r is None:
+        return None
+    return Finished(int(r["account_id"]), int(r["held_amount"]), int(r["cost"]), r["model"])
+
+
 def _finished_rows(count: int, rows: Any) -> list[Finished | None]:
     """A batch's rows as each step's outcome, in order (None: not applied)."""
     done: list[Finished | None] = [None] * count
     for r in rows:
-        done[int(r["n"]) - 1] = Finished(
-            int(r["account_id"]), int(r["held_amount"]), int(r["cost"]), r["model"]
-        )
+        done[int(r["n"]) - 1] = _finished(r)
     return done
 
 
@@ -720,11 +725,7 @@ class PostgresLedgerStore:
             s.expired_before,
             one=True,
         )
-        if row is None:
-            return None
-        return Finished(
-            int(row["account_id"]), int(row["held_amount"]), int(row["cost"]), row["model"]
-        )
+        return _finished(row)
 
     async def finish_many(self, steps: list[Finish]) -> list[Finished | None]:
         assert all(s.expired_before is None for s in steps)  # the sweeper's go one by one
@@ -826,14 +827,8 @@ class PostgresLedgerStore:
             c.request_id,
         )
         if conn is not None:
-            row = await conn.fetchrow(FINISH_LEASED_ONE, *args)
-        else:
-            row = await self._step(FINISH_LEASED_ONE, *args, one=True)
-        if row is None:
-            return None
-        return Finished(
-            int(row["account_id"]), int(row["held_amount"]), int(row["cost"]), row["model"]
-        )
+            return _finished(await conn.fetchrow(FINISH_LEASED_ONE, *args))
+        return _finished(await self._step(FINISH_LEASED_ONE, *args, one=True))
 
     async def _batch(self, query: str, columns: tuple[Any, ...], conn: Any) -> Any:
         """A batch statement's rows, tried again when PostgreSQL broke a lock cycle by

@@ -5,8 +5,9 @@ Revises: 0014
 
 A request's settle writes its charge row and two or three ledger entries; PostgreSQL checked
 each row's foreign keys (a charge's account and key, an entry's account and charge) with a
-query of its own, through the trigger of each constraint: eight per request, 45% of the
-database's instructions per settle in a batch of 16 and 20% of a lone one (callgrind,
+query of its own, through the trigger of each constraint: eight per request, 29% of the
+database's instructions in a batch of settles (callgrind); without them 495 -> 304 K
+instructions per settle in batches of 16, 1,513 -> 1,212 K alone (bench.pg_instructions,
 bench/README.md, tenth wave). Every one of those rows is written by a ledger statement that
 holds its account's row locked (and writes an entry's charge in the same statement), from an
 authenticated key; no row of accounts, keys or charges is ever deleted. What the constraints
