@@ -342,8 +342,8 @@ class Settings(BaseSettings):
     # the group-commit settle writer (docs/billing.md): when a settle returns (after its batch
     # committed, or once journaled), and how long a batch may wait for more settles
     settle_wait: Literal["commit", "journal"] = "commit"
-    # PostgreSQL: requests held in memory on a slice of their account's balance this process
-    # holds (a lease, docs/billing.md), not one round trip each
+    # requests held in memory on a slice of their account's balance this process holds (a
+    # lease, docs/billing.md), not one round trip (SQLite: one transaction) each
     ledger_leases: bool = True
     settle_gather_ms: float = Field(default=0.0, ge=0, le=10_000)
     key_cache_ttl_s: float = Field(default=5.0, ge=0)

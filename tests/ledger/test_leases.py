@@ -1,4 +1,4 @@
-"""Leases (``ledger.leases``, PostgreSQL): a request's hold made in memory on a slice of its
+"""Leases (``ledger.leases``, both databases): a request's hold made in memory on a slice of its
 account's balance this process holds, its charge row written by its settle or release.
 
 What must hold: the database still holds, at every moment, at least what running requests may
@@ -63,9 +63,8 @@ async def _clean(db: Database, name: str) -> Any:
 
 
 async def test_a_request_on_a_lease_writes_its_charge_when_it_settles(
-    postgres_db: Database,
+    db: Database,
 ) -> None:
-    db = postgres_db
     ledger, acct, name = await _ledger_and_account(db, 1_000_000)
     first = await _hold(ledger, acct)
     assert ledger.leases is not None
@@ -105,11 +104,8 @@ async def test_a_request_on_a_lease_writes_its_charge_when_it_settles(
     assert [c.id for c in books.charges] != [] and all(c.kind == "chat" for c in books.charges)
 
 
-async def test_an_idle_lease_is_given_back(
-    postgres_db: Database, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_an_idle_lease_is_given_back(db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(leases_module, "IDLE_S", 0.05)
-    db = postgres_db
     ledger, acct, name = await _ledger_and_account(db, 1_000_000)
     for cost in (10, 20, 30):
         await ledger.settle((await _hold(ledger, acct)).charge_id, cost)
@@ -126,8 +122,7 @@ async def test_an_idle_lease_is_given_back(
     assert ledger.leases.of(acct) is not None
 
 
-async def test_a_lease_grows_and_never_takes_more_than_its_share(postgres_db: Database) -> None:
-    db = postgres_db
+async def test_a_lease_grows_and_never_takes_more_than_its_share(db: Database) -> None:
     credit = MIN_HOLDS * H * 3  # a lease of 1/SHARE of it: 6 holds
     ledger, acct, name = await _ledger_and_account(db, credit)
     holds = [await _hold(ledger, acct) for _ in range(7)]
@@ -154,11 +149,10 @@ async def test_a_lease_grows_and_never_takes_more_than_its_share(postgres_db: Da
 
 
 async def test_a_request_is_refused_only_when_running_requests_hold_the_money(
-    postgres_db: Database,
+    db: Database,
 ) -> None:
     """20 holds' worth and 25 requests at once: exactly 20 are held, whatever part of the
     balance leases held when the others were refused."""
-    db = postgres_db
     ledger, acct, name = await _ledger_and_account(db, 20 * H)
     got = await asyncio.gather(*(_hold(ledger, acct) for _ in range(25)), return_exceptions=True)
     held = [g for g in got if isinstance(g, Hold)]
@@ -172,9 +166,8 @@ async def test_a_request_is_refused_only_when_running_requests_hold_the_money(
     await _clean(db, name)
 
 
-async def test_many_requests_at_once_are_each_charged_once(postgres_db: Database) -> None:
+async def test_many_requests_at_once_are_each_charged_once(db: Database) -> None:
     """Leased and plain holds, settles and releases of 300 requests at once on one account."""
-    db = postgres_db
     credit = 100_000_000
     ledger, acct, name = await _ledger_and_account(db, credit)
     rng = random.Random(7)
@@ -201,12 +194,11 @@ async def test_many_requests_at_once_are_each_charged_once(postgres_db: Database
 
 
 async def test_a_settle_whose_lease_was_swept_is_charged_from_the_balance(
-    postgres_db: Database,
+    db: Database,
 ) -> None:
     """Renewals failing for a hold timeout (the database away) let another replica's sweeper
     release the lease while a request still runs on it: its settle re-creates its charge from
     what the balance has, and the next request opens a new lease."""
-    db = postgres_db
     ledger, acct, name = await _ledger_and_account(db, 1_000_000)
     running = await _hold(ledger, acct)
     assert ledger.leases is not None
@@ -236,13 +228,10 @@ async def test_a_settle_whose_lease_was_swept_is_charged_from_the_balance(
     assert books.by_status() == {"settled": 2}
 
 
-async def test_a_dead_process_journal_draws_from_its_lease(
-    postgres_db: Database, tmp_path: Path
-) -> None:
+async def test_a_dead_process_journal_draws_from_its_lease(db: Database, tmp_path: Path) -> None:
     """A process killed after journaling a settle that had not landed: the next process
     replays it, drawn from the dead process's lease if it is still held, else from the
     balance; the sweeper frees what the lease still holds."""
-    db = postgres_db
     ledger, acct, name = await _ledger_and_account(
         db, 1_000_000, journal=tmp_path, settle_wait="journal"
     )
@@ -305,14 +294,13 @@ def test_a_leased_journal_line_needs_its_hold() -> None:
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
 async def test_random_steps_keep_the_books(
-    postgres_db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, seed: int
+    db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, seed: int
 ) -> None:
     """Random sequences of holds (on leases and in rows), settles (below, at and past their
     holds), releases, idle leases given back, sweeps that take leases in use, and process
     deaths replayed from the journal: after each step the audit is clean and the balance is
     the credit less exactly what the settles reported charged."""
     monkeypatch.setattr(leases_module, "IDLE_S", 0.0)
-    db = postgres_db
     rng = random.Random(seed)
     credit = rng.choice([40 * H, 400 * H, 40_000 * H])
     ledger, acct, name = await _ledger_and_account(
@@ -396,11 +384,10 @@ def test_a_lease_spent_fast_grows_by_twice_its_last_growth() -> None:
     assert _growth(lease, H) == 90 * H  # at least what runs on it
 
 
-async def test_a_hold_in_a_row_gets_what_the_lease_holds_free(postgres_db: Database) -> None:
+async def test_a_hold_in_a_row_gets_what_the_lease_holds_free(db: Database) -> None:
     """An image's hold (durable, never on a lease) on an account whose balance this process's
     lease partly holds: the lease gives its free part back rather than the image being
     refused."""
-    db = postgres_db
     ledger, acct, name = await _ledger_and_account(db, 100 * H)
     chat = await _hold(ledger, acct)
     assert ledger.leases is not None and ledger.leases.of(acct) is not None
@@ -416,10 +403,9 @@ async def test_a_hold_in_a_row_gets_what_the_lease_holds_free(postgres_db: Datab
     await _clean(db, name)
 
 
-async def test_a_lease_past_its_good_until_holds_nothing_more(postgres_db: Database) -> None:
+async def test_a_lease_past_its_good_until_holds_nothing_more(db: Database) -> None:
     """Renewals failing for half a hold timeout: the lease holds no new request (its deadline
     may be near) unless a growth moves that deadline; refused, the request is held in a row."""
-    db = postgres_db
     ledger, acct, name = await _ledger_and_account(db, MIN_HOLDS * H)
     first = await _hold(ledger, acct)
     assert ledger.leases is not None
@@ -464,3 +450,43 @@ async def test_a_lone_step_on_a_lease_runs_its_own_statement_and_lands_once(
     assert (await ledger.balances(acct))[0] == 100_000 - 400 - H
     books = await _clean(db, name)
     assert books.by_status() == {"settled": 2, "released": 1}
+
+
+async def test_a_batch_of_leased_steps_lands_each_that_fits_once(db: Database) -> None:
+    """One ``finish_many`` batch of steps on two accounts' leases: each lease drawn by what
+    its steps cost, a step its lease cannot cover, one naming another account's lease and a
+    step given twice each write nothing, a release writes its row and moves no money; the
+    books stay exact."""
+    from minitoolai.ledger.store import Finish, NewCharge
+
+    ledger, a, name_a = await _ledger_and_account(db, 100 * H)
+    _, b, name_b = await _ledger_and_account(db, 100 * H)
+    store = ledger.store
+    now = utcnow()
+    until = now + timedelta(minutes=5)
+    lease_a, lease_b = "lease_" + unique("a"), "lease_" + unique("b")
+    assert await store.lease_more(lease_a, a, H, 5 * H, 1, now, until, new=True) == 5 * H  # type: ignore[attr-defined]
+    assert await store.lease_more(lease_b, b, H, 5 * H, 1, now, until, new=True) == 5 * H  # type: ignore[attr-defined]
+
+    def step(account: int, lease: str, cost: int, kind: str = "settle") -> Finish:
+        charge = NewCharge(unique("req"), account, None, "chat", "m", 2 * H, None, None, now, until)
+        return Finish(
+            charge.id, kind, cost, 1, 2, None, False, "up", None, None, now,  # type: ignore[arg-type]
+            lease=lease, charge=charge,
+        )  # fmt: skip
+
+    within, also, past, released = (step(a, lease_a, c) for c in (2 * H, 2 * H, 2 * H, 0))
+    released.kind = "release"
+    on_b = step(b, lease_b, 3 * H)  # capped at its hold: 2 H
+    stranger = step(a, lease_b, H)  # account a's request on account b's lease
+    done = await store.finish_many([within, on_b, also, stranger, past, released, within])
+    costs = [None if d is None else d.charged for d in done]
+    assert costs == [2 * H, 2 * H, 2 * H, None, None, 0, None]
+    assert await ledger.balances(a) == (96 * H, H)  # 4 H drawn from its 5 H lease
+    assert await ledger.balances(b) == (98 * H, 3 * H)
+    for name in (name_a, name_b):
+        books = await _clean(db, name)
+        assert books.leases[0].entries["draw"] == 1  # one draw per lease and batch
+    assert books.by_status() == {"settled": 1}
+    again = await store.finish_many([within, on_b, released])
+    assert again == [None, None, None]

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from hypothesis import given
 from hypothesis import strategies as st
 
-from minitoolai.ledger.store.sqlite import _read_time, _time
+from minitoolai.ledger.store.sqlite_rows import read_time, stored_time
 
 ZONES = st.one_of(
     st.just(UTC),
@@ -21,5 +21,5 @@ def test_times_are_written_as_sqlalchemy_writes_them(value: datetime) -> None:
     expected = (
         value.astimezone(UTC).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
     )
-    assert _time(value) == expected
-    assert _read_time(_time(value)) == value
+    assert stored_time(value) == expected
+    assert read_time(stored_time(value)) == value

@@ -1,8 +1,11 @@
 """Apply Alembic migrations on start, safely when many replicas start at once.
 
 On PostgreSQL an advisory lock serialises concurrent upgrades. On SQLite a lock file beside the
-database does (``<db>.migrate-lock``, ``flock``): Alembic's DDL there runs outside a
-transaction, so the database's own write lock would let two processes both create the tables.
+database does (``<db>.migrate-lock``, ``flock``), and the upgrade is one transaction, DDL
+included, begun explicitly (the driver would begin one only before the first DML, leaving a
+failed upgrade's first tables behind). SQLite's upgrades run with its foreign keys off, as its
+manual asks for a table rebuilt (Alembic's batch mode: copied, dropped, renamed; the drop of a
+table others refer to would fail midway), and every reference is checked before the commit.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ _MIGRATIONS = Path(__file__).parent / "migrations"
 _LOCK_ID = 0x4D544149  # "MTAI"
 #: the newest migration: a database that says it is there needs no Alembic (its imports are
 #: ~10 MB and ~130 ms of every start); tests/infra checks it is the scripts' head
-HEAD = "0015"
+HEAD = "0016"
 
 
 def alembic_config(connection: Connection | None = None) -> Config:
@@ -39,9 +42,15 @@ def alembic_config(connection: Connection | None = None) -> Config:
 def _upgrade(connection: Connection) -> None:
     if connection.dialect.name == "postgresql":
         connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _LOCK_ID})
+    else:  # begun here, so its DDL is in it too (the driver begins only before DML)
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
     from alembic import command
 
     command.upgrade(alembic_config(connection), "head")
+    if connection.dialect.name == "sqlite":
+        broken = connection.exec_driver_sql("PRAGMA foreign_key_check").all()
+        if broken:  # rolled back whole: the database stays as it was
+            raise RuntimeError(f"the upgrade would break foreign keys: {broken[:5]}")
 
 
 async def _at_head(engine: AsyncEngine) -> bool:
@@ -59,8 +68,18 @@ async def upgrade(engine: AsyncEngine) -> None:
     lock_path = _sqlite_lock_path(engine)
     fd = None if lock_path is None else await asyncio.to_thread(_lock, lock_path)
     try:
-        async with engine.begin() as conn:
-            await conn.run_sync(_upgrade)
+        async with engine.connect() as conn:
+            sqlite = conn.dialect.name == "sqlite"
+            if sqlite:  # outside any transaction (inside one the pragma does nothing)
+                await conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
+                await conn.commit()
+            try:
+                async with conn.begin():
+                    await conn.run_sync(_upgrade)
+            finally:
+                if sqlite:
+                    await conn.exec_driver_sql("PRAGMA foreign_keys=ON")
+                    await conn.commit()
     finally:
         if fd is not None:
             os.close(fd)  # closing the file releases the lock

@@ -28,6 +28,9 @@ from sqlalchemy import (
 
 metadata = MetaData()
 
+#: the entry kinds a charge has at most one of (a lease's ``grow``, ``draw``, ``return`` repeat)
+ONCE_KINDS = "kind NOT IN ('grow', 'draw', 'return')"
+
 
 def rate_limit_columns() -> list[Column[int]]:
     """Requests, tokens, images per minute and requests in flight (``limits.rates``)."""
@@ -142,9 +145,16 @@ ledger_entries = Table(
     Column("held", BigInteger, nullable=False),  # change to the held amount
     Column("note", Text, nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
-    # A charge moves through each step at most once: the database refuses a double settle. (On
-    # PostgreSQL a partial unique index, migration 0014: a lease's grow/draw/return repeat.)
-    UniqueConstraint("charge_id", "kind", name="uq_ledger_charge_kind"),
+    # A charge moves through each step at most once: the database refuses a double settle; a
+    # lease's grow/draw/return entries repeat (migrations 0014 and 0016).
+    Index(
+        "uq_ledger_charge_kind",
+        "charge_id",
+        "kind",
+        unique=True,
+        postgresql_where=text(ONCE_KINDS),
+        sqlite_where=text(ONCE_KINDS),
+    ),
     Index("ix_ledger_account_id", "account_id", "id"),
 )
 

@@ -1,5 +1,6 @@
 """Leases: a slice of an account's balance held by this process, so a request's hold is a
-subtraction in memory instead of a round trip to the database (PostgreSQL; docs/billing.md).
+subtraction in memory instead of a round trip to the database (on SQLite, a transaction of its
+own; docs/billing.md).
 
 A lease is a charge of kind ``lease``: opening it holds an amount on the account (``held``
 grows, a ``hold`` entry), exactly as a request's hold does, so the database still guarantees
@@ -52,7 +53,8 @@ GROWTH_WINDOW_S = 1.0
 
 
 class LeaseStore(Protocol):
-    """The statements of leases (``store/postgres.py``, ``store/pg_leases.py``)."""
+    """The statements of leases (``store/postgres.py`` and ``store/pg_leases.py``;
+    ``store/sqlite.py`` and ``store/sqlite_leases.py``)."""
 
     async def lease_more(
         self,

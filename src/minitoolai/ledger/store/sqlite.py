@@ -19,14 +19,13 @@ import logging
 import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, TypeVar
-
-import orjson
 
 from minitoolai.infra.db import sqlite_pragmas
 from minitoolai.ledger.budgets import BudgetRow, period_keys
 from minitoolai.ledger.group_commit import GroupCommit
+from minitoolai.ledger.store import sqlite_leases as leased
 from minitoolai.ledger.store.base import (
     CREDIT_KINDS,
     RENEW_BATCH,
@@ -55,59 +54,20 @@ from minitoolai.ledger.store.base import (
     release_if_held,
     take_back_note,
 )
+from minitoolai.ledger.store.sqlite_rows import (
+    add_entry,
+    read_json,
+    read_time,
+    stored_json,
+    stored_time,
+)
 
 T = TypeVar("T")
 log = logging.getLogger("minitoolai.ledger")
 
 
-def _time(value: datetime) -> str:
-    """The storage format SQLAlchemy's SQLite DateTime uses (naive UTC), so both agree.
-
-    Written out by hand: ``replace(tzinfo=None).isoformat(sep=" ", timespec=...)`` spends
-    ~18 k instructions on keyword parsing and formatting, three times per request."""
-    u = value if value.tzinfo is UTC else value.astimezone(UTC)
-    return "%04d-%02d-%02d %02d:%02d:%02d.%06d" % (  # noqa: UP031 (twice an f-string's speed)
-        u.year,
-        u.month,
-        u.day,
-        u.hour,
-        u.minute,
-        u.second,
-        u.microsecond,
-    )
-
-
-def _read_time(value: str) -> datetime:
-    return datetime.fromisoformat(value).replace(tzinfo=UTC)
-
-
-def _json(value: Any) -> str | None:
-    return None if value is None else orjson.dumps(value).decode()
-
-
-def _read_json(value: str | None) -> Any:
-    return None if value is None else orjson.loads(value)
-
-
 def _busy(exc: sqlite3.OperationalError) -> bool:
     return "locked" in str(exc) or "busy" in str(exc)
-
-
-def _entry(
-    conn: sqlite3.Connection,
-    account_id: int,
-    charge_id: str | None,
-    kind: str,
-    amount: int,
-    held: int,
-    note: str | None,
-    now: str,
-) -> None:
-    conn.execute(
-        "INSERT INTO ledger_entries (account_id, charge_id, kind, amount, held, note, created_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?)",
-        (account_id, charge_id, kind, amount, held, note, now),
-    )
 
 
 def _statement(sql: str, args: tuple[Any, ...]) -> Callable[[sqlite3.Connection], None]:
@@ -121,7 +81,7 @@ def _statement(sql: str, args: tuple[Any, ...]) -> Callable[[sqlite3.Connection]
 
 def _usage_where(account_id: int, where: UsageFilter) -> tuple[str, tuple[Any, ...]]:
     """The WHERE clause of an account's finished charges under ``where``, and its arguments."""
-    sql = "account_id = ? AND status != 'held'"
+    sql = "account_id = ? AND status != 'held' AND kind != 'lease'"
     args: list[Any] = [account_id]
     for column, value in (("model", where.model), ("kind", where.kind)):
         if value is not None:
@@ -129,17 +89,17 @@ def _usage_where(account_id: int, where: UsageFilter) -> tuple[str, tuple[Any, .
             args.append(value)
     if where.since is not None:
         sql += " AND created_at >= ?"
-        args.append(_time(where.since))
+        args.append(stored_time(where.since))
     if where.until is not None:
         sql += " AND created_at < ?"
-        args.append(_time(where.until))
+        args.append(stored_time(where.until))
     return sql, tuple(args)
 
 
 def _usage_row(r: Any) -> UsageRow:
     return UsageRow(
         r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], bool(r[8]), int(r[9] or 0),
-        _read_time(r[10]), r[11],
+        read_time(r[10]), r[11],
     )  # fmt: skip
 
 
@@ -205,7 +165,7 @@ def _hold_in(conn: sqlite3.Connection, c: NewCharge) -> HoldOutcome:
     ).rowcount
     if not moved:
         return "insufficient"
-    now = _time(c.now)
+    now = stored_time(c.now)
     try:
         conn.execute(
             "INSERT INTO charges (id, account_id, api_key_id, kind, model, status,"
@@ -222,7 +182,7 @@ def _hold_in(conn: sqlite3.Connection, c: NewCharge) -> HoldOutcome:
                 c.idempotency_key,
                 c.request_hash,
                 now,
-                _time(c.expires_at),
+                stored_time(c.expires_at),
                 c.request_id,
                 c.budget_period,
             ),
@@ -231,7 +191,7 @@ def _hold_in(conn: sqlite3.Connection, c: NewCharge) -> HoldOutcome:
         if c.idempotency_key is None:
             raise
         raise _Duplicate from None
-    _entry(conn, c.account_id, c.id, "hold", 0, c.amount, None, now)
+    add_entry(conn, c.account_id, c.id, "hold", 0, c.amount, None, now)
     for counter in c.budgets or ():
         taken = conn.execute(
             _BUDGET_HOLD, (counter.scope, counter.scope_id, counter.period, c.amount, counter.cap)
@@ -260,9 +220,11 @@ class _Holds(GroupCommit[NewCharge, HoldOutcome]):
 
 def _finish_in(conn: sqlite3.Connection, s: Finish) -> Finished | None:
     """One settle or release, inside the caller's transaction."""
-    now = _time(s.now)
+    if s.lease is not None:  # held in memory: no row yet
+        return leased.finish_leased(conn, [s])[0]
+    now = stored_time(s.now)
     expiry = "" if s.expired_before is None else " AND expires_at < ?"
-    expiry_args = () if s.expired_before is None else (_time(s.expired_before),)
+    expiry_args = () if s.expired_before is None else (stored_time(s.expired_before),)
     row = conn.execute(
         "UPDATE charges SET status = ?, settled_at = ?, cost = MIN(held_amount, ?),"
         " prompt_tokens = ?, completion_tokens = ?, units = ?, usage_estimated = ?,"
@@ -279,7 +241,7 @@ def _finish_in(conn: sqlite3.Connection, s: Finish) -> Finished | None:
             s.units,
             int(s.estimated),
             s.served_by,
-            _json(s.result),
+            stored_json(s.result),
             s.charge_id,
             *expiry_args,
         ),
@@ -291,15 +253,25 @@ def _finish_in(conn: sqlite3.Connection, s: Finish) -> Finished | None:
         "UPDATE accounts SET balance = balance - ?, held = held - ? WHERE id = ?",
         (charged, held_amount, account_id),
     )
-    _entry(conn, account_id, s.charge_id, s.kind, -charged, -held_amount, s.note, now)
+    add_entry(conn, account_id, s.charge_id, s.kind, -charged, -held_amount, s.note, now)
     if row[5] is not None:
         _budget_move(conn, row[4], account_id, row[5], held=held_amount, spent=charged)
     return Finished(account_id, held_amount, charged, str(row[3]))
 
 
+def _finish_all(conn: sqlite3.Connection, steps: list[Finish]) -> list[Finished | None]:
+    """Steps in the caller's transaction; those on leases together (``finish_leased``)."""
+    on_leases = [s for s in steps if s.lease is not None]
+    if not on_leases:
+        return [_finish_in(conn, s) for s in steps]
+    done = iter(leased.finish_leased(conn, on_leases))  # in their order
+    return [next(done) if s.lease is not None else _finish_in(conn, s) for s in steps]
+
+
 class SqliteLedgerStore:
-    #: no leases (``ledger.leases``): a hold is a statement in this process, not a round trip
-    supports_leases = False
+    #: holds requests on leases (``ledger.leases``): a hold in memory is no transaction here
+    #: (its commit and the pages it writes, twice per request with the settle's)
+    supports_leases = True
 
     CHECKPOINT_EVERY = 500
 
@@ -400,7 +372,7 @@ class SqliteLedgerStore:
             ).fetchone()
             if row is None:
                 return None
-            _entry(conn, account_id, None, "topup", amount, 0, note, _time(now))
+            add_entry(conn, account_id, None, "topup", amount, 0, note, stored_time(now))
             return int(row[0])
 
         return await self._run(run)
@@ -408,7 +380,7 @@ class SqliteLedgerStore:
     async def redeem_code(
         self, account_id: int, code_hash: str, *, cap: int, now: datetime
     ) -> CodeCredit | CodeRefusal:
-        at = _time(now)
+        at = stored_time(now)
 
         def run(conn: sqlite3.Connection) -> CodeCredit | CodeRefusal:
             # BEGIN IMMEDIATE: no other writer between reading the code unused and marking it
@@ -470,11 +442,11 @@ class SqliteLedgerStore:
 
     async def finish_many(self, steps: list[Finish]) -> list[Finished | None]:
         """The steps in one transaction: one commit (one WAL append) for them all."""
-        return await self._run(lambda conn: [_finish_in(conn, s) for s in steps])
+        return await self._run(lambda conn: _finish_all(conn, steps))
 
     async def settle_late(self, s: Finish, note: str) -> LateSettled | None:
-        now = _time(s.now)
-        result = _json(s.result)
+        now = stored_time(s.now)
+        result = stored_json(s.result)
 
         def run(conn: sqlite3.Connection) -> LateSettled | None:
             row = conn.execute(
@@ -512,7 +484,7 @@ class SqliteLedgerStore:
                     s.charge_id,
                 ),
             )
-            _entry(conn, account_id, s.charge_id, "settle", -charged, 0, note, now)
+            add_entry(conn, account_id, s.charge_id, "settle", -charged, 0, note, now)
             return LateSettled(account_id, wanted, charged, str(row[2]))
 
         return await self._run(run)
@@ -526,7 +498,7 @@ class SqliteLedgerStore:
                 return None
             wanted = min(s.cost, c.amount)
             charged = max(0, min(wanted, int(row[0])))
-            now = _time(s.now)
+            now = stored_time(s.now)
             created = conn.execute(
                 "INSERT INTO charges (id, account_id, api_key_id, kind, model, status,"
                 " held_amount, cost, usage_estimated, idempotency_key, request_hash,"
@@ -543,14 +515,14 @@ class SqliteLedgerStore:
                     c.amount,
                     charged,
                     int(s.estimated),
-                    _time(c.now),
-                    _time(c.expires_at),
+                    stored_time(c.now),
+                    stored_time(c.expires_at),
                     now,
                     s.prompt_tokens,
                     s.completion_tokens,
                     s.units,
                     s.served_by,
-                    _json(s.result),
+                    stored_json(s.result),
                     c.request_id,
                 ),
             ).rowcount
@@ -559,23 +531,54 @@ class SqliteLedgerStore:
             conn.execute(
                 "UPDATE accounts SET balance = balance - ? WHERE id = ?", (charged, c.account_id)
             )
-            _entry(conn, c.account_id, c.id, "hold", 0, c.amount, None, _time(c.now))
-            _entry(conn, c.account_id, c.id, "settle", -charged, -c.amount, note, now)
+            add_entry(conn, c.account_id, c.id, "hold", 0, c.amount, None, stored_time(c.now))
+            add_entry(conn, c.account_id, c.id, "settle", -charged, -c.amount, note, now)
             return LateSettled(c.account_id, wanted, charged, c.model)
 
         return await self._run(run)
 
     async def renew(self, charge_ids: list[str], deadline: datetime) -> None:
-        at = _time(deadline)
+        at = stored_time(deadline)
         for i in range(0, len(charge_ids), RENEW_BATCH):
             batch = charge_ids[i : i + RENEW_BATCH]
             marks = ", ".join("?" * len(batch))
             sql = f"UPDATE charges SET expires_at = ? WHERE status = 'held' AND id IN ({marks})"
             await self._run(_statement(sql, (at, *batch)))
 
+    # -- leases (``ledger.leases``, ``store/sqlite_leases.py``) --------------------------------
+
+    async def lease_more(
+        self,
+        lease_id: str,
+        account_id: int,
+        need: int,
+        want: int,
+        share: int,
+        now: datetime,
+        expires_at: datetime,
+        *,
+        new: bool,
+    ) -> int | None:
+        at, until = stored_time(now), stored_time(expires_at)
+        return await self._run(
+            lambda conn: leased.lease_more(
+                conn, lease_id, account_id, need, want, share, at, until, new=new
+            )
+        )
+
+    async def return_lease(self, lease_id: str, amount: int, now: datetime) -> None:
+        at = stored_time(now)
+        await self._run(lambda conn: leased.return_lease(conn, lease_id, amount, at))
+
+    async def renew_leases(self, lease_ids: list[str], deadline: datetime) -> set[str]:
+        at = stored_time(deadline)
+        return await self._run(lambda conn: leased.renew_leases(conn, lease_ids, at))
+
     async def set_result(self, charge_id: str, result: Any) -> None:
         await self._run(
-            _statement("UPDATE charges SET result = ? WHERE id = ?", (_json(result), charge_id))
+            _statement(
+                "UPDATE charges SET result = ? WHERE id = ?", (stored_json(result), charge_id)
+            )
         )
 
     async def refund(self, charge_id: str, note: str | None, now: datetime) -> int | None:
@@ -594,7 +597,7 @@ class SqliteLedgerStore:
                 conn.execute(
                     "UPDATE accounts SET balance = balance + ? WHERE id = ?", (cost, account_id)
                 )
-            _entry(conn, account_id, charge_id, "refund", cost, 0, note, _time(now))
+            add_entry(conn, account_id, charge_id, "refund", cost, 0, note, stored_time(now))
             return cost
 
         return await self._run(run)
@@ -603,7 +606,7 @@ class SqliteLedgerStore:
         rows = await self._scan(
             lambda conn: conn.execute(
                 "SELECT id FROM charges WHERE status = 'held' AND expires_at < ? LIMIT ?",
-                (_time(now), limit),
+                (stored_time(now), limit),
             ).fetchall()
         )
         return [str(r[0]) for r in rows]
@@ -618,7 +621,7 @@ class SqliteLedgerStore:
         )
         if row is None:
             return None
-        return KeyedCharge(str(row[0]), int(row[1]), str(row[2]), _read_json(row[3]), row[4])
+        return KeyedCharge(str(row[0]), int(row[1]), str(row[2]), read_json(row[3]), row[4])
 
     async def free_key(self, charge_id: str) -> None:
         await self._run(
@@ -673,12 +676,13 @@ class SqliteLedgerStore:
                 (account_id, limit),
             ).fetchall()
         )
-        return [Entry(r[0], int(r[1]), int(r[2]), r[3], r[4], _read_time(r[5])) for r in rows]
+        return [Entry(r[0], int(r[1]), int(r[2]), r[3], r[4], read_time(r[5])) for r in rows]
 
     async def open_holds(self, account_id: int) -> int:
         row = await self._scan(
             lambda conn: conn.execute(
-                "SELECT count(*) FROM charges WHERE account_id = ? AND status = 'held'",
+                "SELECT count(*) FROM charges WHERE account_id = ? AND status = 'held'"
+                " AND kind != 'lease'",
                 (account_id,),
             ).fetchone()
         )
@@ -689,7 +693,8 @@ class SqliteLedgerStore:
             lambda conn: conn.execute(
                 "SELECT id, kind, model, served_by, status, prompt_tokens, completion_tokens,"
                 " units, usage_estimated, cost, created_at, request_id FROM charges"
-                " WHERE account_id = ? AND status != 'held' ORDER BY created_at DESC LIMIT ?",
+                " WHERE account_id = ? AND status != 'held' AND kind != 'lease'"
+                " ORDER BY created_at DESC LIMIT ?",
                 (account_id, limit),
             ).fetchall()
         )
@@ -705,7 +710,7 @@ class SqliteLedgerStore:
                 r[7],
                 bool(r[8]),
                 int(r[9] or 0),
-                _read_time(r[10]),
+                read_time(r[10]),
                 r[11],
             )
             for r in rows
@@ -736,7 +741,7 @@ class SqliteLedgerStore:
             ).fetchone()
             if row is None:
                 return None
-            _entry(conn, account_id, None, "adjustment", -amount, 0, note, _time(now))
+            add_entry(conn, account_id, None, "adjustment", -amount, 0, note, stored_time(now))
             return int(row[0])
 
         return await self._run(run)
@@ -749,7 +754,7 @@ class SqliteLedgerStore:
                 " COALESCE(SUM(units), 0) FROM charges"
                 " WHERE status = 'settled' AND settled_at >= ?"
                 " GROUP BY day, model ORDER BY day DESC, model",
-                (_time(since),),
+                (stored_time(since),),
             ).fetchall()
         )
         return [RevenueRow(str(r[0]), str(r[1]), *(int(v) for v in r[2:])) for r in rows]
@@ -767,7 +772,7 @@ class SqliteLedgerStore:
         cap: int,
         now: datetime,
     ) -> PaymentCredit | PaymentRefusal:
-        at = _time(now)
+        at = stored_time(now)
 
         def run(conn: sqlite3.Connection) -> PaymentCredit | PaymentRefusal:
             # BEGIN IMMEDIATE: no other writer between reading the order unpaid and paying it
@@ -812,7 +817,7 @@ class SqliteLedgerStore:
         *,
         now: datetime,
     ) -> TakeBack | TakeBackRefusal:
-        at = _time(now)
+        at = stored_time(now)
 
         def run(conn: sqlite3.Connection) -> TakeBack | TakeBackRefusal:
             order = conn.execute(
@@ -894,7 +899,7 @@ class SqliteLedgerStore:
                 (account_id, *CREDIT_KINDS, limit),
             ).fetchall()
         )
-        return [Entry(r[0], int(r[1]), int(r[2]), r[3], r[4], _read_time(r[5])) for r in rows]
+        return [Entry(r[0], int(r[1]), int(r[2]), r[3], r[4], read_time(r[5])) for r in rows]
 
     # -- usage reports -------------------------------------------------------------------------
 
@@ -904,7 +909,7 @@ class SqliteLedgerStore:
             lambda conn: conn.execute(
                 "SELECT COALESCE(SUM(cost), 0) FROM charges"
                 " WHERE account_id = ? AND status = 'settled' AND created_at >= ?",
-                (account_id, _time(since)),
+                (account_id, stored_time(since)),
             ).fetchone()
         )
         return int(row[0])
@@ -915,7 +920,7 @@ class SqliteLedgerStore:
         sql, args = _usage_where(account_id, where)
         if before is not None:
             sql += " AND (created_at, id) < (?, ?)"
-            args += (_time(before.created_at), before.id)
+            args += (stored_time(before.created_at), before.id)
         rows = await self._scan(
             lambda conn: conn.execute(
                 "SELECT id, kind, model, served_by, status, prompt_tokens, completion_tokens,"

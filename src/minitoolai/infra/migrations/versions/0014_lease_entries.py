@@ -6,8 +6,8 @@ Revises: 0013
 A lease (``ledger.leases``) is a charge that is grown, drawn on by each of its requests' settles
 and partly given back many times: ``grow``, ``draw`` and ``return`` entries repeat on one
 charge. The unique (charge, kind) constraint that keeps a request's hold, settle, release and
-refund to one each now holds for every other kind only (a partial unique index). SQLite keeps
-its constraint: its ledger holds no leases (a hold there is no round trip).
+refund to one each now holds for every other kind only (a partial unique index). SQLite kept
+its constraint then (no leases there); 0016 does the same on SQLite.
 """
 
 from __future__ import annotations
