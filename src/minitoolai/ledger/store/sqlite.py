@@ -55,7 +55,9 @@ from minitoolai.ledger.store.base import (
     take_back_note,
 )
 from minitoolai.ledger.store.sqlite_rows import (
+    INSERT_FINISHED,
     add_entry,
+    finished_row,
     read_json,
     read_time,
     stored_json,
@@ -499,33 +501,7 @@ class SqliteLedgerStore:
             wanted = min(s.cost, c.amount)
             charged = max(0, min(wanted, int(row[0])))
             now = stored_time(s.now)
-            created = conn.execute(
-                "INSERT INTO charges (id, account_id, api_key_id, kind, model, status,"
-                " held_amount, cost, usage_estimated, idempotency_key, request_hash,"
-                " created_at, expires_at, settled_at, prompt_tokens, completion_tokens, units,"
-                " served_by, result, request_id)"
-                " VALUES (?, ?, ?, ?, ?, 'settled', ?, ?, ?, NULL, NULL, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (id) DO NOTHING",
-                (
-                    c.id,
-                    c.account_id,
-                    c.api_key_id,
-                    c.kind,
-                    c.model,
-                    c.amount,
-                    charged,
-                    int(s.estimated),
-                    stored_time(c.now),
-                    stored_time(c.expires_at),
-                    now,
-                    s.prompt_tokens,
-                    s.completion_tokens,
-                    s.units,
-                    s.served_by,
-                    stored_json(s.result),
-                    c.request_id,
-                ),
-            ).rowcount
+            created = conn.execute(INSERT_FINISHED, finished_row(c, s, "settled", charged)).rowcount
             if not created:
                 return None
             conn.execute(

@@ -12,14 +12,13 @@ import sqlite3
 from typing import Any
 
 from minitoolai.ledger.store.base import RENEW_BATCH, Finish, Finished
-from minitoolai.ledger.store.sqlite_rows import add_entry, stored_json, stored_time
-
-_CHARGE = (
-    "INSERT INTO charges (id, account_id, api_key_id, kind, model, status, held_amount, cost,"
-    " usage_estimated, created_at, expires_at, settled_at, prompt_tokens, completion_tokens,"
-    " units, served_by, result, request_id)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+from minitoolai.ledger.store.sqlite_rows import (
+    INSERT_FINISHED,
+    add_entry,
+    finished_row,
+    stored_time,
 )
+
 _ENTRY = (
     "INSERT INTO ledger_entries (account_id, charge_id, kind, amount, held, note, created_at)"
     " VALUES (?, ?, ?, ?, ?, ?, ?)"
@@ -67,28 +66,7 @@ def finish_leased(conn: sqlite3.Connection, steps: list[Finish]) -> list[Finishe
             drawn[lease] = (account, drawn.get(lease, (0, 0, ""))[1] + charged, now)
         landed.add(s.charge_id)  # the same step twice in one batch lands once
         held_at = stored_time(c.now)
-        charges.append(
-            (
-                s.charge_id,
-                c.account_id,
-                c.api_key_id,
-                c.kind,
-                c.model,
-                s.status,
-                c.amount,
-                charged,
-                int(s.estimated),
-                held_at,
-                stored_time(c.expires_at),
-                now,
-                s.prompt_tokens,
-                s.completion_tokens,
-                s.units,
-                s.served_by,
-                stored_json(s.result),
-                c.request_id,
-            )
-        )
+        charges.append(finished_row(c, s, s.status, charged))
         entries.append((c.account_id, s.charge_id, "hold", 0, c.amount, None, held_at))
         entries.append((c.account_id, s.charge_id, s.kind, -charged, -c.amount, s.note, now))
         done.append(Finished(c.account_id, c.amount, charged, c.model))
@@ -99,7 +77,7 @@ def finish_leased(conn: sqlite3.Connection, steps: list[Finish]) -> list[Finishe
             (cost, cost, account),
         )
         entries.append((account, lease, "draw", 0, -cost, None, now))
-    conn.executemany(_CHARGE, charges)
+    conn.executemany(INSERT_FINISHED, charges)
     conn.executemany(_ENTRY, entries)
     return done
 

@@ -9,6 +9,8 @@ from typing import Any
 
 import orjson
 
+from minitoolai.ledger.store.base import Finish, NewCharge
+
 
 def stored_time(value: datetime) -> str:
     """The storage format SQLAlchemy's SQLite DateTime uses (naive UTC), so both agree.
@@ -53,4 +55,38 @@ def add_entry(
         "INSERT INTO ledger_entries (account_id, charge_id, kind, amount, held, note, created_at)"
         " VALUES (?, ?, ?, ?, ?, ?, ?)",
         (account_id, charge_id, kind, amount, held, note, now),
+    )
+
+
+#: a charge written finished in one step (a leased request's settle or release, a lost hold's
+#: settle): its hold and its finish in one row; nothing if the row is there already
+INSERT_FINISHED = (
+    "INSERT INTO charges (id, account_id, api_key_id, kind, model, status, held_amount, cost,"
+    " usage_estimated, created_at, expires_at, settled_at, prompt_tokens, completion_tokens,"
+    " units, served_by, result, request_id)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING"
+)
+
+
+def finished_row(c: NewCharge, s: Finish, status: str, charged: int) -> tuple[Any, ...]:
+    """``INSERT_FINISHED``'s parameters: hold ``c`` finished by ``s``, ``charged`` taken."""
+    return (
+        c.id,
+        c.account_id,
+        c.api_key_id,
+        c.kind,
+        c.model,
+        status,
+        c.amount,
+        charged,
+        int(s.estimated),
+        stored_time(c.now),
+        stored_time(c.expires_at),
+        stored_time(s.now),
+        s.prompt_tokens,
+        s.completion_tokens,
+        s.units,
+        s.served_by,
+        stored_json(s.result),
+        c.request_id,
     )
